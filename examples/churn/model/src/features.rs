@@ -1,0 +1,138 @@
+//! Feature encoding: the consumer's columns to the 17 float32 features the graph was trained on.
+//!
+//! This is the contract with `training/train.py` (`encode`): the same order, the same category
+//! lists, the same handling of blanks. `tests/churn_example.rs` checks every row of the Telco
+//! sample against the features the training script wrote.
+
+use cordon_guest::{Batch, ModelError};
+
+pub const CONTRACTS: [&str; 3] = ["Month-to-month", "One year", "Two year"];
+pub const PAYMENT_METHODS: [&str; 4] = [
+    "Electronic check",
+    "Mailed check",
+    "Bank transfer (automatic)",
+    "Credit card (automatic)",
+];
+pub const INTERNET_SERVICES: [&str; 3] = ["DSL", "Fiber optic", "No"];
+
+/// Features per row.
+pub const FEATURE_COUNT: usize =
+    4 + CONTRACTS.len() + PAYMENT_METHODS.len() + INTERNET_SERVICES.len() + 3;
+
+/// One row's raw values, as the consumer's table holds them.
+#[derive(Debug, Clone, Default)]
+pub struct Customer<'a> {
+    pub tenure: Option<i64>,
+    pub monthly_charges: Option<f64>,
+    /// Blank for customers not billed yet (tenure 0).
+    pub total_charges: Option<f64>,
+    pub senior_citizen: Option<i64>,
+    pub contract: Option<&'a str>,
+    pub payment_method: Option<&'a str>,
+    pub internet_service: Option<&'a str>,
+    pub paperless_billing: Option<&'a str>,
+    pub tech_support: Option<&'a str>,
+    pub online_security: Option<&'a str>,
+}
+
+fn one_hot(features: &mut Vec<f32>, value: Option<&str>, categories: &[&str]) {
+    // An unseen or missing category encodes as all zeros, as in training.
+    features.extend(
+        categories
+            .iter()
+            .map(|c| if value == Some(*c) { 1.0 } else { 0.0 }),
+    );
+}
+
+fn yes(value: Option<&str>) -> f32 {
+    if value == Some("Yes") { 1.0 } else { 0.0 }
+}
+
+/// Appends one row's features to `features`.
+pub fn encode(customer: &Customer<'_>, features: &mut Vec<f32>) {
+    // The casts to f32 round exactly as numpy's float64 -> float32 conversion does.
+    features.push(customer.tenure.unwrap_or(0) as f32);
+    features.push(customer.monthly_charges.unwrap_or(0.0) as f32);
+    features.push(customer.total_charges.unwrap_or(0.0) as f32);
+    features.push(customer.senior_citizen.unwrap_or(0) as f32);
+    one_hot(features, customer.contract, &CONTRACTS);
+    one_hot(features, customer.payment_method, &PAYMENT_METHODS);
+    one_hot(features, customer.internet_service, &INTERNET_SERVICES);
+    features.push(yes(customer.paperless_billing));
+    features.push(yes(customer.tech_support));
+    features.push(yes(customer.online_security));
+}
+
+/// Encodes every row of a batch, row-major, `FEATURE_COUNT` features per row.
+pub fn encode_batch(input: &Batch) -> Result<Vec<f32>, ModelError> {
+    let tenure = input.i64s("tenure")?;
+    let monthly_charges = input.f64s("monthly_charges")?;
+    let total_charges = input.f64s("total_charges")?;
+    let senior_citizen = input.i64s("senior_citizen")?;
+    let contract = input.texts("contract")?;
+    let payment_method = input.texts("payment_method")?;
+    let internet_service = input.texts("internet_service")?;
+    let paperless_billing = input.texts("paperless_billing")?;
+    let tech_support = input.texts("tech_support")?;
+    let online_security = input.texts("online_security")?;
+
+    let mut features = Vec::with_capacity(input.num_rows() * FEATURE_COUNT);
+    for row in 0..input.num_rows() {
+        let customer = Customer {
+            tenure: tenure.get(row),
+            monthly_charges: monthly_charges.get(row),
+            total_charges: total_charges.get(row),
+            senior_citizen: senior_citizen.get(row),
+            contract: contract.get(row),
+            payment_method: payment_method.get(row),
+            internet_service: internet_service.get(row),
+            paperless_billing: paperless_billing.get(row),
+            tech_support: tech_support.get(row),
+            online_security: online_security.get(row),
+        };
+        encode(&customer, &mut features);
+    }
+    Ok(features)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_telco_row_matches_training() {
+        // 7590-VHVEG from the Telco sample; expected values from training/reference.csv.
+        let customer = Customer {
+            tenure: Some(1),
+            monthly_charges: Some(29.85),
+            total_charges: Some(29.85),
+            senior_citizen: Some(0),
+            contract: Some("Month-to-month"),
+            payment_method: Some("Electronic check"),
+            internet_service: Some("DSL"),
+            paperless_billing: Some("Yes"),
+            tech_support: Some("No"),
+            online_security: Some("No"),
+        };
+        let mut features = Vec::new();
+        encode(&customer, &mut features);
+        assert_eq!(features.len(), FEATURE_COUNT);
+        let expected = [
+            1.0, 29.85, 29.85, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0,
+        ];
+        assert_eq!(features, expected.map(|v: f64| v as f32));
+    }
+
+    #[test]
+    fn blank_total_charges_and_unseen_categories_encode_as_zero() {
+        let mut features = Vec::new();
+        encode(
+            &Customer {
+                contract: Some("Three year"),
+                ..Customer::default()
+            },
+            &mut features,
+        );
+        assert_eq!(features, vec![0.0; FEATURE_COUNT]);
+    }
+}

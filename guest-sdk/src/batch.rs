@@ -1,0 +1,419 @@
+//! Typed, columnar batches: what the host hands to a model and what the model hands back.
+
+use crate::ModelError;
+use crate::bindings::cordon::model::types as wit;
+
+/// The element type of a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    Float64,
+    Float32,
+    Int64,
+    Boolean,
+    Text,
+    /// Microseconds since the Unix epoch, UTC.
+    Timestamp,
+}
+
+impl std::fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ColumnType::Float64 => "float64",
+            ColumnType::Float32 => "float32",
+            ColumnType::Int64 => "int64",
+            ColumnType::Boolean => "boolean",
+            ColumnType::Text => "text",
+            ColumnType::Timestamp => "timestamp",
+        })
+    }
+}
+
+fn column_type(values: &wit::ColumnValues) -> ColumnType {
+    match values {
+        wit::ColumnValues::Float64(_) => ColumnType::Float64,
+        wit::ColumnValues::Float32(_) => ColumnType::Float32,
+        wit::ColumnValues::Int64(_) => ColumnType::Int64,
+        wit::ColumnValues::Boolean(_) => ColumnType::Boolean,
+        wit::ColumnValues::Text(_) => ColumnType::Text,
+        wit::ColumnValues::Timestamp(_) => ColumnType::Timestamp,
+    }
+}
+
+fn column_len(values: &wit::ColumnValues) -> usize {
+    match values {
+        wit::ColumnValues::Float64(v) => v.len(),
+        wit::ColumnValues::Float32(v) => v.len(),
+        wit::ColumnValues::Int64(v) | wit::ColumnValues::Timestamp(v) => v.len(),
+        wit::ColumnValues::Boolean(v) => v.len(),
+        wit::ColumnValues::Text(v) => v.len(),
+    }
+}
+
+/// A set of equally long, named, typed columns.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    num_rows: usize,
+    columns: Vec<wit::Column>,
+}
+
+/// A borrowed view of one column of a primitive type. Nulls read as `None`.
+#[derive(Debug, Clone, Copy)]
+pub struct Column<'a, T> {
+    values: &'a [T],
+    validity: &'a [bool],
+}
+
+impl<'a, T: Copy> Column<'a, T> {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The value at `row`, or `None` where it is null or `row` is out of range.
+    pub fn get(&self, row: usize) -> Option<T> {
+        if self.is_null(row) {
+            return None;
+        }
+        self.values.get(row).copied()
+    }
+
+    /// Whether the value at `row` is null.
+    pub fn is_null(&self, row: usize) -> bool {
+        !self.validity.is_empty() && !self.validity.get(row).copied().unwrap_or(false)
+    }
+
+    /// Every row in order, nulls as `None`.
+    pub fn iter(&self) -> impl Iterator<Item = Option<T>> + 'a {
+        let validity = self.validity;
+        self.values
+            .iter()
+            .enumerate()
+            .map(move |(row, value)| match validity.get(row) {
+                Some(false) => None,
+                _ => Some(*value),
+            })
+    }
+
+    /// The raw values, with placeholders (0, false) where a row is null.
+    pub fn values(&self) -> &'a [T] {
+        self.values
+    }
+}
+
+/// A borrowed view of a text column. Nulls read as `None`.
+#[derive(Debug, Clone, Copy)]
+pub struct TextColumn<'a> {
+    values: &'a [String],
+    validity: &'a [bool],
+}
+
+impl<'a> TextColumn<'a> {
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The value at `row`, or `None` where it is null or `row` is out of range.
+    pub fn get(&self, row: usize) -> Option<&'a str> {
+        if !self.validity.is_empty() && !self.validity.get(row).copied().unwrap_or(false) {
+            return None;
+        }
+        self.values.get(row).map(String::as_str)
+    }
+
+    /// Every row in order, nulls as `None`.
+    pub fn iter(&self) -> impl Iterator<Item = Option<&'a str>> + 'a {
+        let validity = self.validity;
+        self.values
+            .iter()
+            .enumerate()
+            .map(move |(row, value)| match validity.get(row) {
+                Some(false) => None,
+                _ => Some(value.as_str()),
+            })
+    }
+}
+
+macro_rules! typed_accessor {
+    ($(#[$doc:meta])* $name:ident, $variant:ident, $ty:ty, $column_type:ident) => {
+        $(#[$doc])*
+        pub fn $name(&self, name: &str) -> Result<Column<'_, $ty>, ModelError> {
+            let column = self.find(name)?;
+            match &column.values {
+                wit::ColumnValues::$variant(values) => Ok(Column {
+                    values,
+                    validity: &column.validity,
+                }),
+                other => Err(wrong_type(name, ColumnType::$column_type, column_type(other))),
+            }
+        }
+    };
+}
+
+fn wrong_type(name: &str, wanted: ColumnType, found: ColumnType) -> ModelError {
+    ModelError::InvalidInput(format!(
+        "column `{name}` is {found}, but the model reads it as {wanted}"
+    ))
+}
+
+impl Batch {
+    /// Number of rows.
+    pub fn num_rows(&self) -> usize {
+        self.num_rows
+    }
+
+    /// The names of the columns, in order.
+    pub fn column_names(&self) -> impl Iterator<Item = &str> {
+        self.columns.iter().map(|column| column.name.as_str())
+    }
+
+    /// The type of column `name`, if the batch has it.
+    pub fn column_type(&self, name: &str) -> Option<ColumnType> {
+        self.columns
+            .iter()
+            .find(|column| column.name == name)
+            .map(|column| column_type(&column.values))
+    }
+
+    fn find(&self, name: &str) -> Result<&wit::Column, ModelError> {
+        self.columns
+            .iter()
+            .find(|column| column.name == name)
+            .ok_or_else(|| {
+                ModelError::InvalidInput(format!(
+                    "the input has no column `{name}` (it has: {})",
+                    self.column_names().collect::<Vec<_>>().join(", ")
+                ))
+            })
+    }
+
+    typed_accessor!(
+        /// Column `name` as 64-bit floats.
+        f64s, Float64, f64, Float64
+    );
+    typed_accessor!(
+        /// Column `name` as 32-bit floats.
+        f32s, Float32, f32, Float32
+    );
+    typed_accessor!(
+        /// Column `name` as 64-bit integers.
+        i64s, Int64, i64, Int64
+    );
+    typed_accessor!(
+        /// Column `name` as booleans.
+        bools, Boolean, bool, Boolean
+    );
+    typed_accessor!(
+        /// Column `name` as timestamps (microseconds since the Unix epoch, UTC).
+        timestamps, Timestamp, i64, Timestamp
+    );
+
+    /// Column `name` as text.
+    pub fn texts(&self, name: &str) -> Result<TextColumn<'_>, ModelError> {
+        let column = self.find(name)?;
+        match &column.values {
+            wit::ColumnValues::Text(values) => Ok(TextColumn {
+                values,
+                validity: &column.validity,
+            }),
+            other => Err(wrong_type(name, ColumnType::Text, column_type(other))),
+        }
+    }
+
+    /// Each column's name and its values rendered as text (nulls as `None`): for diagnostics
+    /// and for models that echo what they receive.
+    pub fn to_text_columns(&self) -> Vec<(String, Vec<Option<String>>)> {
+        self.columns
+            .iter()
+            .map(|column| {
+                let valid = |row: usize| column.validity.get(row).copied().unwrap_or(true);
+                let rendered: Vec<Option<String>> = match &column.values {
+                    wit::ColumnValues::Float64(v) => render(v, valid),
+                    wit::ColumnValues::Float32(v) => render(v, valid),
+                    wit::ColumnValues::Int64(v) | wit::ColumnValues::Timestamp(v) => {
+                        render(v, valid)
+                    }
+                    wit::ColumnValues::Boolean(v) => render(v, valid),
+                    wit::ColumnValues::Text(v) => render(v, valid),
+                };
+                (column.name.clone(), rendered)
+            })
+            .collect()
+    }
+
+    pub(crate) fn from_wit(batch: wit::Batch) -> Self {
+        Self {
+            num_rows: batch.num_rows as usize,
+            columns: batch.columns,
+        }
+    }
+
+    pub(crate) fn into_wit(self) -> wit::Batch {
+        wit::Batch {
+            // The builder refuses batches longer than u32::MAX rows.
+            num_rows: u32::try_from(self.num_rows).unwrap_or(u32::MAX),
+            columns: self.columns,
+        }
+    }
+}
+
+fn render<T: ToString>(values: &[T], valid: impl Fn(usize) -> bool) -> Vec<Option<String>> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(row, value)| valid(row).then(|| value.to_string()))
+        .collect()
+}
+
+/// Builds an output batch column by column; [`BatchBuilder::build`] checks that every column
+/// has the same number of rows.
+#[derive(Debug, Default)]
+pub struct BatchBuilder {
+    columns: Vec<wit::Column>,
+}
+
+fn split_nulls<T: Default>(values: Vec<Option<T>>) -> (Vec<T>, Vec<bool>) {
+    let has_nulls = values.iter().any(Option::is_none);
+    let mut validity = Vec::with_capacity(if has_nulls { values.len() } else { 0 });
+    let values = values
+        .into_iter()
+        .map(|value| {
+            if has_nulls {
+                validity.push(value.is_some());
+            }
+            value.unwrap_or_default()
+        })
+        .collect();
+    (values, validity)
+}
+
+macro_rules! builder_methods {
+    ($(#[$doc:meta])* $plain:ident, $nullable:ident, $variant:ident, $ty:ty) => {
+        $(#[$doc])*
+        pub fn $plain(mut self, name: &str, values: Vec<$ty>) -> Self {
+            self.columns.push(wit::Column {
+                name: name.to_owned(),
+                values: wit::ColumnValues::$variant(values),
+                validity: Vec::new(),
+            });
+            self
+        }
+
+        $(#[$doc])*
+        /// `None` marks a null.
+        pub fn $nullable(mut self, name: &str, values: Vec<Option<$ty>>) -> Self {
+            let (values, validity) = split_nulls(values);
+            self.columns.push(wit::Column {
+                name: name.to_owned(),
+                values: wit::ColumnValues::$variant(values),
+                validity,
+            });
+            self
+        }
+    };
+}
+
+impl BatchBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    builder_methods!(
+        /// Adds a column of 64-bit floats.
+        f64, nullable_f64, Float64, f64
+    );
+    builder_methods!(
+        /// Adds a column of 32-bit floats.
+        f32, nullable_f32, Float32, f32
+    );
+    builder_methods!(
+        /// Adds a column of 64-bit integers.
+        i64, nullable_i64, Int64, i64
+    );
+    builder_methods!(
+        /// Adds a column of booleans.
+        bool, nullable_bool, Boolean, bool
+    );
+    builder_methods!(
+        /// Adds a column of text.
+        text, nullable_text, Text, String
+    );
+    builder_methods!(
+        /// Adds a column of timestamps (microseconds since the Unix epoch, UTC).
+        timestamp, nullable_timestamp, Timestamp, i64
+    );
+
+    /// The batch, or an error if the columns differ in length or a name repeats.
+    pub fn build(self) -> Result<Batch, ModelError> {
+        let num_rows = self.columns.first().map_or(0, |c| column_len(&c.values));
+        for (index, column) in self.columns.iter().enumerate() {
+            let len = column_len(&column.values);
+            if len != num_rows {
+                return Err(ModelError::Internal(format!(
+                    "output column `{}` has {len} rows, but `{}` has {num_rows}",
+                    column.name,
+                    self.columns.first().map_or("", |c| c.name.as_str())
+                )));
+            }
+            if self.columns.iter().take(index).any(|c| c.name == column.name) {
+                return Err(ModelError::Internal(format!(
+                    "output column `{}` is added twice",
+                    column.name
+                )));
+            }
+        }
+        if u32::try_from(num_rows).is_err() {
+            return Err(ModelError::Internal(format!(
+                "an output batch of {num_rows} rows is too long"
+            )));
+        }
+        Ok(Batch {
+            num_rows,
+            columns: self.columns,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nulls_round_trip_through_the_builder() {
+        let batch = BatchBuilder::new()
+            .nullable_f64("x", vec![Some(1.0), None, Some(3.0)])
+            .text("s", vec!["a".into(), "b".into(), "c".into()])
+            .build()
+            .unwrap();
+        let x = batch.f64s("x").unwrap();
+        assert_eq!(x.iter().collect::<Vec<_>>(), vec![Some(1.0), None, Some(3.0)]);
+        assert!(x.is_null(1));
+        assert_eq!(batch.texts("s").unwrap().get(2), Some("c"));
+    }
+
+    #[test]
+    fn wrong_type_and_missing_column_name_the_column() {
+        let batch = BatchBuilder::new().i64("n", vec![1]).build().unwrap();
+        let wrong = batch.f64s("n").unwrap_err().to_string();
+        assert!(wrong.contains("column `n` is int64"), "{wrong}");
+        let missing = batch.texts("zip").unwrap_err().to_string();
+        assert!(missing.contains("no column `zip`"), "{missing}");
+    }
+
+    #[test]
+    fn unequal_columns_are_refused() {
+        let error = BatchBuilder::new()
+            .f64("a", vec![1.0, 2.0])
+            .f64("b", vec![1.0])
+            .build()
+            .unwrap_err();
+        assert!(error.to_string().contains("`b` has 1 rows"), "{error}");
+    }
+}

@@ -1,0 +1,173 @@
+//! The Cordon guest SDK: what a provider compiles its model against.
+//!
+//! A model is a Rust crate built for `wasm32-wasip2` as a `cdylib`. It implements [`Model`] and
+//! calls [`export_model!`] once. Cordon's host streams typed, columnar [`Batch`]es of the
+//! consumer's data into [`Model::score`]; the model answers with a batch of its declared output
+//! columns. Graphs shipped in the package run on the host through wasi:nn, reached with
+//! [`nn::Session`]. The model never sees raw bindings, files, sockets, environment or clocks
+//! beyond what the host allows.
+//!
+//! ```
+//! use cordon_guest::{Batch, BatchBuilder, Model, ModelError, ModelInfo};
+//!
+//! struct Doubler;
+//!
+//! impl Model for Doubler {
+//!     fn describe() -> ModelInfo {
+//!         ModelInfo::new("doubler", "0.1.0", "doubles the column `x`")
+//!     }
+//!
+//!     fn score(input: &Batch) -> Result<Batch, ModelError> {
+//!         let x = input.f64s("x")?;
+//!         let doubled = x.iter().map(|v| v.map(|v| v * 2.0)).collect();
+//!         BatchBuilder::new().nullable_f64("doubled", doubled).build()
+//!     }
+//! }
+//!
+//! cordon_guest::export_model!(Doubler);
+//! # fn main() {
+//! #     let input = BatchBuilder::new().f64("x", vec![1.0, 2.5]).build().unwrap();
+//! #     let output = Doubler::score(&input).unwrap();
+//! #     assert_eq!(output.f64s("doubled").unwrap().get(1), Some(5.0));
+//! # }
+//! ```
+//!
+//! On a native target (unit tests of a model's own logic) the wasi:nn functions are not
+//! available: call them only from code that runs inside Cordon.
+
+mod batch;
+pub mod log;
+pub mod nn;
+
+pub use batch::{Batch, BatchBuilder, Column, ColumnType, TextColumn};
+
+/// The raw bindings generated from the contract in the repository's `wit/` folder. Providers
+/// never need them: they are public only so that [`export_model!`] can reach them.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "cordon:model/model",
+        pub_export_macro: true,
+        export_macro_name: "__export_model_world",
+        default_bindings_module: "cordon_guest::bindings",
+        generate_all,
+    });
+}
+
+use bindings::cordon::model::types as wit;
+
+/// What a model says about itself; the host records it in the run's audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInfo {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+}
+
+impl ModelInfo {
+    pub fn new(name: &str, version: &str, description: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            description: description.to_owned(),
+        }
+    }
+}
+
+/// Why a model refused or failed a batch. The run ends with this error, reported as the
+/// model's, with its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelError {
+    /// The input is not what the model expects: a missing column, a wrong type.
+    InvalidInput(String),
+    /// A wasi:nn call failed; the message carries the host's cause.
+    Inference(String),
+    /// Anything else.
+    Internal(String),
+}
+
+impl std::fmt::Display for ModelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelError::InvalidInput(message) => write!(f, "invalid input: {message}"),
+            ModelError::Inference(message) => write!(f, "inference failed: {message}"),
+            ModelError::Internal(message) => write!(f, "internal error: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ModelError {}
+
+impl From<nn::NnError> for ModelError {
+    fn from(error: nn::NnError) -> Self {
+        ModelError::Inference(error.to_string())
+    }
+}
+
+/// A provider's model. Both functions are associated functions: state that must live across
+/// batches (a graph session, a lookup table) belongs in a `thread_local!`, which lives as long as
+/// the sandbox instance.
+pub trait Model {
+    /// Name, version and a one-line description.
+    fn describe() -> ModelInfo;
+
+    /// Score one batch. In row mode the output must have exactly one row per input row, in the
+    /// same order, and only the columns the package's manifest declares.
+    fn score(input: &Batch) -> Result<Batch, ModelError>;
+}
+
+/// Exports a [`Model`] implementation as the component's `cordon:model/scorer` interface.
+/// Invoke it once, at the crate's top level.
+#[macro_export]
+macro_rules! export_model {
+    ($model:ty) => {
+        const _: () = {
+            struct CordonModelExport;
+
+            impl $crate::bindings::exports::cordon::model::scorer::Guest for CordonModelExport {
+                fn score(
+                    input: $crate::bindings::cordon::model::types::Batch,
+                ) -> ::core::result::Result<
+                    $crate::bindings::cordon::model::types::Batch,
+                    $crate::bindings::cordon::model::types::ModelError,
+                > {
+                    $crate::__private::score::<$model>(input)
+                }
+
+                fn describe() -> $crate::bindings::cordon::model::types::ModelInfo {
+                    $crate::__private::describe::<$model>()
+                }
+            }
+
+            $crate::bindings::__export_model_world!(
+                CordonModelExport with_types_in $crate::bindings
+            );
+        };
+    };
+}
+
+/// Glue between the raw bindings and [`Model`], used by [`export_model!`].
+#[doc(hidden)]
+pub mod __private {
+    use super::*;
+
+    pub fn score<M: Model>(input: wit::Batch) -> Result<wit::Batch, wit::ModelError> {
+        let input = Batch::from_wit(input);
+        match M::score(&input) {
+            Ok(output) => Ok(output.into_wit()),
+            Err(ModelError::InvalidInput(message)) => Err(wit::ModelError::InvalidInput(message)),
+            Err(ModelError::Inference(message)) => Err(wit::ModelError::Inference(message)),
+            Err(ModelError::Internal(message)) => Err(wit::ModelError::Internal(message)),
+        }
+    }
+
+    pub fn describe<M: Model>() -> wit::ModelInfo {
+        let info = M::describe();
+        wit::ModelInfo {
+            name: info.name,
+            version: info.version,
+            description: info.description,
+        }
+    }
+}

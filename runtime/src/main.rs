@@ -1,0 +1,226 @@
+//! The `cordon` command. The only place that reads arguments and environment variables, and
+//! the only place that decides the exit code: 0 on success, 2 on any error, with the whole
+//! cause chain on stderr.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use cordon::run::Progress;
+use cordon::{RunRequest, RunSummary, Runtime, RuntimeConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "cordon",
+    version,
+    about = "Run third-party models in a WebAssembly sandbox on data their authors never see"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a package on the tables its policy binds, and write the outputs the policy names.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The package directory (holding cordon.toml).
+    #[arg(long)]
+    package: PathBuf,
+    /// The consumer's policy file.
+    #[arg(long)]
+    policy: PathBuf,
+    /// libonnxruntime.so [default: $ORT_DYLIB_PATH, else the copy scripts/setup.sh installs
+    /// under .onnxruntime/ in the current directory]
+    #[arg(long, value_name = "FILE")]
+    onnxruntime: Option<PathBuf>,
+    /// Where compiled components are cached [default: $CORDON_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/cordon, else ~/.cache/cordon]
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile the component on every run.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let base_dir = std::env::current_dir().context("cannot read the current directory")?;
+    let onnxruntime = args
+        .onnxruntime
+        .clone()
+        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
+        .or_else(|| find_installed_onnxruntime(&base_dir));
+    let cache_dir = if args.no_cache {
+        None
+    } else {
+        args.cache_dir.clone().or_else(default_cache_dir)
+    };
+    let runtime = Runtime::new(RuntimeConfig {
+        onnxruntime,
+        cache_dir,
+    })?;
+
+    let show_progress = !args.quiet && !args.json && std::io::stderr().is_terminal();
+    let progress = ProgressBar::new(show_progress);
+    let request = RunRequest {
+        package_dir: args.package.clone(),
+        policy: args.policy.clone(),
+        base_dir,
+    };
+    let summary = runtime
+        .run(&request, &progress)
+        .with_context(|| format!("run of {} failed", args.package.display()))?;
+    progress.finish();
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&summary, runtime.onnxruntime_version());
+    }
+    Ok(())
+}
+
+/// The library `scripts/setup.sh` installs: `.onnxruntime/onnxruntime/capi/libonnxruntime.so.*`.
+fn find_installed_onnxruntime(base_dir: &Path) -> Option<PathBuf> {
+    let capi = base_dir.join(".onnxruntime/onnxruntime/capi");
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir(capi)
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+        })
+        .collect();
+    candidates.sort();
+    candidates.pop()
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("CORDON_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(dir).join("cordon"));
+    }
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/cordon"))
+}
+
+struct ProgressBar {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl ProgressBar {
+    fn new(visible: bool) -> Self {
+        let bar = visible.then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {human_pos} rows scored ({per_sec}) {elapsed}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        ProgressBar { bar }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for ProgressBar {
+    fn rows_written(&self, rows: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(rows);
+        }
+    }
+}
+
+fn print_summary(summary: &RunSummary, onnxruntime: Option<&str>) {
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    println!(
+        "scored {} rows of `{}` with {} {} from {}",
+        summary.rows_out, summary.input, summary.package, summary.version, summary.publisher
+    );
+    println!("  model        {}", summary.model_description);
+    println!("  output       {} -> {}", summary.output, summary.sink.display());
+    println!(
+        "  rows         {} in, {} out, {} batches on {} instance(s)",
+        summary.rows_in, summary.rows_out, summary.batches, summary.instances
+    );
+    println!(
+        "  time         {:.3} s wall, {:.0} rows/s",
+        summary.wall_time_s, summary.rows_per_second
+    );
+    let compile = match &summary.compile {
+        cordon::sandbox::CacheOutcome::Hit => "from the compile cache".to_string(),
+        cordon::sandbox::CacheOutcome::Miss => "compiled and cached".to_string(),
+        cordon::sandbox::CacheOutcome::Rebuilt(why) => format!("recompiled ({why})"),
+        cordon::sandbox::CacheOutcome::Disabled => "compiled (no cache)".to_string(),
+    };
+    println!(
+        "  component    {compile} in {:.1} ms; instantiation {:.0} µs",
+        summary.compile_time_ms, summary.instantiate_time_us
+    );
+    println!(
+        "  sandbox      {} fuel, peak guest memory {:.1} MiB, peak tensors {:.2} MiB",
+        summary.fuel_consumed,
+        mib(summary.peak_guest_memory_bytes),
+        mib(summary.peak_tensor_bytes)
+    );
+    println!(
+        "  inference    {} calls, {:.3} s, graphs: {} (ONNX Runtime {})",
+        summary.inference_calls,
+        summary.inference_time_s,
+        if summary.graphs.is_empty() {
+            "none".to_string()
+        } else {
+            summary.graphs.join(", ")
+        },
+        onnxruntime.unwrap_or("not loaded")
+    );
+    for record in &summary.guest_log {
+        println!("  model log    [{}] {}", record.level, record.message);
+    }
+    if summary.guest_log_dropped > 0 {
+        println!(
+            "  model log    {} more records dropped",
+            summary.guest_log_dropped
+        );
+    }
+    for incident in &summary.incidents {
+        println!("  refused      {incident}");
+    }
+}

@@ -1,0 +1,338 @@
+//! The package manifest (`cordon.toml`): what a provider's model asks for.
+//!
+//! The manifest only *requests*: inputs with the columns the model reads, outputs with the
+//! columns it returns, graphs it runs. The consumer's policy decides what is granted. Parsing is
+//! strict (unknown keys are errors) and resolves into types that cannot hold an invalid state.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::names::Name;
+
+/// The file name of the manifest inside a package.
+pub const MANIFEST_FILE: &str = "cordon.toml";
+
+/// The only manifest format this runtime reads.
+pub const MANIFEST_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read manifest {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The element type of a column, as manifests and policies spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ColumnType {
+    Float64,
+    Float32,
+    Int64,
+    Boolean,
+    Text,
+    /// Microseconds since the Unix epoch, UTC.
+    Timestamp,
+}
+
+impl fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ColumnType::Float64 => "float64",
+            ColumnType::Float32 => "float32",
+            ColumnType::Int64 => "int64",
+            ColumnType::Boolean => "boolean",
+            ColumnType::Text => "text",
+            ColumnType::Timestamp => "timestamp",
+        })
+    }
+}
+
+/// How the host calls the model for an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputMode {
+    /// Batches of rows; exactly one output row per input row, in order.
+    Row,
+}
+
+/// Where a graph prefers to run; the policy decides where it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Device {
+    Cpu,
+    Gpu,
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Device::Cpu => "cpu",
+            Device::Gpu => "gpu",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GraphFormat {
+    Onnx,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ColumnSpec {
+    pub name: Name,
+    #[serde(rename = "type")]
+    pub ty: ColumnType,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawManifest {
+    manifest_version: u32,
+    package: RawPackage,
+    #[serde(default)]
+    input: std::collections::BTreeMap<Name, RawInput>,
+    #[serde(default)]
+    output: std::collections::BTreeMap<Name, RawOutput>,
+    #[serde(default)]
+    graph: Vec<GraphSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawPackage {
+    name: Name,
+    version: String,
+    publisher: Name,
+    license: String,
+    description: String,
+    component: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawInput {
+    mode: InputMode,
+    columns: Vec<ColumnSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawOutput {
+    columns: Vec<ColumnSpec>,
+}
+
+/// A graph the package ships, reached by the guest with wasi:nn `load-by-name`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GraphSpec {
+    pub name: Name,
+    /// Path inside the package.
+    pub file: String,
+    pub format: GraphFormat,
+    #[serde(default = "default_device")]
+    pub device: Device,
+}
+
+fn default_device() -> Device {
+    Device::Cpu
+}
+
+/// A validated manifest.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Manifest {
+    pub name: Name,
+    pub version: String,
+    pub publisher: Name,
+    pub license: String,
+    pub description: String,
+    /// Path of the component inside the package.
+    pub component: String,
+    pub input: InputSpec,
+    pub output: OutputSpec,
+    pub graphs: Vec<GraphSpec>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InputSpec {
+    pub name: Name,
+    pub mode: InputMode,
+    pub columns: Vec<ColumnSpec>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OutputSpec {
+    pub name: Name,
+    pub columns: Vec<ColumnSpec>,
+}
+
+impl Manifest {
+    /// Reads and validates `cordon.toml` at `path`.
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates manifest text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ManifestError> {
+        let raw: RawManifest = toml::from_str(text).map_err(|source| ManifestError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        let invalid = |message: String| ManifestError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        if raw.manifest_version != MANIFEST_VERSION {
+            return Err(invalid(format!(
+                "manifest-version {} is not supported; this runtime reads version {MANIFEST_VERSION}",
+                raw.manifest_version
+            )));
+        }
+        check_package_path(&raw.package.component)
+            .map_err(|why| invalid(format!("package.component: {why}")))?;
+
+        // One input and one output for now: multi-input models need the data interface.
+        let mut inputs = raw.input.into_iter();
+        let (input_name, input) = match (inputs.next(), inputs.next()) {
+            (Some(first), None) => first,
+            (None, _) => return Err(invalid("the manifest declares no [input.<name>]".into())),
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "the manifest declares more than one input; this runtime runs one".into(),
+                ));
+            }
+        };
+        let mut outputs = raw.output.into_iter();
+        let (output_name, output) = match (outputs.next(), outputs.next()) {
+            (Some(first), None) => first,
+            (None, _) => return Err(invalid("the manifest declares no [output.<name>]".into())),
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "the manifest declares more than one output; this runtime writes one".into(),
+                ));
+            }
+        };
+        check_columns(&input.columns, &format!("input.{input_name}.columns")).map_err(invalid)?;
+        check_columns(&output.columns, &format!("output.{output_name}.columns"))
+            .map_err(invalid)?;
+
+        let mut graph_names = BTreeSet::new();
+        for graph in &raw.graph {
+            if !graph_names.insert(graph.name.as_str()) {
+                return Err(invalid(format!("graph `{}` is declared twice", graph.name)));
+            }
+            check_package_path(&graph.file)
+                .map_err(|why| invalid(format!("graph `{}` file: {why}", graph.name)))?;
+        }
+
+        Ok(Manifest {
+            name: raw.package.name,
+            version: raw.package.version,
+            publisher: raw.package.publisher,
+            license: raw.package.license,
+            description: raw.package.description,
+            component: raw.package.component,
+            input: InputSpec {
+                name: input_name,
+                mode: input.mode,
+                columns: input.columns,
+            },
+            output: OutputSpec {
+                name: output_name,
+                columns: output.columns,
+            },
+            graphs: raw.graph,
+        })
+    }
+}
+
+fn check_columns(columns: &[ColumnSpec], key: &str) -> Result<(), String> {
+    if columns.is_empty() {
+        return Err(format!("{key} is empty: a model must read or write some column"));
+    }
+    let mut seen = BTreeSet::new();
+    for column in columns {
+        if !seen.insert(column.name.as_str()) {
+            return Err(format!("{key}: column `{}` is listed twice", column.name));
+        }
+    }
+    Ok(())
+}
+
+/// A path inside a package must be relative and stay inside it: no `..`, no absolute paths.
+fn check_package_path(path: &str) -> Result<(), String> {
+    let parsed = Path::new(path);
+    if path.is_empty() {
+        return Err("the path is empty".into());
+    }
+    for component in parsed.components() {
+        match component {
+            Component::Normal(_) => {}
+            _ => {
+                return Err(format!(
+                    "`{path}` must be a relative path inside the package, without `..`"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+manifest-version = 1
+[package]
+name = "m"
+version = "0.1.0"
+publisher = "acme"
+license = "MIT"
+description = "d"
+component = "model.wasm"
+[input.rows]
+mode = "row"
+columns = [{ name = "x", type = "float64" }]
+[output.scores]
+columns = [{ name = "y", type = "float64" }]
+"#;
+
+    #[test]
+    fn a_good_manifest_resolves() {
+        let manifest = Manifest::parse(GOOD, Path::new("cordon.toml")).unwrap();
+        assert_eq!(manifest.input.name.as_str(), "rows");
+        assert_eq!(manifest.output.columns[0].ty, ColumnType::Float64);
+    }
+
+    #[test]
+    fn unknown_keys_and_escaping_paths_are_refused() {
+        let unknown = GOOD.replace("license = \"MIT\"", "license = \"MIT\"\nhomepage = \"x\"");
+        let error = Manifest::parse(&unknown, Path::new("cordon.toml")).unwrap_err();
+        assert!(error.to_string().contains("unknown field `homepage`"), "{error}");
+
+        let escaping = GOOD.replace("model.wasm", "../model.wasm");
+        let error = Manifest::parse(&escaping, Path::new("cordon.toml")).unwrap_err();
+        assert!(error.to_string().contains("without `..`"), "{error}");
+    }
+}

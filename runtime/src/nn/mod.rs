@@ -1,0 +1,541 @@
+//! Cordon's own wasi:nn host (`wasi:nn@0.2.0-rc-2024-10-28`).
+//!
+//! wasmtime-wasi-nn's ONNX backend is not fit to face a hostile guest: it panics on non-f32
+//! inputs, holds every session behind one mutex, keeps tensors in host memory that no limit
+//! counts, and drops the cause of errors. This implementation:
+//! - accepts every element type the WIT names, checks each tensor's length against its
+//!   dimensions, and never panics on guest input;
+//! - counts the bytes of every tensor an instance holds against the policy's `tensor-bytes`
+//!   budget, and the number of live handles against [`MAX_NN_HANDLES`];
+//! - serves the package's graphs by name from a registry loaded once per process, and refuses
+//!   graph bytes from the guest unless the policy allows them;
+//! - returns ONNX Runtime's cause in the error resource, so the guest and the run log see it.
+//!
+//! Guest mistakes (a wrong shape, an unknown graph) are wasi:nn errors the guest can handle;
+//! a broken limit traps and ends the run.
+
+pub mod onnx;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Resource, ResourceTable};
+
+use crate::sandbox::LimitExceeded;
+use crate::sandbox::bindings::wasi::nn::{errors, graph, inference, tensor};
+use onnx::{LoadedGraph, OnnxRuntime, SessionOptions};
+
+/// Most wasi:nn handles (tensors, graphs, contexts, errors) one instance may hold at once.
+/// Each costs host memory that the guest's linear memory cap does not cover.
+pub const MAX_NN_HANDLES: usize = 10_000;
+
+/// Largest graph a guest may hand over as bytes, when the policy allows that at all.
+pub const MAX_GUEST_GRAPH_BYTES: usize = 256 * 1024 * 1024;
+
+/// The element type of a tensor: every type wasi:nn names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementType {
+    F16,
+    F32,
+    F64,
+    BF16,
+    U8,
+    I32,
+    I64,
+}
+
+impl ElementType {
+    pub fn size(self) -> usize {
+        match self {
+            ElementType::U8 => 1,
+            ElementType::F16 | ElementType::BF16 => 2,
+            ElementType::F32 | ElementType::I32 => 4,
+            ElementType::F64 | ElementType::I64 => 8,
+        }
+    }
+}
+
+impl From<tensor::TensorType> for ElementType {
+    fn from(ty: tensor::TensorType) -> Self {
+        match ty {
+            tensor::TensorType::Fp16 => ElementType::F16,
+            tensor::TensorType::Fp32 => ElementType::F32,
+            tensor::TensorType::Fp64 => ElementType::F64,
+            tensor::TensorType::Bf16 => ElementType::BF16,
+            tensor::TensorType::U8 => ElementType::U8,
+            tensor::TensorType::I32 => ElementType::I32,
+            tensor::TensorType::I64 => ElementType::I64,
+        }
+    }
+}
+
+impl From<ElementType> for tensor::TensorType {
+    fn from(ty: ElementType) -> Self {
+        match ty {
+            ElementType::F16 => tensor::TensorType::Fp16,
+            ElementType::F32 => tensor::TensorType::Fp32,
+            ElementType::F64 => tensor::TensorType::Fp64,
+            ElementType::BF16 => tensor::TensorType::Bf16,
+            ElementType::U8 => tensor::TensorType::U8,
+            ElementType::I32 => tensor::TensorType::I32,
+            ElementType::I64 => tensor::TensorType::I64,
+        }
+    }
+}
+
+/// A tensor held on the host for a guest.
+#[derive(Debug, Clone)]
+pub struct Tensor {
+    pub dimensions: Vec<u32>,
+    pub ty: ElementType,
+    pub data: Vec<u8>,
+}
+
+impl Tensor {
+    /// Bytes a tensor of these dimensions and type holds, or `None` on overflow.
+    pub fn byte_len(dimensions: &[u32], ty: ElementType) -> Option<usize> {
+        dimensions
+            .iter()
+            .try_fold(ty.size(), |acc, &d| acc.checked_mul(usize::try_from(d).ok()?))
+    }
+
+    /// Checks that the data is exactly as long as the dimensions and type say.
+    fn check(&self) -> Result<(), String> {
+        match Tensor::byte_len(&self.dimensions, self.ty) {
+            Some(expected) if expected == self.data.len() => Ok(()),
+            Some(expected) => Err(format!(
+                "tensor data is {} bytes, but dimensions {:?} of {:?} need {expected}",
+                self.data.len(),
+                self.dimensions,
+                self.ty
+            )),
+            None => Err(format!("dimensions {:?} overflow", self.dimensions)),
+        }
+    }
+}
+
+/// A graph handle held by a guest.
+pub struct Graph {
+    graph: Arc<LoadedGraph>,
+}
+
+/// An execution context held by a guest.
+pub struct ExecutionContext {
+    graph: Arc<LoadedGraph>,
+}
+
+/// The wasi:nn error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidArgument,
+    InvalidEncoding,
+    Timeout,
+    RuntimeError,
+    UnsupportedOperation,
+    TooLarge,
+    NotFound,
+    Security,
+    Unknown,
+}
+
+/// A wasi:nn error resource: a code and the host's cause.
+#[derive(Debug, Clone)]
+pub struct NnError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// What one instance did through wasi:nn, for the run summary.
+#[derive(Debug, Clone, Default)]
+pub struct NnStats {
+    pub inference_calls: u64,
+    pub inference_time: Duration,
+    pub peak_tensor_bytes: u64,
+    /// Refused or failed requests, in order, for the run log.
+    pub incidents: Vec<String>,
+}
+
+/// Most incidents one instance keeps for the run log.
+const MAX_INCIDENTS: usize = 32;
+
+/// The graphs of one package, loaded once per process and shared by all instances.
+pub type GraphRegistry = BTreeMap<String, Arc<LoadedGraph>>;
+
+/// Settings for graphs a guest brings itself; present only when the policy allows them.
+#[derive(Clone)]
+pub struct GuestGraphs {
+    pub runtime: OnnxRuntime,
+    pub options: SessionOptions,
+}
+
+/// One instance's wasi:nn state.
+pub struct NnState {
+    table: ResourceTable,
+    handles: usize,
+    graphs: Arc<GraphRegistry>,
+    guest_graphs: Option<GuestGraphs>,
+    tensor_budget: u64,
+    tensor_bytes: u64,
+    pub stats: NnStats,
+}
+
+impl NnState {
+    pub fn new(
+        graphs: Arc<GraphRegistry>,
+        guest_graphs: Option<GuestGraphs>,
+        tensor_budget: u64,
+    ) -> Self {
+        NnState {
+            table: ResourceTable::new(),
+            handles: 0,
+            graphs,
+            guest_graphs,
+            tensor_budget,
+            tensor_bytes: 0,
+            stats: NnStats::default(),
+        }
+    }
+
+    /// Bytes of tensors the guest holds now.
+    pub fn tensor_bytes(&self) -> u64 {
+        self.tensor_bytes
+    }
+
+    fn push<T: Send + 'static>(&mut self, value: T) -> wasmtime::Result<Resource<T>> {
+        if self.handles >= MAX_NN_HANDLES {
+            return Err(wasmtime::Error::new(LimitExceeded::NnHandles {
+                limit: MAX_NN_HANDLES,
+            }));
+        }
+        let resource = self.table.push(value)?;
+        self.handles += 1;
+        Ok(resource)
+    }
+
+    fn delete<T: 'static>(&mut self, resource: Resource<T>) -> wasmtime::Result<T> {
+        let value = self.table.delete(resource)?;
+        self.handles = self.handles.saturating_sub(1);
+        Ok(value)
+    }
+
+    fn error<T>(
+        &mut self,
+        code: ErrorCode,
+        message: String,
+    ) -> wasmtime::Result<Result<T, Resource<NnError>>> {
+        if self.stats.incidents.len() < MAX_INCIDENTS {
+            self.stats
+                .incidents
+                .push(format!("wasi-nn {code:?}: {message}"));
+        }
+        let error = self.push(NnError { code, message })?;
+        Ok(Err(error))
+    }
+
+    fn hold_tensor(&mut self, bytes: u64) -> Result<(), LimitExceeded> {
+        let total = self.tensor_bytes.saturating_add(bytes);
+        if total > self.tensor_budget {
+            return Err(LimitExceeded::TensorBytes {
+                budget: self.tensor_budget,
+                requested: total,
+            });
+        }
+        self.tensor_bytes = total;
+        self.stats.peak_tensor_bytes = self.stats.peak_tensor_bytes.max(total);
+        Ok(())
+    }
+
+    fn release_tensor(&mut self, tensor: &Tensor) {
+        self.tensor_bytes = self.tensor_bytes.saturating_sub(tensor.data.len() as u64);
+    }
+}
+
+impl tensor::Host for NnState {}
+
+impl tensor::HostTensor for NnState {
+    fn new(
+        &mut self,
+        dimensions: tensor::TensorDimensions,
+        ty: tensor::TensorType,
+        data: tensor::TensorData,
+    ) -> wasmtime::Result<Resource<Tensor>> {
+        // The constructor cannot return a wasi:nn error, so a tensor past the budget traps.
+        // The bytes were copied out of guest memory already, which bounds this one allocation;
+        // the budget bounds how many of them the guest may keep.
+        self.hold_tensor(data.len() as u64)
+            .map_err(wasmtime::Error::new)?;
+        self.push(Tensor {
+            dimensions,
+            ty: ty.into(),
+            data,
+        })
+    }
+
+    fn dimensions(&mut self, tensor: Resource<Tensor>) -> wasmtime::Result<Vec<u32>> {
+        Ok(self.table.get(&tensor)?.dimensions.clone())
+    }
+
+    fn ty(&mut self, tensor: Resource<Tensor>) -> wasmtime::Result<tensor::TensorType> {
+        Ok(self.table.get(&tensor)?.ty.into())
+    }
+
+    fn data(&mut self, tensor: Resource<Tensor>) -> wasmtime::Result<Vec<u8>> {
+        // Copied into guest memory, where the guest's memory cap applies.
+        Ok(self.table.get(&tensor)?.data.clone())
+    }
+
+    fn drop(&mut self, tensor: Resource<Tensor>) -> wasmtime::Result<()> {
+        let tensor = self.delete(tensor)?;
+        self.release_tensor(&tensor);
+        Ok(())
+    }
+}
+
+impl graph::Host for NnState {
+    fn load(
+        &mut self,
+        builders: Vec<graph::GraphBuilder>,
+        encoding: graph::GraphEncoding,
+        target: graph::ExecutionTarget,
+    ) -> wasmtime::Result<Result<Resource<Graph>, Resource<NnError>>> {
+        let Some(guest_graphs) = self.guest_graphs.clone() else {
+            return self.error(
+                ErrorCode::Security,
+                "loading graph bytes from the model is not allowed by the consumer's policy ([inference] allow-guest-graphs = false); load a graph the package declares with load-by-name".into(),
+            );
+        };
+        if !matches!(
+            encoding,
+            graph::GraphEncoding::Onnx | graph::GraphEncoding::Autodetect
+        ) {
+            return self.error(
+                ErrorCode::InvalidEncoding,
+                format!("encoding {encoding:?} is not supported; Cordon runs ONNX graphs"),
+            );
+        }
+        if !matches!(target, graph::ExecutionTarget::Cpu) {
+            return self.error(
+                ErrorCode::UnsupportedOperation,
+                "graphs a model brings itself run on the CPU only".into(),
+            );
+        }
+        let [bytes] = builders.as_slice() else {
+            return self.error(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "an ONNX graph is one builder, not {}",
+                    builders.len()
+                ),
+            );
+        };
+        if bytes.len() > MAX_GUEST_GRAPH_BYTES {
+            return self.error(
+                ErrorCode::TooLarge,
+                format!(
+                    "the graph is {} bytes; at most {MAX_GUEST_GRAPH_BYTES} are accepted",
+                    bytes.len()
+                ),
+            );
+        }
+        match LoadedGraph::load(
+            &guest_graphs.runtime,
+            "<from the model>",
+            Arc::from(bytes.as_slice()),
+            guest_graphs.options,
+        ) {
+            Ok(graph) => Ok(Ok(self.push(Graph {
+                graph: Arc::new(graph),
+            })?)),
+            Err(error) => self.error(ErrorCode::InvalidEncoding, error.to_string()),
+        }
+    }
+
+    fn load_by_name(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<Resource<Graph>, Resource<NnError>>> {
+        match self.graphs.get(&name) {
+            Some(graph) => {
+                let graph = Arc::clone(graph);
+                Ok(Ok(self.push(Graph { graph })?))
+            }
+            None => {
+                let known: Vec<&str> = self.graphs.keys().map(String::as_str).collect();
+                let message = format!(
+                    "the package declares no graph `{}` (it declares: {})",
+                    name.escape_debug(),
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                );
+                self.error(ErrorCode::NotFound, message)
+            }
+        }
+    }
+}
+
+impl graph::HostGraph for NnState {
+    fn init_execution_context(
+        &mut self,
+        graph: Resource<Graph>,
+    ) -> wasmtime::Result<Result<Resource<ExecutionContext>, Resource<NnError>>> {
+        let graph = Arc::clone(&self.table.get(&graph)?.graph);
+        Ok(Ok(self.push(ExecutionContext { graph })?))
+    }
+
+    fn drop(&mut self, graph: Resource<Graph>) -> wasmtime::Result<()> {
+        self.delete(graph)?;
+        Ok(())
+    }
+}
+
+impl inference::Host for NnState {}
+
+impl inference::HostGraphExecutionContext for NnState {
+    fn compute(
+        &mut self,
+        context: Resource<ExecutionContext>,
+        inputs: Vec<(String, Resource<Tensor>)>,
+    ) -> wasmtime::Result<Result<Vec<(String, Resource<Tensor>)>, Resource<NnError>>> {
+        let graph = Arc::clone(&self.table.get(&context)?.graph);
+        // The inputs are owned handles: the guest hands them over, so they leave its budget.
+        let mut tensors = Vec::with_capacity(inputs.len());
+        for (name, resource) in inputs {
+            let tensor = self.delete(resource)?;
+            self.release_tensor(&tensor);
+            tensors.push((name, tensor));
+        }
+        for (name, tensor) in &tensors {
+            if let Err(why) = tensor.check() {
+                return self.error(ErrorCode::InvalidArgument, format!("input `{name}`: {why}"));
+            }
+        }
+
+        let started = Instant::now();
+        let outputs = graph.compute(tensors);
+        self.stats.inference_calls += 1;
+        self.stats.inference_time += started.elapsed();
+        let outputs = match outputs {
+            Ok(outputs) => outputs,
+            Err((code, message)) => return self.error(code, message),
+        };
+
+        let output_bytes: u64 = outputs.iter().map(|(_, t)| t.data.len() as u64).sum();
+        if let Err(limit) = self.hold_tensor(output_bytes) {
+            return self.error(ErrorCode::TooLarge, limit.to_string());
+        }
+        let mut handles = Vec::with_capacity(outputs.len());
+        for (name, tensor) in outputs {
+            handles.push((name, self.push(tensor)?));
+        }
+        Ok(Ok(handles))
+    }
+
+    fn drop(&mut self, context: Resource<ExecutionContext>) -> wasmtime::Result<()> {
+        self.delete(context)?;
+        Ok(())
+    }
+}
+
+impl errors::Host for NnState {}
+
+impl errors::HostError for NnState {
+    fn code(&mut self, error: Resource<NnError>) -> wasmtime::Result<errors::ErrorCode> {
+        Ok(match self.table.get(&error)?.code {
+            ErrorCode::InvalidArgument => errors::ErrorCode::InvalidArgument,
+            ErrorCode::InvalidEncoding => errors::ErrorCode::InvalidEncoding,
+            ErrorCode::Timeout => errors::ErrorCode::Timeout,
+            ErrorCode::RuntimeError => errors::ErrorCode::RuntimeError,
+            ErrorCode::UnsupportedOperation => errors::ErrorCode::UnsupportedOperation,
+            ErrorCode::TooLarge => errors::ErrorCode::TooLarge,
+            ErrorCode::NotFound => errors::ErrorCode::NotFound,
+            ErrorCode::Security => errors::ErrorCode::Security,
+            ErrorCode::Unknown => errors::ErrorCode::Unknown,
+        })
+    }
+
+    fn data(&mut self, error: Resource<NnError>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&error)?.message.clone())
+    }
+
+    fn drop(&mut self, error: Resource<NnError>) -> wasmtime::Result<()> {
+        self.delete(error)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The host functions called directly, without wasm (no ONNX Runtime needed).
+    use super::*;
+    use crate::sandbox::bindings::wasi::nn::tensor::HostTensor;
+    use crate::sandbox::bindings::wasi::nn::{errors::HostError, graph::Host as GraphHost};
+
+    fn state(budget: u64) -> NnState {
+        NnState::new(Arc::new(GraphRegistry::new()), None, budget)
+    }
+
+    #[test]
+    fn tensors_past_the_budget_trap_and_drops_give_bytes_back() {
+        let mut nn = state(100);
+        let first = nn
+            .new(vec![10], tensor::TensorType::Fp64, vec![0; 80])
+            .unwrap();
+        let error = nn
+            .new(vec![4], tensor::TensorType::Fp64, vec![0; 32])
+            .unwrap_err();
+        let limit = error.downcast_ref::<LimitExceeded>().unwrap();
+        assert!(matches!(limit, LimitExceeded::TensorBytes { budget: 100, .. }));
+        HostTensor::drop(&mut nn, first).unwrap();
+        assert_eq!(nn.tensor_bytes(), 0);
+        nn.new(vec![4], tensor::TensorType::Fp64, vec![0; 32])
+            .unwrap();
+    }
+
+    #[test]
+    fn wrong_lengths_and_overflow_are_caught() {
+        let short = Tensor {
+            dimensions: vec![2, 3],
+            ty: ElementType::F32,
+            data: vec![0; 20],
+        };
+        assert!(short.check().unwrap_err().contains("need 24"));
+        let huge = Tensor {
+            dimensions: vec![u32::MAX, u32::MAX, u32::MAX],
+            ty: ElementType::I64,
+            data: vec![],
+        };
+        assert!(huge.check().unwrap_err().contains("overflow"));
+    }
+
+    #[test]
+    fn guest_graph_bytes_are_refused_by_default_and_unknown_names_listed() {
+        let mut nn = state(1000);
+        let refused = nn
+            .load(
+                vec![vec![1, 2, 3]],
+                graph::GraphEncoding::Onnx,
+                graph::ExecutionTarget::Cpu,
+            )
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(nn.code(refused).unwrap(), errors::ErrorCode::Security);
+        let missing = nn.load_by_name("nope".into()).unwrap().unwrap_err();
+        let message = HostError::data(&mut nn, missing).unwrap();
+        assert!(message.contains("declares no graph `nope`"), "{message}");
+        assert_eq!(nn.stats.incidents.len(), 2);
+    }
+
+    #[test]
+    fn handle_count_is_bounded() {
+        let mut nn = state(u64::MAX);
+        for _ in 0..MAX_NN_HANDLES {
+            nn.new(vec![0], tensor::TensorType::U8, vec![]).unwrap();
+        }
+        let error = nn.new(vec![0], tensor::TensorType::U8, vec![]).unwrap_err();
+        assert!(error.downcast_ref::<LimitExceeded>().is_some());
+    }
+}

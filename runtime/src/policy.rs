@@ -1,0 +1,294 @@
+//! The consumer's policy: what a model may see and use on this machine.
+//!
+//! Deny by default: nothing is bound, no column is granted, no inference device is allowed
+//! unless the policy says so. Parsing is strict (unknown keys and wrong types are errors that
+//! name the file, line and key) and the `version` is checked before anything else.
+//! `policies/README.md` is the reference for every key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::manifest::Device;
+use crate::names::Name;
+use crate::units::{ByteSize, WallTime};
+
+/// The only policy format this runtime reads.
+pub const POLICY_VERSION: i64 = 1;
+
+/// Most sandbox instances a policy may ask for: each holds a guest memory and host threads.
+pub const MAX_INSTANCES: u32 = 64;
+
+/// Largest guest linear memory a policy may grant to one instance. The pooling allocator
+/// reserves address space for this much per instance.
+pub const MAX_GUEST_MEMORY: ByteSize = ByteSize::gib(4);
+
+/// Smallest guest memory that can run a Rust component at all.
+pub const MIN_GUEST_MEMORY: ByteSize = ByteSize::mib(2);
+
+/// Most rows in one batch handed to a model.
+pub const MAX_BATCH_ROWS: u32 = 1_000_000;
+
+/// Most ONNX Runtime intra-op threads per graph session.
+pub const MAX_INFERENCE_THREADS: u32 = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// Resource limits for one run.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Limits {
+    /// Linear memory of one sandbox instance. Guards the host against a model that allocates
+    /// without bound.
+    pub memory: ByteSize,
+    /// WebAssembly fuel (roughly, instructions) one `score` call may burn. Stops endless loops.
+    pub fuel_per_batch: u64,
+    /// Wall-clock time of the whole run, guest code and inference together.
+    pub wall_time: WallTime,
+    /// Bytes of wasi:nn tensors one instance may hold on the host at once. Tensors live in
+    /// host memory, outside the guest's linear memory cap, so they need their own.
+    pub tensor_bytes: ByteSize,
+    /// Rows the run may write in total.
+    pub output_rows: u64,
+    /// Sandbox instances scoring batches in parallel.
+    pub instances: u32,
+    /// Rows per batch handed to the model.
+    pub batch_rows: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory: ByteSize::mib(256),
+            fuel_per_batch: 5_000_000_000,
+            wall_time: WallTime(std::time::Duration::from_secs(600)),
+            tensor_bytes: ByteSize::mib(256),
+            output_rows: 100_000_000,
+            instances: 1,
+            batch_rows: 4096,
+        }
+    }
+}
+
+/// How graphs may run.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct InferencePolicy {
+    /// Devices graphs may run on. Empty (the default) allows none: a model with graphs is
+    /// refused.
+    pub devices: Vec<Device>,
+    /// ONNX Runtime intra-op threads per session; 0 or absent means 1.
+    pub threads: u32,
+    /// Whether a guest may load graph bytes of its own (wasi:nn `load`) instead of the graphs
+    /// the package declares. Off by default: such graphs were not in the package the consumer
+    /// inspected.
+    pub allow_guest_graphs: bool,
+}
+
+/// Binds a manifest input to a table on this machine.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Binding {
+    /// The source table: a CSV file with a header row.
+    pub source: PathBuf,
+    /// Model column name -> source column name. Only these columns enter the sandbox.
+    #[serde(default)]
+    pub columns: BTreeMap<Name, String>,
+    /// Source columns that identify a row (customer ids). They never enter the sandbox; the
+    /// host re-attaches them to the output.
+    #[serde(default)]
+    pub key: Vec<String>,
+}
+
+/// Where a manifest output goes.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Emit {
+    /// A CSV file, written to a temporary file beside it and renamed when the run succeeds.
+    pub sink: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawPolicy {
+    #[allow(dead_code)] // checked before this struct is parsed
+    version: i64,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    inference: InferencePolicy,
+    #[serde(default)]
+    bind: BTreeMap<Name, Binding>,
+    #[serde(default)]
+    emit: BTreeMap<Name, Emit>,
+}
+
+/// A parsed, validated policy. Relative paths are resolved against the directory `cordon`
+/// runs in.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Policy {
+    /// The file it came from, for error messages.
+    pub path: PathBuf,
+    pub limits: Limits,
+    pub inference: InferencePolicy,
+    pub bind: BTreeMap<Name, Binding>,
+    pub emit: BTreeMap<Name, Emit>,
+}
+
+impl Policy {
+    /// Reads and validates the policy at `path`; relative paths in it are resolved against
+    /// `base_dir`.
+    pub fn load(path: &Path, base_dir: &Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path, base_dir)
+    }
+
+    /// Validates policy text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Self, PolicyError> {
+        let parse_error = |source| PolicyError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        };
+        let invalid = |message: String| PolicyError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        // The version decides how to read everything else, so check it first.
+        let table: toml::Table = toml::from_str(text).map_err(parse_error)?;
+        match table.get("version") {
+            Some(toml::Value::Integer(POLICY_VERSION)) => {}
+            Some(other) => {
+                return Err(invalid(format!(
+                    "version = {other} is not supported; this runtime reads version {POLICY_VERSION}"
+                )));
+            }
+            None => {
+                return Err(invalid(format!(
+                    "missing `version`; add `version = {POLICY_VERSION}` as the first line"
+                )));
+            }
+        }
+        let raw: RawPolicy = toml::from_str(text).map_err(parse_error)?;
+
+        let limits = raw.limits;
+        if !(1..=MAX_INSTANCES).contains(&limits.instances) {
+            return Err(invalid(format!(
+                "limits.instances = {} is out of range 1..={MAX_INSTANCES}",
+                limits.instances
+            )));
+        }
+        if limits.memory < MIN_GUEST_MEMORY || limits.memory > MAX_GUEST_MEMORY {
+            return Err(invalid(format!(
+                "limits.memory = \"{}\" is out of range {MIN_GUEST_MEMORY}..={MAX_GUEST_MEMORY}",
+                limits.memory
+            )));
+        }
+        if !(1..=MAX_BATCH_ROWS).contains(&limits.batch_rows) {
+            return Err(invalid(format!(
+                "limits.batch-rows = {} is out of range 1..={MAX_BATCH_ROWS}",
+                limits.batch_rows
+            )));
+        }
+        if limits.fuel_per_batch == 0 {
+            return Err(invalid("limits.fuel-per-batch = 0 would stop every model".into()));
+        }
+        if limits.wall_time.0.is_zero() {
+            return Err(invalid("limits.wall-time must be longer than zero".into()));
+        }
+        let mut inference = raw.inference;
+        if inference.threads == 0 {
+            inference.threads = 1;
+        }
+        if inference.threads > MAX_INFERENCE_THREADS {
+            return Err(invalid(format!(
+                "inference.threads = {} is out of range 1..={MAX_INFERENCE_THREADS}",
+                inference.threads
+            )));
+        }
+
+        let mut bind = raw.bind;
+        for (input, binding) in &mut bind {
+            if binding.columns.is_empty() {
+                return Err(invalid(format!(
+                    "[bind.{input}] grants no columns: add `columns = {{ model_column = \"source_column\" }}`"
+                )));
+            }
+            binding.source = base_dir.join(&binding.source);
+        }
+        let mut emit = raw.emit;
+        for emit in emit.values_mut() {
+            emit.sink = base_dir.join(&emit.sink);
+        }
+
+        Ok(Policy {
+            path: path.to_owned(),
+            limits,
+            inference,
+            bind,
+            emit,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Policy, PolicyError> {
+        Policy::parse(text, Path::new("p.toml"), Path::new("/data"))
+    }
+
+    #[test]
+    fn defaults_deny_and_paths_resolve() {
+        let policy = parse(
+            "version = 1\n[bind.rows]\nsource = \"t.csv\"\ncolumns = { x = \"X\" }\n[emit.out]\nsink = \"o.csv\"\n",
+        )
+        .unwrap();
+        assert!(policy.inference.devices.is_empty());
+        assert!(!policy.inference.allow_guest_graphs);
+        assert_eq!(policy.bind.values().next().unwrap().source, Path::new("/data/t.csv"));
+    }
+
+    #[test]
+    fn bad_policies_name_what_is_wrong() {
+        let cases = [
+            ("[limits]\nmemory = \"1 MiB\"\n", "version"),
+            ("version = 2\n", "version = 2 is not supported"),
+            ("version = 1\n[limits]\nmemroy = \"1 MiB\"\n", "unknown field `memroy`"),
+            ("version = 1\n[limits]\nmemory = \"lots\"\n", "is not a size"),
+            ("version = 1\n[limits]\ninstances = 0\n", "limits.instances = 0"),
+            ("version = 1\n[bind.rows]\nsource = \"t.csv\"\n", "grants no columns"),
+        ];
+        for (text, expected) in cases {
+            let error = parse(text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{text:?}: {error}");
+            assert!(error.starts_with("p.toml"), "{error}");
+        }
+    }
+
+    #[test]
+    fn parse_errors_give_the_line() {
+        let error = parse("version = 1\n\n[limits]\ninstances = \"two\"\n").unwrap_err();
+        assert!(error.to_string().contains("line 4"), "{error}");
+    }
+}

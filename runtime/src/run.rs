@@ -1,0 +1,675 @@
+//! One run: package + policy + table in, validated scores out.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, unbounded};
+
+use crate::data::{Batch, CsvSink, CsvSource, DataError, KeyedBatch};
+use crate::grant::{Grant, GrantError, OutputGrant};
+use crate::manifest::{ColumnType, Device, InputMode};
+use crate::nn::onnx::{LoadedGraph, OnnxRuntime, OnnxRuntimeError, SessionOptions};
+use crate::nn::{GraphRegistry, GuestGraphs, NnState};
+use crate::package::{Package, PackageError};
+use crate::policy::{Policy, PolicyError};
+use crate::sandbox::{
+    self, CacheOutcome, CallError, CompileCache, GuestState, Instance, LimitExceeded, LogRecord,
+    SandboxEngine, TrapCause, bindings,
+};
+
+/// Everything that can end a run. Only `main` turns it into an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Grant(#[from] GrantError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    OnnxRuntime(#[from] OnnxRuntimeError),
+    #[error("the package has graphs, but no ONNX Runtime library was configured")]
+    NoOnnxRuntime,
+    #[error("the model broke a limit: {0}")]
+    Limit(LimitExceeded),
+    #[error(
+        "CPU limit: the model burnt all {fuel} fuel of one batch (limits.fuel-per-batch) and was stopped"
+    )]
+    CpuLimit { fuel: u64 },
+    #[error("wall-time limit: the run took longer than {limit:?} (limits.wall-time) and was stopped")]
+    WallTime { limit: Duration },
+    #[error("the model trapped: {message}")]
+    Trap { message: String },
+    #[error("the model failed batch {batch} (rows {first_row}..): {message}")]
+    Model {
+        batch: u64,
+        first_row: u64,
+        message: String,
+    },
+    #[error("the model's output for batch {batch} was refused: {reason}")]
+    InvalidOutput { batch: u64, reason: String },
+    #[error("output-rows limit: the run would write more than {limit} rows (limits.output-rows)")]
+    OutputRows { limit: u64 },
+    #[error("cannot compile the model's component")]
+    Compile(#[source] anyhow::Error),
+    #[error("cannot prepare the model's instances (does the component export cordon:model/scorer@0.1.0?)")]
+    Link(#[source] anyhow::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl RunError {
+    fn from_trap(error: wasmtime::Error, stderr: &str, fuel: u64, wall_time: Duration) -> Self {
+        match sandbox::trap_cause(&error, stderr) {
+            TrapCause::Limit(limit) => RunError::Limit(limit),
+            TrapCause::OutOfFuel => RunError::CpuLimit { fuel },
+            TrapCause::WallTime => RunError::WallTime { limit: wall_time },
+            TrapCause::Other(message) => RunError::Trap { message },
+        }
+    }
+}
+
+/// Process-wide settings: where ONNX Runtime is and where compiled components are cached.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    /// `libonnxruntime.so`; required for packages with graphs.
+    pub onnxruntime: Option<PathBuf>,
+    /// Compile cache directory; `None` compiles every run.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub package_dir: PathBuf,
+    pub policy: PathBuf,
+    /// Relative paths in the policy are resolved against this directory.
+    pub base_dir: PathBuf,
+}
+
+/// Told about progress as rows are written.
+pub trait Progress: Sync {
+    fn rows_written(&self, _rows: u64) {}
+}
+
+/// No progress reporting.
+pub struct Quiet;
+
+impl Progress for Quiet {}
+
+/// What a run did: counts and timings, never data values.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunSummary {
+    pub package: String,
+    pub version: String,
+    pub publisher: String,
+    pub component_sha256: String,
+    pub model_description: String,
+    pub input: String,
+    pub output: String,
+    pub sink: PathBuf,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub batches: u64,
+    pub instances: u32,
+    pub wall_time_s: f64,
+    pub rows_per_second: f64,
+    pub fuel_consumed: u64,
+    pub peak_guest_memory_bytes: u64,
+    pub peak_tensor_bytes: u64,
+    pub inference_calls: u64,
+    pub inference_time_s: f64,
+    pub compile: CacheOutcome,
+    pub compile_time_ms: f64,
+    pub instantiate_time_us: f64,
+    pub graphs: Vec<String>,
+    pub guest_log: Vec<LogRecord>,
+    pub guest_log_dropped: u64,
+    pub incidents: Vec<String>,
+}
+
+type GraphKey = (String, SessionOptions);
+
+/// The process's sandbox: one engine, one ONNX Runtime, one compile cache, and the graphs
+/// loaded so far. Create it once and run any number of packages with it.
+pub struct Runtime {
+    engine: SandboxEngine,
+    onnxruntime: Option<OnnxRuntime>,
+    cache: CompileCache,
+    /// Graphs by content digest and session options, loaded once per process.
+    graphs: Mutex<HashMap<GraphKey, Arc<LoadedGraph>>>,
+}
+
+impl Runtime {
+    /// Starts the engine and loads ONNX Runtime, so that a missing library fails here.
+    pub fn new(config: RuntimeConfig) -> Result<Runtime, RunError> {
+        let engine = SandboxEngine::new()
+            .map_err(|e| RunError::Internal(format!("cannot start wasmtime: {e:#}")))?;
+        let onnxruntime = match &config.onnxruntime {
+            Some(path) => Some(OnnxRuntime::load(path)?),
+            None => None,
+        };
+        Ok(Runtime {
+            engine,
+            onnxruntime,
+            cache: CompileCache::new(config.cache_dir),
+            graphs: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The loaded ONNX Runtime's version, if any.
+    pub fn onnxruntime_version(&self) -> Option<&str> {
+        self.onnxruntime.as_ref().map(|o| o.version.as_str())
+    }
+
+    /// Runs one package on one table under one policy.
+    pub fn run(&self, request: &RunRequest, progress: &dyn Progress) -> Result<RunSummary, RunError> {
+        let started = Instant::now();
+        let package = Package::load(&request.package_dir)?;
+        let policy = Policy::load(&request.policy, &request.base_dir)?;
+        let grant = Grant::resolve(&package.manifest, &policy)?;
+        let deadline = started + policy.limits.wall_time.0;
+
+        let compile_started = Instant::now();
+        let (component, compile) = self
+            .cache
+            .load(&self.engine.engine, &package.component)
+            .map_err(|e| RunError::Compile(e.into()))?;
+        let compile_time = compile_started.elapsed();
+
+        let graphs = Arc::new(self.load_graphs(&package, &grant, &policy)?);
+        let guest_graphs = match (&self.onnxruntime, policy.inference.allow_guest_graphs) {
+            (Some(runtime), true) => Some(GuestGraphs {
+                runtime: runtime.clone(),
+                options: SessionOptions {
+                    device: Device::Cpu,
+                    threads: policy.inference.threads,
+                },
+            }),
+            _ => None,
+        };
+
+        let linker = sandbox::linker(&self.engine.engine).map_err(|e| RunError::Link(e.into()))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(bindings::ModelPre::new)
+            .map_err(|e| RunError::Link(e.into()))?;
+
+        let setup = InstanceSetup {
+            engine: &self.engine.engine,
+            pre: &pre,
+            graphs,
+            guest_graphs,
+            policy: &policy,
+            deadline,
+        };
+        let mut source = CsvSource::open(&grant.input)?;
+        let sink = CsvSink::create(&grant.output, &grant.input.key)?;
+        let scored = score_all(&setup, &grant, &mut source, sink, progress)?;
+
+        let wall_time = started.elapsed();
+        let rows_out = scored.rows_out;
+        Ok(RunSummary {
+            package: package.manifest.name.to_string(),
+            version: package.manifest.version.clone(),
+            publisher: package.manifest.publisher.to_string(),
+            component_sha256: package.component_sha256.clone(),
+            model_description: scored.model_description,
+            input: grant.input.name.to_string(),
+            output: grant.output.name.to_string(),
+            sink: scored.sink,
+            rows_in: source.rows_read(),
+            rows_out,
+            batches: scored.batches,
+            instances: policy.limits.instances,
+            wall_time_s: wall_time.as_secs_f64(),
+            rows_per_second: rows_out as f64 / wall_time.as_secs_f64().max(1e-9),
+            fuel_consumed: scored.totals.fuel_consumed,
+            peak_guest_memory_bytes: scored.totals.peak_memory,
+            peak_tensor_bytes: scored.totals.peak_tensor_bytes,
+            inference_calls: scored.totals.inference_calls,
+            inference_time_s: scored.totals.inference_time.as_secs_f64(),
+            compile,
+            compile_time_ms: compile_time.as_secs_f64() * 1e3,
+            instantiate_time_us: sandbox::mean(&scored.totals.instantiate_times).as_secs_f64()
+                * 1e6,
+            graphs: grant
+                .graphs
+                .iter()
+                .map(|g| format!("{} on {}", g.spec.name, g.device))
+                .collect(),
+            guest_log: scored.totals.log,
+            guest_log_dropped: scored.totals.log_dropped,
+            incidents: scored.totals.incidents,
+        })
+    }
+
+    /// The package's graphs as the policy lets them run, each loaded once per process.
+    fn load_graphs(
+        &self,
+        package: &Package,
+        grant: &Grant,
+        policy: &Policy,
+    ) -> Result<GraphRegistry, RunError> {
+        let mut registry = GraphRegistry::new();
+        if grant.graphs.is_empty() {
+            return Ok(registry);
+        }
+        let onnxruntime = self.onnxruntime.as_ref().ok_or(RunError::NoOnnxRuntime)?;
+        for (granted, packaged) in grant.graphs.iter().zip(&package.graphs) {
+            let options = SessionOptions {
+                device: granted.device,
+                threads: policy.inference.threads,
+            };
+            let key = (packaged.sha256.clone(), options);
+            let cached = self
+                .graphs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&key)
+                .cloned();
+            let graph = match cached {
+                Some(graph) => graph,
+                None => {
+                    let graph = Arc::new(LoadedGraph::load(
+                        onnxruntime,
+                        granted.spec.name.as_str(),
+                        Arc::clone(&packaged.bytes),
+                        options,
+                    )?);
+                    self.graphs
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(key, Arc::clone(&graph));
+                    graph
+                }
+            };
+            registry.insert(granted.spec.name.to_string(), graph);
+        }
+        Ok(registry)
+    }
+}
+
+/// What every instance of a run is made from.
+struct InstanceSetup<'a> {
+    engine: &'a wasmtime::Engine,
+    pre: &'a bindings::ModelPre<GuestState>,
+    graphs: Arc<GraphRegistry>,
+    guest_graphs: Option<GuestGraphs>,
+    policy: &'a Policy,
+    deadline: Instant,
+}
+
+impl InstanceSetup<'_> {
+    fn instantiate(&self) -> Result<(Instance, Duration), RunError> {
+        let limits = &self.policy.limits;
+        let nn = NnState::new(
+            Arc::clone(&self.graphs),
+            self.guest_graphs.clone(),
+            limits.tensor_bytes.bytes(),
+        );
+        let state = GuestState::new(nn, limits.memory.bytes());
+        let started = Instant::now();
+        // The state moves into the store; a failed instantiation has no stderr worth showing.
+        Instance::new(
+            self.engine,
+            self.pre,
+            state,
+            limits.fuel_per_batch,
+            self.deadline,
+        )
+        .map(|instance| (instance, started.elapsed()))
+        .map_err(|e| RunError::from_trap(e, "", limits.fuel_per_batch, limits.wall_time.0))
+    }
+}
+
+/// Counts gathered from every instance.
+#[derive(Default)]
+struct Totals {
+    fuel_consumed: u64,
+    peak_memory: u64,
+    peak_tensor_bytes: u64,
+    inference_calls: u64,
+    inference_time: Duration,
+    instantiate_times: Vec<Duration>,
+    log: Vec<LogRecord>,
+    log_dropped: u64,
+    incidents: Vec<String>,
+}
+
+impl Totals {
+    fn add(&mut self, instance: &Instance, instantiate_time: Duration) {
+        let state = instance.store.data();
+        self.fuel_consumed = self.fuel_consumed.saturating_add(instance.fuel_consumed());
+        self.peak_memory = self.peak_memory.max(state.limiter.peak_memory);
+        self.peak_tensor_bytes = self.peak_tensor_bytes.max(state.nn.stats.peak_tensor_bytes);
+        self.inference_calls += state.nn.stats.inference_calls;
+        self.inference_time += state.nn.stats.inference_time;
+        self.instantiate_times.push(instantiate_time);
+        self.log.extend(state.log.records.iter().cloned());
+        self.log_dropped += state.log.dropped;
+        self.incidents.extend(state.nn.stats.incidents.iter().cloned());
+    }
+
+    fn merge(&mut self, other: Totals) {
+        self.fuel_consumed = self.fuel_consumed.saturating_add(other.fuel_consumed);
+        self.peak_memory = self.peak_memory.max(other.peak_memory);
+        self.peak_tensor_bytes = self.peak_tensor_bytes.max(other.peak_tensor_bytes);
+        self.inference_calls += other.inference_calls;
+        self.inference_time += other.inference_time;
+        self.instantiate_times.extend(other.instantiate_times);
+        self.log.extend(other.log);
+        self.log_dropped += other.log_dropped;
+        self.incidents.extend(other.incidents);
+    }
+}
+
+enum WorkerMessage {
+    Scored { index: u64, batch: Batch },
+    Failed(RunError),
+    Finished(Box<Totals>),
+}
+
+struct Scored {
+    rows_out: u64,
+    batches: u64,
+    sink: PathBuf,
+    model_description: String,
+    totals: Totals,
+}
+
+/// Streams the table through `instances` parallel sandboxes and writes the outputs in input
+/// order. Keys stay on this side: workers see only the batch of granted columns.
+fn score_all(
+    setup: &InstanceSetup<'_>,
+    grant: &Grant,
+    source: &mut CsvSource,
+    mut sink: CsvSink,
+    progress: &dyn Progress,
+) -> Result<Scored, RunError> {
+    let limits = &setup.policy.limits;
+    let instances = limits.instances as usize;
+    let batch_rows = limits.batch_rows as usize;
+
+    // Instantiate up front: a model that cannot start fails before any data is read.
+    let mut started_instances = Vec::with_capacity(instances);
+    for _ in 0..instances {
+        started_instances.push(setup.instantiate()?);
+    }
+    let model_description = match started_instances.first_mut() {
+        Some((instance, _)) => match instance.describe(limits.fuel_per_batch, setup.deadline) {
+            Ok(info) => sandbox::sanitize(
+                &format!("{} {}: {}", info.name, info.version, info.description),
+                512,
+            ),
+            Err(error) => {
+                let stderr = instance.store.data().stderr_text();
+                return Err(RunError::from_trap(
+                    error,
+                    &stderr,
+                    limits.fuel_per_batch,
+                    limits.wall_time.0,
+                ));
+            }
+        },
+        None => String::new(),
+    };
+
+    let (work_tx, work_rx) = bounded::<(u64, Batch)>(instances * 2);
+    let (keys_tx, keys_rx) = unbounded::<(u64, Vec<Vec<String>>)>();
+    let (result_tx, result_rx) = unbounded::<WorkerMessage>();
+    let abort = AtomicBool::new(false);
+    let mut totals = Totals::default();
+
+    let outcome = std::thread::scope(|scope| -> Result<(u64, u64), RunError> {
+        for (mut instance, instantiate_time) in started_instances {
+            let work_rx = work_rx.clone();
+            let result_tx = result_tx.clone();
+            let abort = &abort;
+            scope.spawn(move || {
+                for (index, batch) in work_rx.iter() {
+                    if abort.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let message = score_one(setup, &mut instance, index, batch, &grant.output);
+                    let failed = matches!(message, WorkerMessage::Failed(_));
+                    let _ = result_tx.send(message);
+                    if failed {
+                        break;
+                    }
+                }
+                let mut totals = Totals::default();
+                totals.add(&instance, instantiate_time);
+                let _ = result_tx.send(WorkerMessage::Finished(Box::new(totals)));
+            });
+        }
+        drop(result_tx);
+        drop(work_rx);
+
+        // The reader parses the table and feeds the workers. Keys go straight to the writer, in
+        // input order, and never to a worker.
+        let abort_reader = &abort;
+        let reader = scope.spawn(move || -> Result<(), RunError> {
+            while let Some(KeyedBatch { index, batch, keys }) = source.next_batch(batch_rows)? {
+                if abort_reader.load(Ordering::Relaxed)
+                    || keys_tx.send((index, keys)).is_err()
+                    || work_tx.send((index, batch)).is_err()
+                {
+                    break;
+                }
+            }
+            Ok(())
+        });
+
+        // The writer (this thread) puts outputs back in input order as they complete.
+        let mut first_error: Option<RunError> = None;
+        let mut pending: BTreeMap<u64, Batch> = BTreeMap::new();
+        let mut next_index = 0u64;
+        let mut rows_out = 0u64;
+        for message in result_rx.iter() {
+            let result = match message {
+                WorkerMessage::Scored { index, batch } => {
+                    pending.insert(index, batch);
+                    let mut writer = OrderedWriter {
+                        pending: &mut pending,
+                        next_index: &mut next_index,
+                        rows_out: &mut rows_out,
+                        keys_rx: &keys_rx,
+                        sink: &mut sink,
+                        output_rows_limit: limits.output_rows,
+                    };
+                    writer.write_ready(progress)
+                }
+                WorkerMessage::Failed(error) => Err(error),
+                WorkerMessage::Finished(instance_totals) => {
+                    totals.merge(*instance_totals);
+                    Ok(())
+                }
+            };
+            let result = result.and_then(|()| {
+                if Instant::now() > setup.deadline {
+                    Err(RunError::WallTime {
+                        limit: limits.wall_time.0,
+                    })
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(error) = result {
+                // Stop the reader and the workers; keep the first cause.
+                abort.store(true, Ordering::Relaxed);
+                pending.clear();
+                first_error.get_or_insert(error);
+            }
+        }
+        abort.store(true, Ordering::Relaxed);
+        // Unblock a reader waiting on a full work queue: every worker has exited by now.
+        let read_result = reader
+            .join()
+            .unwrap_or_else(|_| Err(RunError::Internal("the table reader panicked".into())));
+        if let Some(error) = first_error {
+            return Err(error);
+        }
+        read_result?;
+        if !pending.is_empty() {
+            return Err(RunError::Internal(format!(
+                "{} scored batches were never written",
+                pending.len()
+            )));
+        }
+        Ok((rows_out, next_index))
+    });
+
+    // On error the sink is dropped here unfinished, which deletes its temporary file.
+    let (rows_out, batches) = outcome?;
+    let sink = sink.finish()?;
+    Ok(Scored {
+        rows_out,
+        batches,
+        sink,
+        model_description,
+        totals,
+    })
+}
+
+/// The writer's state: scored batches waiting for their turn, and where the sink is at.
+struct OrderedWriter<'a> {
+    pending: &'a mut BTreeMap<u64, Batch>,
+    next_index: &'a mut u64,
+    rows_out: &'a mut u64,
+    keys_rx: &'a crossbeam_channel::Receiver<(u64, Vec<Vec<String>>)>,
+    sink: &'a mut CsvSink,
+    output_rows_limit: u64,
+}
+
+impl OrderedWriter<'_> {
+    /// Writes every pending batch that is next in input order, with its keys.
+    fn write_ready(&mut self, progress: &dyn Progress) -> Result<(), RunError> {
+        while let Some(batch) = self.pending.remove(self.next_index) {
+            let next = *self.next_index;
+            // The reader sends keys in input order before the batch itself, so the next keys
+            // received belong to the next batch to write.
+            let (key_index, keys) = self
+                .keys_rx
+                .recv()
+                .map_err(|_| RunError::Internal(format!("no keys for batch {next}")))?;
+            if key_index != next {
+                return Err(RunError::Internal(format!(
+                    "keys for batch {key_index} arrived when batch {next} was due"
+                )));
+            }
+            if *self.rows_out + batch.num_rows as u64 > self.output_rows_limit {
+                return Err(RunError::OutputRows {
+                    limit: self.output_rows_limit,
+                });
+            }
+            self.sink.write(&keys, &batch)?;
+            *self.rows_out += batch.num_rows as u64;
+            *self.next_index += 1;
+            progress.rows_written(*self.rows_out);
+        }
+        Ok(())
+    }
+}
+
+/// Scores one batch in one instance and validates what comes back.
+fn score_one(
+    setup: &InstanceSetup<'_>,
+    instance: &mut Instance,
+    index: u64,
+    batch: Batch,
+    output: &OutputGrant,
+) -> WorkerMessage {
+    let limits = &setup.policy.limits;
+    let input_rows = batch.num_rows;
+    let first_row = index * u64::from(limits.batch_rows);
+    match instance.score(batch, limits.fuel_per_batch, setup.deadline) {
+        Ok(scored) => match validate_output(scored, input_rows, output) {
+            Ok(batch) => WorkerMessage::Scored { index, batch },
+            Err(reason) => WorkerMessage::Failed(RunError::InvalidOutput {
+                batch: index,
+                reason,
+            }),
+        },
+        Err(CallError::Model(message)) => WorkerMessage::Failed(RunError::Model {
+            batch: index,
+            first_row,
+            message,
+        }),
+        Err(CallError::Trap(error)) => {
+            let stderr = instance.store.data().stderr_text();
+            WorkerMessage::Failed(RunError::from_trap(
+                error,
+                &stderr,
+                limits.fuel_per_batch,
+                limits.wall_time.0,
+            ))
+        }
+    }
+}
+
+/// Honest output: exactly the declared columns with their declared types, every column as
+/// long as the batch says, and in row mode one output row per input row. Columns come back in
+/// the manifest's order.
+fn validate_output(batch: Batch, input_rows: usize, output: &OutputGrant) -> Result<Batch, String> {
+    // Row mode is the only mode so far; partition mode will allow other row counts.
+    let _ = InputMode::Row;
+    if batch.num_rows != input_rows {
+        return Err(format!(
+            "row mode needs one output row per input row: {input_rows} rows in, {} out",
+            batch.num_rows
+        ));
+    }
+    let mut by_name: HashMap<String, crate::data::Column> = HashMap::new();
+    for column in batch.columns {
+        let name = sandbox::sanitize(&column.name, 80);
+        if !output.columns.iter().any(|c| c.name.as_str() == column.name) {
+            let declared: Vec<&str> = output.columns.iter().map(|c| c.name.as_str()).collect();
+            return Err(format!(
+                "column `{name}` is not declared for output `{}` (declared: {})",
+                output.name,
+                declared.join(", ")
+            ));
+        }
+        if column.values.len() != batch.num_rows {
+            return Err(format!(
+                "column `{name}` has {} values for {} rows",
+                column.values.len(),
+                batch.num_rows
+            ));
+        }
+        if !column.validity.is_empty() && column.validity.len() != batch.num_rows {
+            return Err(format!(
+                "column `{name}` has {} validity flags for {} rows",
+                column.validity.len(),
+                batch.num_rows
+            ));
+        }
+        if by_name.insert(column.name.clone(), column).is_some() {
+            return Err(format!("column `{name}` appears twice"));
+        }
+    }
+    let mut columns = Vec::with_capacity(output.columns.len());
+    for spec in &output.columns {
+        let column = by_name
+            .remove(spec.name.as_str())
+            .ok_or_else(|| format!("declared column `{}` is missing", spec.name))?;
+        let found: ColumnType = column.values.column_type();
+        if found != spec.ty {
+            return Err(format!(
+                "column `{}` is {found}, but the manifest declares {}",
+                spec.name, spec.ty
+            ));
+        }
+        columns.push(column);
+    }
+    Ok(Batch {
+        num_rows: batch.num_rows,
+        columns,
+    })
+}

@@ -1,0 +1,414 @@
+//! The sandbox: wasmtime's component model with no ambient authority and hard limits.
+//!
+//! What a guest gets, and nothing more:
+//! - WASI linked but locked down: no preopened directories, no environment, no arguments, no
+//!   sockets or name lookup (every address is denied), stdin empty, stdout discarded, stderr
+//!   captured into a small buffer that is shown (escaped) only when the guest traps, and clocks
+//!   rounded to [`CLOCK_RESOLUTION`].
+//! - `cordon:model/log`, bounded, and Cordon's own wasi:nn (see [`crate::nn`]).
+//!
+//! Limits: linear memory through [`GuestLimiter`], CPU through fuel per `score` call, wall time
+//! through epoch interruption, tensors and handles through the wasi:nn host.
+
+mod cache;
+mod clocks;
+mod engine;
+mod log;
+
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{HasData, Linker, ResourceTable};
+use wasmtime::{ResourceLimiter, Store};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+pub use cache::{CacheOutcome, CompileCache};
+pub use clocks::CLOCK_RESOLUTION;
+pub use engine::{EPOCH_TICK, SandboxEngine};
+pub use log::{GuestLog, LogRecord, MAX_LOG_MESSAGE_BYTES, MAX_LOG_RECORDS};
+
+use crate::data;
+use crate::nn::NnState;
+
+/// The bindings generated from the contract in `wit/`; the only `bindgen!` of the host.
+///
+/// Every import is trappable: a host function returns `Err` only for a host fault or a broken
+/// limit, which ends the run. Guest mistakes are reported through the WIT result types
+/// (wasi:nn errors, `model-error`) and never trap.
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "cordon:model/model",
+        with: {
+            "wasi:nn/tensor.tensor": crate::nn::Tensor,
+            "wasi:nn/graph.graph": crate::nn::Graph,
+            "wasi:nn/inference.graph-execution-context": crate::nn::ExecutionContext,
+            "wasi:nn/errors.error": crate::nn::NnError,
+        },
+        imports: { default: trappable },
+    });
+}
+
+use bindings::cordon::model::types as wit;
+
+/// Bytes of guest stderr kept for the error message when a guest traps (a Rust panic message
+/// fits); the rest is dropped so a guest cannot fill host memory through stderr.
+pub const MAX_STDERR_BYTES: usize = 4096;
+
+/// A limit the guest broke. Host functions trap with one of these; the run reports it by name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitExceeded {
+    #[error(
+        "memory limit: the model asked for {requested} bytes of linear memory, but the policy allows {limit} (limits.memory)"
+    )]
+    Memory { limit: u64, requested: u64 },
+    #[error("table limit: the model asked for {requested} table elements, at most {limit} are allowed")]
+    Table { limit: u64, requested: u64 },
+    #[error(
+        "wasi-nn tensor budget: the model would hold {requested} bytes of tensors, but the policy allows {budget} (limits.tensor-bytes)"
+    )]
+    TensorBytes { budget: u64, requested: u64 },
+    #[error("wasi-nn handle limit: the model holds more than {limit} tensors, graphs and errors at once")]
+    NnHandles { limit: usize },
+}
+
+/// Most table elements a guest may grow a table to.
+pub const MAX_TABLE_ELEMENTS: u64 = 100_000;
+
+/// Enforces the guest's memory cap across all its linear memories and records the peak.
+pub struct GuestLimiter {
+    memory_limit: u64,
+    memory_in_use: u64,
+    pub peak_memory: u64,
+}
+
+impl GuestLimiter {
+    pub fn new(memory_limit: u64) -> Self {
+        GuestLimiter {
+            memory_limit,
+            memory_in_use: 0,
+            peak_memory: 0,
+        }
+    }
+}
+
+impl ResourceLimiter for GuestLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let growth = desired.saturating_sub(current) as u64;
+        let total = self.memory_in_use.saturating_add(growth);
+        if total > self.memory_limit {
+            // Trap rather than fail the grow: a Rust guest aborts on a failed allocation anyway,
+            // and the trap carries a message that names the limit.
+            return Err(wasmtime::Error::new(LimitExceeded::Memory {
+                limit: self.memory_limit,
+                requested: total,
+            }));
+        }
+        self.memory_in_use = total;
+        self.peak_memory = self.peak_memory.max(total);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > MAX_TABLE_ELEMENTS {
+            return Err(wasmtime::Error::new(LimitExceeded::Table {
+                limit: MAX_TABLE_ELEMENTS,
+                requested: desired as u64,
+            }));
+        }
+        Ok(true)
+    }
+}
+
+/// Everything one sandbox instance owns.
+pub struct GuestState {
+    wasi: WasiCtx,
+    wasi_table: ResourceTable,
+    stderr: MemoryOutputPipe,
+    pub nn: NnState,
+    pub log: GuestLog,
+    pub limiter: GuestLimiter,
+}
+
+impl GuestState {
+    pub fn new(nn: NnState, memory_limit: u64) -> Self {
+        let stderr = MemoryOutputPipe::new(MAX_STDERR_BYTES);
+        let mut wasi = WasiCtx::builder();
+        // Not calling inherit_* / preopened_dir / env / args is what keeps files, environment
+        // and arguments out; the calls below close what the builder would otherwise allow.
+        wasi.stdout(wasmtime_wasi::p2::pipe::SinkOutputStream)
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
+            .wall_clock(clocks::CoarseWallClock)
+            .monotonic_clock(clocks::CoarseMonotonicClock::new());
+        GuestState {
+            wasi: wasi.build(),
+            wasi_table: ResourceTable::new(),
+            stderr,
+            nn,
+            log: GuestLog::default(),
+            limiter: GuestLimiter::new(memory_limit),
+        }
+    }
+
+    /// What the guest wrote to stderr, with control characters escaped so that it cannot
+    /// drive the consumer's terminal.
+    pub fn stderr_text(&self) -> String {
+        let bytes = self.stderr.contents();
+        String::from_utf8_lossy(&bytes)
+            .trim_end()
+            .chars()
+            .flat_map(|c| {
+                if c == '\n' || !c.is_control() {
+                    vec![c]
+                } else {
+                    c.escape_default().collect()
+                }
+            })
+            .collect()
+    }
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.wasi_table,
+        }
+    }
+}
+
+struct HasNn;
+
+impl HasData for HasNn {
+    type Data<'a> = &'a mut NnState;
+}
+
+struct HasLog;
+
+impl HasData for HasLog {
+    type Data<'a> = &'a mut GuestLog;
+}
+
+/// The linker every instance of a run is made from: locked-down WASI, wasi:nn, log.
+pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<GuestState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    use bindings::wasi::nn;
+    nn::errors::add_to_linker::<GuestState, HasNn>(&mut linker, |s| &mut s.nn)?;
+    nn::tensor::add_to_linker::<GuestState, HasNn>(&mut linker, |s| &mut s.nn)?;
+    nn::inference::add_to_linker::<GuestState, HasNn>(&mut linker, |s| &mut s.nn)?;
+    nn::graph::add_to_linker::<GuestState, HasNn>(&mut linker, |s| &mut s.nn)?;
+    bindings::cordon::model::log::add_to_linker::<GuestState, HasLog>(&mut linker, |s| {
+        &mut s.log
+    })?;
+    Ok(linker)
+}
+
+/// One running model instance and its store.
+pub struct Instance {
+    pub store: Store<GuestState>,
+    model: bindings::Model,
+    fuel_consumed: u64,
+}
+
+/// How a `score` call failed.
+#[derive(Debug)]
+pub enum CallError {
+    /// The model returned its `model-error`.
+    Model(String),
+    /// The call trapped: a broken limit, a guest panic, or a host fault.
+    Trap(wasmtime::Error),
+}
+
+impl Instance {
+    /// Instantiates a model with fuel for its start-up and the given wall-clock deadline.
+    pub fn new(
+        engine: &wasmtime::Engine,
+        pre: &bindings::ModelPre<GuestState>,
+        state: GuestState,
+        fuel: u64,
+        deadline: Instant,
+    ) -> wasmtime::Result<Instance> {
+        let mut store = Store::new(engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_fuel(fuel)?;
+        set_deadline(&mut store, deadline);
+        let model = pre.instantiate(&mut store)?;
+        let fuel_consumed = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        Ok(Instance {
+            store,
+            model,
+            fuel_consumed,
+        })
+    }
+
+    /// Fuel burnt so far by this instance.
+    pub fn fuel_consumed(&self) -> u64 {
+        self.fuel_consumed
+    }
+
+    /// Calls `describe`.
+    pub fn describe(&mut self, fuel: u64, deadline: Instant) -> wasmtime::Result<wit::ModelInfo> {
+        self.store.set_fuel(fuel)?;
+        set_deadline(&mut self.store, deadline);
+        let result = self.model.cordon_model_scorer().call_describe(&mut self.store);
+        self.count_fuel(fuel);
+        result
+    }
+
+    /// Calls `score` on one batch with `fuel` to burn and the run's deadline.
+    pub fn score(
+        &mut self,
+        batch: data::Batch,
+        fuel: u64,
+        deadline: Instant,
+    ) -> Result<data::Batch, CallError> {
+        self.store.set_fuel(fuel).map_err(CallError::Trap)?;
+        set_deadline(&mut self.store, deadline);
+        let input = to_wit(batch);
+        let result = self
+            .model
+            .cordon_model_scorer()
+            .call_score(&mut self.store, &input);
+        self.count_fuel(fuel);
+        match result {
+            Ok(Ok(output)) => Ok(from_wit(output)),
+            Ok(Err(error)) => Err(CallError::Model(model_error_text(&error))),
+            Err(trap) => Err(CallError::Trap(trap)),
+        }
+    }
+
+    fn count_fuel(&mut self, given: u64) {
+        let left = self.store.get_fuel().unwrap_or(0);
+        self.fuel_consumed = self
+            .fuel_consumed
+            .saturating_add(given.saturating_sub(left));
+    }
+}
+
+fn set_deadline(store: &mut Store<GuestState>, deadline: Instant) {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let ticks = (remaining.as_millis() / EPOCH_TICK.as_millis().max(1)) as u64;
+    store.set_epoch_deadline(ticks.max(1));
+}
+
+fn model_error_text(error: &wit::ModelError) -> String {
+    let (kind, message) = match error {
+        wit::ModelError::InvalidInput(m) => ("invalid input", m),
+        wit::ModelError::Inference(m) => ("inference failed", m),
+        wit::ModelError::Internal(m) => ("internal error", m),
+    };
+    format!("{kind}: {}", sanitize(message, 2048))
+}
+
+/// Guest text made safe for a terminal and a log line: control characters escaped, length cut.
+pub fn sanitize(text: &str, max_bytes: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_bytes));
+    for c in text.chars() {
+        if out.len() >= max_bytes {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn to_wit(batch: data::Batch) -> wit::Batch {
+    wit::Batch {
+        num_rows: u32::try_from(batch.num_rows).unwrap_or(u32::MAX),
+        columns: batch
+            .columns
+            .into_iter()
+            .map(|c| wit::Column {
+                name: c.name,
+                values: match c.values {
+                    data::ColumnValues::Float64(v) => wit::ColumnValues::Float64(v),
+                    data::ColumnValues::Float32(v) => wit::ColumnValues::Float32(v),
+                    data::ColumnValues::Int64(v) => wit::ColumnValues::Int64(v),
+                    data::ColumnValues::Boolean(v) => wit::ColumnValues::Boolean(v),
+                    data::ColumnValues::Text(v) => wit::ColumnValues::Text(v),
+                    data::ColumnValues::Timestamp(v) => wit::ColumnValues::Timestamp(v),
+                },
+                validity: c.validity,
+            })
+            .collect(),
+    }
+}
+
+fn from_wit(batch: wit::Batch) -> data::Batch {
+    data::Batch {
+        num_rows: batch.num_rows as usize,
+        columns: batch
+            .columns
+            .into_iter()
+            .map(|c| data::Column {
+                name: c.name,
+                values: match c.values {
+                    wit::ColumnValues::Float64(v) => data::ColumnValues::Float64(v),
+                    wit::ColumnValues::Float32(v) => data::ColumnValues::Float32(v),
+                    wit::ColumnValues::Int64(v) => data::ColumnValues::Int64(v),
+                    wit::ColumnValues::Boolean(v) => data::ColumnValues::Boolean(v),
+                    wit::ColumnValues::Text(v) => data::ColumnValues::Text(v),
+                    wit::ColumnValues::Timestamp(v) => data::ColumnValues::Timestamp(v),
+                },
+                validity: c.validity,
+            })
+            .collect(),
+    }
+}
+
+/// What ended a trapped call, as the run reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrapCause {
+    Limit(LimitExceeded),
+    OutOfFuel,
+    WallTime,
+    /// A guest panic, `unreachable`, or a fault: the message, with the guest's stderr.
+    Other(String),
+}
+
+/// Classifies a trap from a `score` or instantiation call.
+pub fn trap_cause(error: &wasmtime::Error, stderr: &str) -> TrapCause {
+    if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
+        return TrapCause::Limit(limit.clone());
+    }
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::OutOfFuel) => TrapCause::OutOfFuel,
+        Some(wasmtime::Trap::Interrupt) => TrapCause::WallTime,
+        _ => {
+            let mut message = sanitize(&format!("{error:#}"), 4096);
+            if !stderr.is_empty() {
+                message.push_str("\n  the model's stderr:\n    ");
+                message.push_str(&stderr.replace('\n', "\n    "));
+            }
+            TrapCause::Other(message)
+        }
+    }
+}
+
+/// Average of a set of durations, for the summary.
+pub fn mean(durations: &[Duration]) -> Duration {
+    if durations.is_empty() {
+        return Duration::ZERO;
+    }
+    durations.iter().sum::<Duration>() / durations.len() as u32
+}
