@@ -362,7 +362,12 @@ impl BatchBuilder {
                     self.columns.first().map_or("", |c| c.name.as_str())
                 )));
             }
-            if self.columns.iter().take(index).any(|c| c.name == column.name) {
+            if self
+                .columns
+                .iter()
+                .take(index)
+                .any(|c| c.name == column.name)
+            {
                 return Err(ModelError::Internal(format!(
                     "output column `{}` is added twice",
                     column.name
@@ -393,7 +398,10 @@ mod tests {
             .build()
             .unwrap();
         let x = batch.f64s("x").unwrap();
-        assert_eq!(x.iter().collect::<Vec<_>>(), vec![Some(1.0), None, Some(3.0)]);
+        assert_eq!(
+            x.iter().collect::<Vec<_>>(),
+            vec![Some(1.0), None, Some(3.0)]
+        );
         assert!(x.is_null(1));
         assert_eq!(batch.texts("s").unwrap().get(2), Some("c"));
     }

@@ -114,17 +114,27 @@ impl ColumnValues {
         let is_null = trimmed.is_empty();
         match self {
             ColumnValues::Float64(v) => v.push(if is_null { 0.0 } else { parse_float(trimmed)? }),
-            ColumnValues::Float32(v) => {
-                v.push(if is_null { 0.0 } else { parse_float(trimmed)? as f32 })
-            }
-            ColumnValues::Int64(v) => {
-                v.push(if is_null { 0 } else { trimmed.parse().map_err(|_| ())? })
-            }
+            ColumnValues::Float32(v) => v.push(if is_null {
+                0.0
+            } else {
+                parse_float(trimmed)? as f32
+            }),
+            ColumnValues::Int64(v) => v.push(if is_null {
+                0
+            } else {
+                trimmed.parse().map_err(|_| ())?
+            }),
             ColumnValues::Boolean(v) => v.push(if is_null { false } else { parse_bool(trimmed)? }),
-            ColumnValues::Text(v) => v.push(if is_null { String::new() } else { cell.to_owned() }),
-            ColumnValues::Timestamp(v) => {
-                v.push(if is_null { 0 } else { parse_timestamp(trimmed)? })
-            }
+            ColumnValues::Text(v) => v.push(if is_null {
+                String::new()
+            } else {
+                cell.to_owned()
+            }),
+            ColumnValues::Timestamp(v) => v.push(if is_null {
+                0
+            } else {
+                parse_timestamp(trimmed)?
+            }),
         }
         Ok(!is_null)
     }
@@ -153,7 +163,9 @@ fn parse_timestamp(text: &str) -> Result<i64, ()> {
         Some((date, time)) => (date, Some(time)),
         None => (text, None),
     };
-    let mut date_parts = date.splitn(3, '-').map(|p| p.parse::<i64>().map_err(|_| ()));
+    let mut date_parts = date
+        .splitn(3, '-')
+        .map(|p| p.parse::<i64>().map_err(|_| ()));
     let year = date_parts.next().ok_or(())??;
     let month = date_parts.next().ok_or(())??;
     let day = date_parts.next().ok_or(())??;
@@ -163,7 +175,9 @@ fn parse_timestamp(text: &str) -> Result<i64, ()> {
     let seconds_of_day = match time {
         None => 0,
         Some(time) => {
-            let mut parts = time.splitn(3, ':').map(|p| p.parse::<i64>().map_err(|_| ()));
+            let mut parts = time
+                .splitn(3, ':')
+                .map(|p| p.parse::<i64>().map_err(|_| ()));
             let h = parts.next().ok_or(())??;
             let m = parts.next().ok_or(())??;
             let s = parts.next().unwrap_or(Ok(0))?;
@@ -502,7 +516,10 @@ mod tests {
     #[test]
     fn timestamps_parse() {
         assert_eq!(parse_timestamp("1970-01-01"), Ok(0));
-        assert_eq!(parse_timestamp("2000-03-01T00:00:01Z"), Ok(951_868_801_000_000));
+        assert_eq!(
+            parse_timestamp("2000-03-01T00:00:01Z"),
+            Ok(951_868_801_000_000)
+        );
         assert_eq!(parse_timestamp("2000-13-01"), Err(()));
     }
 }

@@ -121,8 +121,12 @@ impl Grant {
                 "the package writes output `{output_name}`, but the policy has no [emit.{output_name}]"
             ))
         })?;
-        let output_columns: BTreeSet<&str> =
-            manifest.output.columns.iter().map(|c| c.name.as_str()).collect();
+        let output_columns: BTreeSet<&str> = manifest
+            .output
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
         for key in &binding.key {
             if output_columns.contains(key.as_str()) {
                 return Err(refuse(format!(
@@ -198,7 +202,8 @@ format = "onnx"
         Grant::resolve(&manifest, &policy)
     }
 
-    const HEAD: &str = "version = 1\n[inference]\ndevices = [\"cpu\"]\n[emit.scores]\nsink = \"o.csv\"\n";
+    const HEAD: &str =
+        "version = 1\n[inference]\ndevices = [\"cpu\"]\n[emit.scores]\nsink = \"o.csv\"\n";
 
     #[test]
     fn a_full_grant_keeps_manifest_order() {
@@ -206,7 +211,12 @@ format = "onnx"
             "{HEAD}[bind.customers]\nsource = \"t.csv\"\nkey = [\"id\"]\ncolumns = {{ contract = \"Contract\", tenure = \"tenure\" }}\n"
         ))
         .unwrap();
-        let names: Vec<_> = grant.input.columns.iter().map(|c| c.model.as_str()).collect();
+        let names: Vec<_> = grant
+            .input
+            .columns
+            .iter()
+            .map(|c| c.model.as_str())
+            .collect();
         assert_eq!(names, ["tenure", "contract"]);
         assert_eq!(grant.graphs[0].device, Device::Cpu);
     }

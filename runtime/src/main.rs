@@ -175,7 +175,11 @@ fn print_summary(summary: &RunSummary, onnxruntime: Option<&str>) {
         summary.rows_out, summary.input, summary.package, summary.version, summary.publisher
     );
     println!("  model        {}", summary.model_description);
-    println!("  output       {} -> {}", summary.output, summary.sink.display());
+    println!(
+        "  output       {} -> {}",
+        summary.output,
+        summary.sink.display()
+    );
     println!(
         "  rows         {} in, {} out, {} batches on {} instance(s)",
         summary.rows_in, summary.rows_out, summary.batches, summary.instances

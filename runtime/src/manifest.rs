@@ -268,7 +268,9 @@ impl Manifest {
 
 fn check_columns(columns: &[ColumnSpec], key: &str) -> Result<(), String> {
     if columns.is_empty() {
-        return Err(format!("{key} is empty: a model must read or write some column"));
+        return Err(format!(
+            "{key} is empty: a model must read or write some column"
+        ));
     }
     let mut seen = BTreeSet::new();
     for column in columns {
@@ -329,7 +331,10 @@ columns = [{ name = "y", type = "float64" }]
     fn unknown_keys_and_escaping_paths_are_refused() {
         let unknown = GOOD.replace("license = \"MIT\"", "license = \"MIT\"\nhomepage = \"x\"");
         let error = Manifest::parse(&unknown, Path::new("cordon.toml")).unwrap_err();
-        assert!(error.to_string().contains("unknown field `homepage`"), "{error}");
+        assert!(
+            error.to_string().contains("unknown field `homepage`"),
+            "{error}"
+        );
 
         let escaping = GOOD.replace("model.wasm", "../model.wasm");
         let error = Manifest::parse(&escaping, Path::new("cordon.toml")).unwrap_err();

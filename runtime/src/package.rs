@@ -55,7 +55,11 @@ pub struct Package {
 impl Package {
     pub fn load(dir: &Path) -> Result<Package, PackageError> {
         let manifest = Manifest::load(&dir.join(MANIFEST_FILE))?;
-        let component = read_limited(&dir.join(&manifest.component), MAX_COMPONENT_BYTES, "component")?;
+        let component = read_limited(
+            &dir.join(&manifest.component),
+            MAX_COMPONENT_BYTES,
+            "component",
+        )?;
         let component_sha256 = hex::encode(Sha256::digest(&component));
         let mut graphs = Vec::with_capacity(manifest.graphs.len());
         for spec in &manifest.graphs {

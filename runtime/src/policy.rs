@@ -210,7 +210,9 @@ impl Policy {
             )));
         }
         if limits.fuel_per_batch == 0 {
-            return Err(invalid("limits.fuel-per-batch = 0 would stop every model".into()));
+            return Err(invalid(
+                "limits.fuel-per-batch = 0 would stop every model".into(),
+            ));
         }
         if limits.wall_time.0.is_zero() {
             return Err(invalid("limits.wall-time must be longer than zero".into()));
@@ -266,7 +268,10 @@ mod tests {
         .unwrap();
         assert!(policy.inference.devices.is_empty());
         assert!(!policy.inference.allow_guest_graphs);
-        assert_eq!(policy.bind.values().next().unwrap().source, Path::new("/data/t.csv"));
+        assert_eq!(
+            policy.bind.values().next().unwrap().source,
+            Path::new("/data/t.csv")
+        );
     }
 
     #[test]
@@ -274,10 +279,22 @@ mod tests {
         let cases = [
             ("[limits]\nmemory = \"1 MiB\"\n", "version"),
             ("version = 2\n", "version = 2 is not supported"),
-            ("version = 1\n[limits]\nmemroy = \"1 MiB\"\n", "unknown field `memroy`"),
-            ("version = 1\n[limits]\nmemory = \"lots\"\n", "is not a size"),
-            ("version = 1\n[limits]\ninstances = 0\n", "limits.instances = 0"),
-            ("version = 1\n[bind.rows]\nsource = \"t.csv\"\n", "grants no columns"),
+            (
+                "version = 1\n[limits]\nmemroy = \"1 MiB\"\n",
+                "unknown field `memroy`",
+            ),
+            (
+                "version = 1\n[limits]\nmemory = \"lots\"\n",
+                "is not a size",
+            ),
+            (
+                "version = 1\n[limits]\ninstances = 0\n",
+                "limits.instances = 0",
+            ),
+            (
+                "version = 1\n[bind.rows]\nsource = \"t.csv\"\n",
+                "grants no columns",
+            ),
         ];
         for (text, expected) in cases {
             let error = parse(text).unwrap_err().to_string();

@@ -41,7 +41,9 @@ pub enum RunError {
         "CPU limit: the model burnt all {fuel} fuel of one batch (limits.fuel-per-batch) and was stopped"
     )]
     CpuLimit { fuel: u64 },
-    #[error("wall-time limit: the run took longer than {limit:?} (limits.wall-time) and was stopped")]
+    #[error(
+        "wall-time limit: the run took longer than {limit:?} (limits.wall-time) and was stopped"
+    )]
     WallTime { limit: Duration },
     #[error("the model trapped: {message}")]
     Trap { message: String },
@@ -57,7 +59,9 @@ pub enum RunError {
     OutputRows { limit: u64 },
     #[error("cannot compile the model's component")]
     Compile(#[source] anyhow::Error),
-    #[error("cannot prepare the model's instances (does the component export cordon:model/scorer@0.1.0?)")]
+    #[error(
+        "cannot prepare the model's instances (does the component export cordon:model/scorer@0.1.0?)"
+    )]
     Link(#[source] anyhow::Error),
     #[error("internal error: {0}")]
     Internal(String),
@@ -168,7 +172,11 @@ impl Runtime {
     }
 
     /// Runs one package on one table under one policy.
-    pub fn run(&self, request: &RunRequest, progress: &dyn Progress) -> Result<RunSummary, RunError> {
+    pub fn run(
+        &self,
+        request: &RunRequest,
+        progress: &dyn Progress,
+    ) -> Result<RunSummary, RunError> {
         let started = Instant::now();
         let package = Package::load(&request.package_dir)?;
         let policy = Policy::load(&request.policy, &request.base_dir)?;
@@ -353,7 +361,8 @@ impl Totals {
         self.instantiate_times.push(instantiate_time);
         self.log.extend(state.log.records.iter().cloned());
         self.log_dropped += state.log.dropped;
-        self.incidents.extend(state.nn.stats.incidents.iter().cloned());
+        self.incidents
+            .extend(state.nn.stats.incidents.iter().cloned());
     }
 
     fn merge(&mut self, other: Totals) {
@@ -628,7 +637,11 @@ fn validate_output(batch: Batch, input_rows: usize, output: &OutputGrant) -> Res
     let mut by_name: HashMap<String, crate::data::Column> = HashMap::new();
     for column in batch.columns {
         let name = sandbox::sanitize(&column.name, 80);
-        if !output.columns.iter().any(|c| c.name.as_str() == column.name) {
+        if !output
+            .columns
+            .iter()
+            .any(|c| c.name.as_str() == column.name)
+        {
             let declared: Vec<&str> = output.columns.iter().map(|c| c.name.as_str()).collect();
             return Err(format!(
                 "column `{name}` is not declared for output `{}` (declared: {})",

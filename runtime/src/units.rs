@@ -30,7 +30,7 @@ impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
         for (unit, size) in UNITS {
-            if self.0 >= size && self.0 % size == 0 {
+            if self.0 >= size && self.0.is_multiple_of(size) {
                 return write!(f, "{} {unit}", self.0 / size);
             }
         }
@@ -56,7 +56,10 @@ impl std::str::FromStr for ByteSize {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let invalid = || {
-            format!("`{}` is not a size: write a whole number and a unit, like \"256 MiB\"", text.escape_debug())
+            format!(
+                "`{}` is not a size: write a whole number and a unit, like \"256 MiB\"",
+                text.escape_debug()
+            )
         };
         let (number, unit) = split_number(text).ok_or_else(invalid)?;
         let scale: u64 = match unit {
@@ -101,7 +104,10 @@ impl std::str::FromStr for WallTime {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let invalid = || {
-            format!("`{}` is not a duration: write a whole number and a unit, like \"90s\" or \"5m\"", text.escape_debug())
+            format!(
+                "`{}` is not a duration: write a whole number and a unit, like \"90s\" or \"5m\"",
+                text.escape_debug()
+            )
         };
         let (number, unit) = split_number(text).ok_or_else(invalid)?;
         let millis: u64 = match unit {
@@ -135,7 +141,10 @@ mod tests {
         assert_eq!("1GiB".parse::<ByteSize>().unwrap(), ByteSize::gib(1));
         assert!("12 parsecs".parse::<ByteSize>().is_err());
         assert!("99999999999999 GiB".parse::<ByteSize>().is_err());
-        assert_eq!("90s".parse::<WallTime>().unwrap().0, Duration::from_secs(90));
+        assert_eq!(
+            "90s".parse::<WallTime>().unwrap().0,
+            Duration::from_secs(90)
+        );
         assert!("soon".parse::<WallTime>().is_err());
         assert_eq!(ByteSize::mib(64).to_string(), "64 MiB");
     }

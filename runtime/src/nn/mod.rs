@@ -95,9 +95,9 @@ pub struct Tensor {
 impl Tensor {
     /// Bytes a tensor of these dimensions and type holds, or `None` on overflow.
     pub fn byte_len(dimensions: &[u32], ty: ElementType) -> Option<usize> {
-        dimensions
-            .iter()
-            .try_fold(ty.size(), |acc, &d| acc.checked_mul(usize::try_from(d).ok()?))
+        dimensions.iter().try_fold(ty.size(), |acc, &d| {
+            acc.checked_mul(usize::try_from(d).ok()?)
+        })
     }
 
     /// Checks that the data is exactly as long as the dimensions and type say.
@@ -323,10 +323,7 @@ impl graph::Host for NnState {
         let [bytes] = builders.as_slice() else {
             return self.error(
                 ErrorCode::InvalidArgument,
-                format!(
-                    "an ONNX graph is one builder, not {}",
-                    builders.len()
-                ),
+                format!("an ONNX graph is one builder, not {}", builders.len()),
             );
         };
         if bytes.len() > MAX_GUEST_GRAPH_BYTES {
@@ -488,7 +485,10 @@ mod tests {
             .new(vec![4], tensor::TensorType::Fp64, vec![0; 32])
             .unwrap_err();
         let limit = error.downcast_ref::<LimitExceeded>().unwrap();
-        assert!(matches!(limit, LimitExceeded::TensorBytes { budget: 100, .. }));
+        assert!(matches!(
+            limit,
+            LimitExceeded::TensorBytes { budget: 100, .. }
+        ));
         HostTensor::drop(&mut nn, first).unwrap();
         assert_eq!(nn.tensor_bytes(), 0);
         nn.new(vec![4], tensor::TensorType::Fp64, vec![0; 32])

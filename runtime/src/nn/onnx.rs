@@ -115,9 +115,12 @@ fn probe_version(path: &Path) -> Result<String, String> {
     // the consumer configured for this process, the same one ort loads next.
     let library = unsafe { libloading::Library::new(path) }.map_err(|e| e.to_string())?;
     // SAFETY: `OrtGetApiBase` has this signature in every ONNX Runtime release.
-    let get_api_base: libloading::Symbol<'_, unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> =
-        unsafe { library.get(b"OrtGetApiBase") }
-            .map_err(|_| "the library does not export OrtGetApiBase: is it ONNX Runtime?".to_string())?;
+    let get_api_base: libloading::Symbol<
+        '_,
+        unsafe extern "C" fn() -> *const ort::sys::OrtApiBase,
+    > = unsafe { library.get(b"OrtGetApiBase") }.map_err(|_| {
+        "the library does not export OrtGetApiBase: is it ONNX Runtime?".to_string()
+    })?;
     // SAFETY: calling the exported entry point; it returns a pointer to a static table.
     let base = unsafe { get_api_base() };
     if base.is_null() {
@@ -128,10 +131,18 @@ fn probe_version(path: &Path) -> Result<String, String> {
     let version = unsafe { std::ffi::CStr::from_ptr(((*base).GetVersionString)()) }
         .to_string_lossy()
         .into_owned();
-    let minor = version.split('.').nth(1).and_then(|m| m.parse::<u32>().ok());
-    let min_minor = MIN_ONNXRUNTIME.split('.').nth(1).and_then(|m| m.parse::<u32>().ok());
+    let minor = version
+        .split('.')
+        .nth(1)
+        .and_then(|m| m.parse::<u32>().ok());
+    let min_minor = MIN_ONNXRUNTIME
+        .split('.')
+        .nth(1)
+        .and_then(|m| m.parse::<u32>().ok());
     if !version.starts_with("1.") || minor < min_minor {
-        return Err(format!("it is version {version}, older than {MIN_ONNXRUNTIME}"));
+        return Err(format!(
+            "it is version {version}, older than {MIN_ONNXRUNTIME}"
+        ));
     }
     Ok(version)
 }
@@ -213,8 +224,12 @@ fn run(
                 ),
             ));
         }
-        let value = to_ort(session, &tensor)
-            .map_err(|cause| (ErrorCode::InvalidArgument, format!("input `{name}`: {cause}")))?;
+        let value = to_ort(session, &tensor).map_err(|cause| {
+            (
+                ErrorCode::InvalidArgument,
+                format!("input `{name}`: {cause}"),
+            )
+        })?;
         values.push((name, value));
     }
     let outputs = session
@@ -270,7 +285,11 @@ fn to_ort(session: &Session, tensor: &Tensor) -> Result<DynTensor, String> {
 fn from_ort(value: ort::value::DynValueRef<'_>) -> Result<Tensor, String> {
     let (ty, shape) = match value.dtype() {
         ValueType::Tensor { ty, shape, .. } => (*ty, shape.clone()),
-        other => return Err(format!("is a {other}, not a tensor; wasi:nn returns only tensors")),
+        other => {
+            return Err(format!(
+                "is a {other}, not a tensor; wasi:nn returns only tensors"
+            ));
+        }
     };
     let element = match ty {
         TensorElementType::Float16 => ElementType::F16,
@@ -280,7 +299,11 @@ fn from_ort(value: ort::value::DynValueRef<'_>) -> Result<Tensor, String> {
         TensorElementType::Uint8 | TensorElementType::Bool => ElementType::U8,
         TensorElementType::Int32 => ElementType::I32,
         TensorElementType::Int64 => ElementType::I64,
-        other => return Err(format!("has element type {other:?}, which wasi:nn cannot carry")),
+        other => {
+            return Err(format!(
+                "has element type {other:?}, which wasi:nn cannot carry"
+            ));
+        }
     };
     let dimensions = shape
         .iter()

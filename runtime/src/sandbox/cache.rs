@@ -41,7 +41,11 @@ impl CompileCache {
     }
 
     /// The compiled component for `wasm`, from the cache when a valid entry exists.
-    pub fn load(&self, engine: &Engine, wasm: &[u8]) -> wasmtime::Result<(Component, CacheOutcome)> {
+    pub fn load(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+    ) -> wasmtime::Result<(Component, CacheOutcome)> {
         let Some(dir) = &self.dir else {
             return Ok((Component::new(engine, wasm)?, CacheOutcome::Disabled));
         };
@@ -57,7 +61,9 @@ impl CompileCache {
                 // engine compatibility. The cache directory belongs to the consumer running cordon.
                 match unsafe { Component::deserialize(engine, &bytes) } {
                     Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                    Err(error) => CacheOutcome::Rebuilt(format!("wasmtime refused the entry: {error}")),
+                    Err(error) => {
+                        CacheOutcome::Rebuilt(format!("wasmtime refused the entry: {error}"))
+                    }
                 }
             }
             Ok(None) => CacheOutcome::Miss,
@@ -78,7 +84,9 @@ impl CompileCache {
 
 fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
     let mut engine_hasher = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut engine_hasher);
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hasher);
     env!("CARGO_PKG_VERSION").hash(&mut engine_hasher);
     format!(
         "{}-{:016x}",

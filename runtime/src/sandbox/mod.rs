@@ -62,13 +62,17 @@ pub enum LimitExceeded {
         "memory limit: the model asked for {requested} bytes of linear memory, but the policy allows {limit} (limits.memory)"
     )]
     Memory { limit: u64, requested: u64 },
-    #[error("table limit: the model asked for {requested} table elements, at most {limit} are allowed")]
+    #[error(
+        "table limit: the model asked for {requested} table elements, at most {limit} are allowed"
+    )]
     Table { limit: u64, requested: u64 },
     #[error(
         "wasi-nn tensor budget: the model would hold {requested} bytes of tensors, but the policy allows {budget} (limits.tensor-bytes)"
     )]
     TensorBytes { budget: u64, requested: u64 },
-    #[error("wasi-nn handle limit: the model holds more than {limit} tensors, graphs and errors at once")]
+    #[error(
+        "wasi-nn handle limit: the model holds more than {limit} tensors, graphs and errors at once"
+    )]
     NnHandles { limit: usize },
 }
 
@@ -212,9 +216,7 @@ pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<GuestState>>
     nn::tensor::add_to_linker::<GuestState, HasNn>(&mut linker, |s| &mut s.nn)?;
     nn::inference::add_to_linker::<GuestState, HasNn>(&mut linker, |s| &mut s.nn)?;
     nn::graph::add_to_linker::<GuestState, HasNn>(&mut linker, |s| &mut s.nn)?;
-    bindings::cordon::model::log::add_to_linker::<GuestState, HasLog>(&mut linker, |s| {
-        &mut s.log
-    })?;
+    bindings::cordon::model::log::add_to_linker::<GuestState, HasLog>(&mut linker, |s| &mut s.log)?;
     Ok(linker)
 }
 
@@ -265,7 +267,10 @@ impl Instance {
     pub fn describe(&mut self, fuel: u64, deadline: Instant) -> wasmtime::Result<wit::ModelInfo> {
         self.store.set_fuel(fuel)?;
         set_deadline(&mut self.store, deadline);
-        let result = self.model.cordon_model_scorer().call_describe(&mut self.store);
+        let result = self
+            .model
+            .cordon_model_scorer()
+            .call_describe(&mut self.store);
         self.count_fuel(fuel);
         result
     }
@@ -315,19 +320,23 @@ fn model_error_text(error: &wit::ModelError) -> String {
     format!("{kind}: {}", sanitize(message, 2048))
 }
 
-/// Guest text made safe for a terminal and a log line: control characters escaped, length cut.
+/// Guest text made safe for a terminal and a log line: control characters escaped, cut to at
+/// most `max_bytes` bytes plus an ellipsis.
 pub fn sanitize(text: &str, max_bytes: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max_bytes));
+    let mut piece = String::new();
     for c in text.chars() {
-        if out.len() >= max_bytes {
+        piece.clear();
+        if c.is_control() {
+            piece.extend(c.escape_default());
+        } else {
+            piece.push(c);
+        }
+        if out.len() + piece.len() > max_bytes {
             out.push('…');
             break;
         }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
+        out.push_str(&piece);
     }
     out
 }

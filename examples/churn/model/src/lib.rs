@@ -27,7 +27,9 @@ impl Model for ChurnModel {
     fn score(input: &Batch) -> Result<Batch, ModelError> {
         let rows = input.num_rows();
         if rows == 0 {
-            return BatchBuilder::new().f64("churn_probability", Vec::new()).build();
+            return BatchBuilder::new()
+                .f64("churn_probability", Vec::new())
+                .build();
         }
         let features = features::encode_batch(input)?;
         let dimensions = [

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints (host and guests), then every test of
+# the workspace, including the end-to-end tests that build the test guests for wasm32-wasip2.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(scripts/setup.sh | tail -n 1)}"
+
+cargo fmt --all -- --check
+cargo fmt --all --manifest-path tests/guests/Cargo.toml -- --check
+# One profile for everything (release), so the lint, test and main-job builds share one
+# compilation of wasmtime.
+cargo clippy --locked --release --workspace --all-targets -- -D warnings
+cargo clippy --locked --profile guest --target wasm32-wasip2 \
+  --manifest-path tests/guests/Cargo.toml --target-dir target/test-guests -- -D warnings
+cargo test --locked --release --workspace

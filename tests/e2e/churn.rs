@@ -1,0 +1,148 @@
+//! The churn example end to end, through the library and through the `cordon` binary.
+
+use std::process::Command;
+
+use cordon::policy::Policy;
+use cordon::sandbox::CacheOutcome;
+
+use crate::support::{Case, churn_case, read_csv, root};
+
+/// Every Telco row is scored, in input order, and every probability equals the one ONNX
+/// Runtime gave the training script (examples/churn/training/reference.csv).
+#[test]
+fn churn_scores_match_the_training_reference() {
+    let case = churn_case();
+    let summary = case.run().unwrap();
+    assert_eq!(summary.rows_in, 7043);
+    assert_eq!(summary.rows_out, 7043);
+    assert!(summary.inference_calls >= 7);
+
+    let scores = read_csv(&case.path("out/churn_scores.csv"));
+    let reference = read_csv(&root().join("examples/churn/training/reference.csv"));
+    assert_eq!(scores.len(), reference.len());
+    let mut worst = 0f64;
+    for (row, (score, expected)) in scores.iter().zip(&reference).enumerate() {
+        assert_eq!(score[0], expected[0], "row {row}: customer order differs");
+        let p: f64 = score[1].parse().unwrap();
+        let q: f64 = expected.last().unwrap().parse().unwrap();
+        worst = worst.max((p - q).abs());
+        assert!(
+            (p - q).abs() <= 1e-6,
+            "row {row} ({}): {p} vs reference {q}",
+            score[0]
+        );
+    }
+    eprintln!("largest difference from the reference: {worst:e}");
+}
+
+/// The header names the key and the declared output column, nothing else.
+#[test]
+fn churn_output_is_key_plus_declared_columns() {
+    let case = churn_case();
+    case.run().unwrap();
+    let mut reader = csv::Reader::from_path(case.path("out/churn_scores.csv")).unwrap();
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(header, ["customerID", "churn_probability"]);
+}
+
+/// The binary: summary, exit code 0, and a second run served by the compile cache.
+#[test]
+fn cli_runs_the_churn_example_with_a_compile_cache() {
+    let case = churn_case();
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_cordon"))
+            .current_dir(case.dir.path())
+            .args([
+                "run",
+                "--package",
+                "package",
+                "--policy",
+                "policy.toml",
+                "--json",
+            ])
+            .arg("--cache-dir")
+            .arg(case.path("cache"))
+            .arg("--onnxruntime")
+            .arg(crate::support::onnxruntime_library())
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(summary["rows_out"], 7043);
+    assert_eq!(summary["compile"]["outcome"], "miss");
+
+    let second = run();
+    assert!(second.status.success());
+    let summary: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(summary["compile"]["outcome"], "hit");
+}
+
+/// A truncated cache entry is noticed and rebuilt, never loaded.
+#[test]
+fn a_truncated_cache_entry_is_rebuilt() {
+    let case = churn_case();
+    let cache_dir = case.path("cache");
+    let cache = cordon::sandbox::CompileCache::new(Some(cache_dir.clone()));
+    let engine = cordon::sandbox::SandboxEngine::new().unwrap();
+    let wasm = std::fs::read(cordon_test_guests::CHURN_MODEL).unwrap();
+    let (_, first) = cache.load(&engine.engine, &wasm).unwrap();
+    assert_eq!(first, CacheOutcome::Miss);
+    let entry = std::fs::read_dir(&cache_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .unwrap();
+    let bytes = std::fs::read(&entry).unwrap();
+    std::fs::write(&entry, &bytes[..bytes.len() / 2]).unwrap();
+    let (_, second) = cache.load(&engine.engine, &wasm).unwrap();
+    assert!(
+        matches!(second, CacheOutcome::Rebuilt(ref why) if why.contains("checksum")),
+        "{second:?}"
+    );
+    let (_, third) = cache.load(&engine.engine, &wasm).unwrap();
+    assert_eq!(third, CacheOutcome::Hit);
+}
+
+/// Every policy in policies/ parses.
+#[test]
+fn every_shipped_policy_parses() {
+    let mut count = 0;
+    for entry in std::fs::read_dir(root().join("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            Policy::load(&path, &root()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            count += 1;
+        }
+    }
+    assert!(count >= 1);
+}
+
+/// A missing ONNX Runtime library is a clear error, not a panic.
+#[test]
+fn a_missing_onnxruntime_is_a_clear_error() {
+    let case = Case::new();
+    let output = Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .current_dir(case.dir.path())
+        .args(["run", "--package", "package", "--policy", "policy.toml"])
+        .args(["--onnxruntime", "/nonexistent/libonnxruntime.so"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot load ONNX Runtime from /nonexistent/libonnxruntime.so"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("scripts/setup.sh"), "{stderr}");
+}

@@ -1,0 +1,19 @@
+//! End-to-end tests: real components in the real sandbox, one behaviour per test guest.
+//!
+//! Every test shares one `Runtime` (one engine, one ONNX Runtime, one graph registry), as a
+//! long-running host would, and every hostile test ends by scoring the churn example in that
+//! same runtime: a hostile guest must not leave the host broken.
+
+// Test code: a failed unwrap is a failed test, which is what these lints guard production code from.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod churn;
+mod limits;
+mod output;
+mod sandbox_policy;
+mod support;

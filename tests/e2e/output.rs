@@ -1,0 +1,81 @@
+//! Honest output and clean failure: invalid outputs are refused, a trap leaves no output.
+
+use std::process::Command;
+
+use cordon::RunError;
+
+use crate::support::{
+    Case, PROBE_MANIFEST, assert_churn_still_scores, onnxruntime_library, probe_policy,
+    probe_table, run_probe,
+};
+
+#[test]
+fn returning_the_wrong_number_of_rows_is_refused() {
+    let error = run_probe(cordon_test_guests::OUTPUT_WRONG_ROWS, "").unwrap_err();
+    assert!(matches!(error, RunError::InvalidOutput { .. }), "{error}");
+    assert!(error.to_string().contains("3 rows in, 4 out"), "{error}");
+    assert_churn_still_scores();
+}
+
+#[test]
+fn returning_an_undeclared_column_is_refused() {
+    let error = run_probe(cordon_test_guests::OUTPUT_UNDECLARED_COLUMN, "").unwrap_err();
+    assert!(matches!(error, RunError::InvalidOutput { .. }), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("column `smuggled` is not declared for output `results`"),
+        "{error}"
+    );
+    assert_churn_still_scores();
+}
+
+/// A guest panic ends `cordon run` with exit code 2 and the panic message; no output file is
+/// left behind, and an output from an earlier run is left as it was.
+#[test]
+fn a_trap_exits_2_and_leaves_no_output() {
+    let case = Case::new();
+    case.package(cordon_test_guests::TRAP_PANIC, PROBE_MANIFEST, &[]);
+    // Row 13 makes the guest panic; it is in the second batch, after the first was written.
+    case.write("input.csv", &probe_table(40));
+    case.write("policy.toml", &probe_policy("batch-rows = 8"));
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_cordon"))
+            .current_dir(case.dir.path())
+            .args([
+                "run",
+                "--package",
+                "package",
+                "--policy",
+                "policy.toml",
+                "--no-cache",
+            ])
+            .arg("--onnxruntime")
+            .arg(onnxruntime_library())
+            .output()
+            .unwrap()
+    };
+
+    let output = run();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("the model trapped"), "{stderr}");
+    assert!(
+        stderr.contains("unlucky row: the model gives up"),
+        "{stderr}"
+    );
+    assert!(!case.path("out/results.csv").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(case.path("out")).unwrap().collect();
+    assert!(
+        leftovers.is_empty(),
+        "temporary files left behind: {leftovers:?}"
+    );
+
+    std::fs::write(case.path("out/results.csv"), "an earlier run's output\n").unwrap();
+    assert_eq!(run().status.code(), Some(2));
+    assert_eq!(
+        std::fs::read_to_string(case.path("out/results.csv")).unwrap(),
+        "an earlier run's output\n"
+    );
+    assert_churn_still_scores();
+}

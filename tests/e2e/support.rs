@@ -1,0 +1,202 @@
+//! Building packages, policies and tables for a test, and running them.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use cordon::run::Quiet;
+use cordon::{RunError, RunRequest, RunSummary, Runtime, RuntimeConfig};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// The ONNX Runtime library: `ORT_DYLIB_PATH`, or the copy scripts/setup.sh installs.
+pub fn onnxruntime_library() -> PathBuf {
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
+        return PathBuf::from(path);
+    }
+    let capi = root().join(".onnxruntime/onnxruntime/capi");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&capi)
+        .unwrap_or_else(|_| {
+            panic!(
+                "no ONNX Runtime at {}: run scripts/setup.sh",
+                capi.display()
+            )
+        })
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("libonnxruntime.so")
+        })
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .expect("no libonnxruntime.so: run scripts/setup.sh")
+}
+
+/// The process's one runtime, with a compile cache in a temporary directory.
+pub fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<(Runtime, tempfile::TempDir)> = OnceLock::new();
+    &RUNTIME
+        .get_or_init(|| {
+            let cache = tempfile::tempdir().unwrap();
+            let runtime = Runtime::new(RuntimeConfig {
+                onnxruntime: Some(onnxruntime_library()),
+                cache_dir: Some(cache.path().to_owned()),
+            })
+            .unwrap();
+            (runtime, cache)
+        })
+        .0
+}
+
+/// A package directory, a table, a policy and a sink in one temporary directory.
+pub struct Case {
+    pub dir: tempfile::TempDir,
+}
+
+impl Case {
+    pub fn new() -> Case {
+        Case {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes the package: `cordon.toml`, `model.wasm` and any graphs under `graphs/`.
+    pub fn package(&self, wasm: &str, manifest: &str, graphs: &[(&str, &Path)]) -> PathBuf {
+        let package = self.path("package");
+        std::fs::create_dir_all(package.join("graphs")).unwrap();
+        std::fs::write(package.join("cordon.toml"), manifest).unwrap();
+        std::fs::copy(wasm, package.join("model.wasm")).unwrap();
+        for (name, source) in graphs {
+            std::fs::copy(source, package.join("graphs").join(name)).unwrap();
+        }
+        package
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Runs the package in `package/` under `policy.toml` with the shared runtime.
+    pub fn run(&self) -> Result<RunSummary, RunError> {
+        runtime().run(
+            &RunRequest {
+                package_dir: self.path("package"),
+                policy: self.path("policy.toml"),
+                base_dir: self.dir.path().to_owned(),
+            },
+            &Quiet,
+        )
+    }
+}
+
+/// The manifest of a probe guest: one float column in, one text column `outcome` out.
+pub const PROBE_MANIFEST: &str = r#"
+manifest-version = 1
+[package]
+name = "probe"
+version = "0.0.0"
+publisher = "tests"
+license = "MIT"
+description = "a test guest"
+component = "model.wasm"
+[input.rows]
+mode = "row"
+columns = [{ name = "x", type = "float64" }]
+[output.results]
+columns = [{ name = "outcome", type = "text" }]
+"#;
+
+/// A policy for the probe manifest; `limits` is inserted into the `[limits]` table.
+pub fn probe_policy(limits: &str) -> String {
+    format!(
+        "version = 1\n[limits]\n{limits}\n[bind.rows]\nsource = \"input.csv\"\nkey = [\"id\"]\ncolumns = {{ x = \"x\" }}\n[emit.results]\nsink = \"out/results.csv\"\n"
+    )
+}
+
+/// A small table: ids r0.. and x = 0, 1, 2, ...
+pub fn probe_table(rows: usize) -> String {
+    let mut text = String::from("id,x\n");
+    for row in 0..rows {
+        text.push_str(&format!("r{row},{row}\n"));
+    }
+    text
+}
+
+/// Runs a probe guest on a small table and returns the `outcome` column.
+pub fn run_probe(wasm: &str, limits: &str) -> Result<Vec<String>, RunError> {
+    let case = Case::new();
+    case.package(wasm, PROBE_MANIFEST, &[]);
+    case.write("input.csv", &probe_table(3));
+    case.write("policy.toml", &probe_policy(limits));
+    case.run()?;
+    Ok(read_csv(&case.path("out/results.csv"))
+        .into_iter()
+        .map(|row| row[1].clone())
+        .collect())
+}
+
+/// Rows of a CSV file without its header.
+pub fn read_csv(path: &Path) -> Vec<Vec<String>> {
+    csv::Reader::from_path(path)
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect()
+}
+
+/// The churn example's policy, with absolute paths, writing into `case`.
+pub fn churn_policy(extra_limits: &str) -> String {
+    let csv = root().join("examples/churn/data/telco_churn.csv");
+    let policy = std::fs::read_to_string(root().join("policies/churn.toml")).unwrap();
+    policy
+        .replace(
+            "source = \"examples/churn/data/telco_churn.csv\"",
+            &format!("source = {:?}", csv.display().to_string()),
+        )
+        .replace("[limits]\n", &format!("[limits]\n{extra_limits}"))
+}
+
+/// Sets up the churn example in a fresh case.
+pub fn churn_case() -> Case {
+    let case = Case::new();
+    let manifest = std::fs::read_to_string(root().join("examples/churn/cordon.toml")).unwrap();
+    let graph = root().join("examples/churn/graphs/churn_gbt.onnx");
+    case.package(
+        cordon_test_guests::CHURN_MODEL,
+        &manifest,
+        &[("churn_gbt.onnx", &graph)],
+    );
+    case.write("policy.toml", &churn_policy(""));
+    case
+}
+
+/// After a hostile guest: the same runtime still scores the churn example correctly.
+pub fn assert_churn_still_scores() {
+    let case = churn_case();
+    let summary = case
+        .run()
+        .expect("the churn example no longer runs after a hostile guest");
+    assert_eq!(summary.rows_out, 7043);
+    let rows = read_csv(&case.path("out/churn_scores.csv"));
+    assert_eq!(rows[0][0], "7590-VHVEG");
+    let p: f64 = rows[0][1].parse().unwrap();
+    assert!(
+        (p - 0.8377808928489685).abs() < 1e-6,
+        "first probability {p}"
+    );
+}
