@@ -596,7 +596,7 @@ fn score_one(
 ) -> WorkerMessage {
     let limits = &setup.policy.limits;
     let input_rows = batch.num_rows;
-    let first_row = index * u64::from(limits.batch_rows);
+    let first_row = index.saturating_mul(u64::from(limits.batch_rows));
     match instance.score(batch, limits.fuel_per_batch, setup.deadline) {
         Ok(scored) => match validate_output(scored, input_rows, output) {
             Ok(batch) => WorkerMessage::Scored { index, batch },

@@ -5,7 +5,7 @@ use std::process::Command;
 use cordon::policy::Policy;
 use cordon::sandbox::CacheOutcome;
 
-use crate::support::{Case, churn_case, read_csv, root};
+use crate::support::{Case, churn_case, churn_case_with, read_csv, root};
 
 /// Every Telco row is scored, in input order, and every probability equals the one ONNX
 /// Runtime gave the training script (examples/churn/training/reference.csv).
@@ -15,8 +15,22 @@ fn churn_scores_match_the_training_reference() {
     let summary = case.run().unwrap();
     assert_eq!(summary.rows_in, 7043);
     assert_eq!(summary.rows_out, 7043);
-    assert!(summary.inference_calls >= 7);
+    assert_eq!(summary.batches, 7);
+    assert_eq!(summary.inference_calls, 7);
+    assert_matches_reference(&case);
+}
 
+/// Many instances finishing batches out of order still write rows in input order.
+#[test]
+fn parallel_instances_keep_input_order() {
+    let case = churn_case_with(&[("instances", "4"), ("batch-rows", "97")]);
+    let summary = case.run().unwrap();
+    assert_eq!(summary.instances, 4);
+    assert_eq!(summary.batches, 73);
+    assert_matches_reference(&case);
+}
+
+fn assert_matches_reference(case: &Case) {
     let scores = read_csv(&case.path("out/churn_scores.csv"));
     let reference = read_csv(&root().join("examples/churn/training/reference.csv"));
     assert_eq!(scores.len(), reference.len());

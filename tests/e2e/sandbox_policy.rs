@@ -66,7 +66,7 @@ fn only_granted_columns_reach_guest_memory() {
         )
         .replace("[[graph]]\nname = \"churn_gbt\"\nfile = \"graphs/churn_gbt.onnx\"\nformat = \"onnx\"\ndevice = \"cpu\"\n", "");
     case.package(cordon_test_guests::POLICY_ECHO_COLUMNS, &manifest, &[]);
-    case.write("policy.toml", &crate::support::churn_policy(""));
+    case.write("policy.toml", &crate::support::churn_policy(&[]));
     case.run().unwrap();
 
     let granted: BTreeSet<&str> = [

@@ -159,20 +159,34 @@ pub fn read_csv(path: &Path) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The churn example's policy, with absolute paths, writing into `case`.
-pub fn churn_policy(extra_limits: &str) -> String {
+/// The churn example's policy, reading the example's table by absolute path; each
+/// `(key, value)` replaces that line of its `[limits]`.
+pub fn churn_policy(limits: &[(&str, &str)]) -> String {
     let csv = root().join("examples/churn/data/telco_churn.csv");
-    let policy = std::fs::read_to_string(root().join("policies/churn.toml")).unwrap();
-    policy
+    let mut policy = std::fs::read_to_string(root().join("policies/churn.toml"))
+        .unwrap()
         .replace(
             "source = \"examples/churn/data/telco_churn.csv\"",
             &format!("source = {:?}", csv.display().to_string()),
-        )
-        .replace("[limits]\n", &format!("[limits]\n{extra_limits}"))
+        );
+    for (key, value) in limits {
+        let line = policy
+            .lines()
+            .find(|line| line.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("policies/churn.toml has no `{key}` limit"))
+            .to_owned();
+        policy = policy.replace(&line, &format!("{key} = {value}"));
+    }
+    policy
 }
 
-/// Sets up the churn example in a fresh case.
+/// Sets up the churn example in a fresh case, under policies/churn.toml.
 pub fn churn_case() -> Case {
+    churn_case_with(&[])
+}
+
+/// Sets up the churn example in a fresh case, with some limits changed.
+pub fn churn_case_with(limits: &[(&str, &str)]) -> Case {
     let case = Case::new();
     let manifest = std::fs::read_to_string(root().join("examples/churn/cordon.toml")).unwrap();
     let graph = root().join("examples/churn/graphs/churn_gbt.onnx");
@@ -181,7 +195,7 @@ pub fn churn_case() -> Case {
         &manifest,
         &[("churn_gbt.onnx", &graph)],
     );
-    case.write("policy.toml", &churn_policy(""));
+    case.write("policy.toml", &churn_policy(limits));
     case
 }
 

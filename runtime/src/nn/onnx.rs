@@ -46,35 +46,41 @@ pub struct OnnxRuntime {
     pub version: String,
 }
 
-static LOADED: OnceLock<Result<OnnxRuntime, String>> = OnceLock::new();
+/// The runtime loaded first; a failed load is not remembered, so a corrected path can follow.
+static LOADED: OnceLock<OnnxRuntime> = OnceLock::new();
 
 impl OnnxRuntime {
-    /// Loads and probes the library at `path`. Later calls return the runtime loaded first.
+    /// Loads and probes the library at `path`. ONNX Runtime can be loaded once per process:
+    /// later calls return that runtime, or an error if they name another library.
     pub fn load(path: &Path) -> Result<OnnxRuntime, OnnxRuntimeError> {
-        let loaded = LOADED.get_or_init(|| {
-            let version = probe_version(path)?;
-            let environment = ort::init_from(path)
-                .map_err(|e| e.to_string())?
-                .with_name("cordon")
-                .with_telemetry(false)
-                .build()
-                .map_err(|e| e.to_string())?;
-            Ok(OnnxRuntime {
-                environment: Arc::new(environment),
-                library: path.to_owned(),
-                version,
-            })
-        });
-        match loaded {
-            Ok(runtime) if runtime.library == path => Ok(runtime.clone()),
-            Ok(runtime) => Err(OnnxRuntimeError::AlreadyLoaded {
-                loaded: runtime.library.clone(),
+        let loaded = match LOADED.get() {
+            Some(loaded) => loaded,
+            None => {
+                let load_error = |cause: String| OnnxRuntimeError::Load {
+                    path: path.to_owned(),
+                    cause,
+                };
+                let version = probe_version(path).map_err(load_error)?;
+                let environment = ort::init_from(path)
+                    .map_err(|e| load_error(e.to_string()))?
+                    .with_name("cordon")
+                    .with_telemetry(false)
+                    .build()
+                    .map_err(|e| load_error(e.to_string()))?;
+                LOADED.get_or_init(|| OnnxRuntime {
+                    environment: Arc::new(environment),
+                    library: path.to_owned(),
+                    version,
+                })
+            }
+        };
+        if loaded.library == path {
+            Ok(loaded.clone())
+        } else {
+            Err(OnnxRuntimeError::AlreadyLoaded {
+                loaded: loaded.library.clone(),
                 requested: path.to_owned(),
-            }),
-            Err(cause) => Err(OnnxRuntimeError::Load {
-                path: path.to_owned(),
-                cause: cause.clone(),
-            }),
+            })
         }
     }
 
@@ -131,20 +137,23 @@ fn probe_version(path: &Path) -> Result<String, String> {
     let version = unsafe { std::ffi::CStr::from_ptr(((*base).GetVersionString)()) }
         .to_string_lossy()
         .into_owned();
-    let minor = version
-        .split('.')
-        .nth(1)
-        .and_then(|m| m.parse::<u32>().ok());
-    let min_minor = MIN_ONNXRUNTIME
-        .split('.')
-        .nth(1)
-        .and_then(|m| m.parse::<u32>().ok());
-    if !version.starts_with("1.") || minor < min_minor {
-        return Err(format!(
-            "it is version {version}, older than {MIN_ONNXRUNTIME}"
-        ));
-    }
+    check_version(&version)?;
     Ok(version)
+}
+
+/// Accepts 1.x releases from [`MIN_ONNXRUNTIME`] on.
+fn check_version(version: &str) -> Result<(), String> {
+    let minor = |v: &str| v.split('.').nth(1).and_then(|m| m.parse::<u32>().ok());
+    match (
+        version.split('.').next(),
+        minor(version),
+        minor(MIN_ONNXRUNTIME),
+    ) {
+        (Some("1"), Some(found), Some(needed)) if found >= needed => Ok(()),
+        _ => Err(format!(
+            "it is version {version}; Cordon needs {MIN_ONNXRUNTIME} or a newer 1.x"
+        )),
+    }
 }
 
 /// Per-policy session settings.
@@ -329,4 +338,32 @@ fn from_ort(value: ort::value::DynValueRef<'_>) -> Result<Tensor, String> {
         ty: element,
         data,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_or_unknown_versions_are_refused() {
+        assert!(check_version("1.31.1").is_ok());
+        assert!(check_version("1.22.0").is_ok());
+        let old = check_version("1.16.3").unwrap_err();
+        assert!(old.contains("1.16.3") && old.contains("1.22"), "{old}");
+        assert!(check_version("2.0.0").is_err());
+        assert!(check_version("garbage").is_err());
+    }
+
+    #[test]
+    fn a_file_that_is_not_onnxruntime_is_refused_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("libonnxruntime.so");
+        std::fs::write(&fake, b"not a shared library").unwrap();
+        let error = match OnnxRuntime::load(&fake) {
+            Err(error) => error.to_string(),
+            Ok(_) => panic!("a text file loaded as ONNX Runtime"),
+        };
+        assert!(error.contains(&fake.display().to_string()), "{error}");
+        assert!(error.contains("scripts/setup.sh"), "{error}");
+    }
 }
