@@ -2,7 +2,10 @@
 
 use std::collections::BTreeSet;
 
-use crate::support::{Case, assert_churn_still_scores, read_csv, root, run_probe};
+use crate::support::{
+    Case, PROBE_MANIFEST, assert_churn_still_scores, probe_policy, probe_table, read_csv, root,
+    run_probe,
+};
 
 fn assert_denied(outcomes: &[String]) {
     assert!(!outcomes.is_empty());
@@ -107,4 +110,56 @@ fn only_granted_columns_reach_guest_memory() {
     }
     // The blank TotalCharges arrive as nulls, not as strings.
     assert!(output.iter().any(|r| r[1].contains("total_charges=<null>")));
+}
+
+/// Every element type wasi:nn names goes through ONNX Runtime and back unchanged; malformed
+/// tensors come back to the guest as wasi:nn errors, and the host stays up.
+#[test]
+fn every_tensor_element_type_round_trips_and_bad_tensors_are_errors() {
+    let case = Case::new();
+    let manifest = format!(
+        "{PROBE_MANIFEST}[[graph]]\nname = \"identity\"\nfile = \"graphs/identity.onnx\"\nformat = \"onnx\"\n"
+    );
+    let graph = root().join("tests/fixtures/identity_all_types.onnx");
+    case.package(
+        cordon_test_guests::NN_ALL_TYPES,
+        &manifest,
+        &[("identity.onnx", &graph)],
+    );
+    case.write("input.csv", &probe_table(1));
+    let policy = probe_policy("").replace(
+        "[bind.rows]",
+        "[inference]\ndevices = [\"cpu\"]\n[bind.rows]",
+    );
+    case.write("policy.toml", &policy);
+    let summary = case.run().unwrap();
+    let outcome = &read_csv(&case.path("out/results.csv"))[0][1];
+    let parts: Vec<&str> = outcome.split(" | ").collect();
+    assert_eq!(
+        parts[..7],
+        [
+            "f16 same",
+            "f32 same",
+            "f64 same",
+            "bf16 same",
+            "u8 same",
+            "i32 same",
+            "i64 same"
+        ],
+        "{outcome}"
+    );
+    assert!(
+        parts[7].starts_with("short data -> invalid-argument")
+            && parts[7].contains("20 bytes")
+            && parts[7].contains("need 24"),
+        "{outcome}"
+    );
+    assert!(
+        parts[8].starts_with("unknown input -> invalid-argument")
+            && parts[8].contains("no input `no_such_input`"),
+        "{outcome}"
+    );
+    // The causes also reach the run's log.
+    assert_eq!(summary.incidents.len(), 2, "{:?}", summary.incidents);
+    assert_churn_still_scores();
 }
