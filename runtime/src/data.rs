@@ -5,10 +5,10 @@
 //! is skipped here, so it never exists in a form that could be copied into guest memory.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::grant::{GrantedColumn, InputGrant, OutputGrant};
+use crate::grant::OutputGrant;
 use crate::manifest::ColumnType;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +40,16 @@ pub enum DataError {
         value: String,
         ty: ColumnType,
     },
+    #[error("{path}: only .csv and .parquet sources can be read")]
+    Format { path: PathBuf },
+    #[error("{path}: {what}: {message}")]
+    Query {
+        path: PathBuf,
+        what: String,
+        message: String,
+    },
+    #[error("{path}: internal error: {message}")]
+    Internal { path: PathBuf, message: String },
     #[error("cannot write sink {path}")]
     Write {
         path: PathBuf,
@@ -106,96 +116,6 @@ impl ColumnValues {
             ColumnValues::Text(v) => v.iter().map(|s| s.len() + 8).sum(),
         }
     }
-
-    /// Parses one CSV cell and appends it; an empty cell is a null. Returns whether the value
-    /// is valid (not null).
-    fn push_cell(&mut self, cell: &str) -> Result<bool, ()> {
-        let trimmed = cell.trim();
-        let is_null = trimmed.is_empty();
-        match self {
-            ColumnValues::Float64(v) => v.push(if is_null { 0.0 } else { parse_float(trimmed)? }),
-            ColumnValues::Float32(v) => v.push(if is_null {
-                0.0
-            } else {
-                parse_float(trimmed)? as f32
-            }),
-            ColumnValues::Int64(v) => v.push(if is_null {
-                0
-            } else {
-                trimmed.parse().map_err(|_| ())?
-            }),
-            ColumnValues::Boolean(v) => v.push(if is_null { false } else { parse_bool(trimmed)? }),
-            ColumnValues::Text(v) => v.push(if is_null {
-                String::new()
-            } else {
-                cell.to_owned()
-            }),
-            ColumnValues::Timestamp(v) => v.push(if is_null {
-                0
-            } else {
-                parse_timestamp(trimmed)?
-            }),
-        }
-        Ok(!is_null)
-    }
-}
-
-fn parse_float(text: &str) -> Result<f64, ()> {
-    text.parse().map_err(|_| ())
-}
-
-fn parse_bool(text: &str) -> Result<bool, ()> {
-    match text.to_ascii_lowercase().as_str() {
-        "true" | "yes" | "1" => Ok(true),
-        "false" | "no" | "0" => Ok(false),
-        _ => Err(()),
-    }
-}
-
-/// Microseconds since the Unix epoch from `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SS` (optionally
-/// ending in `Z`), or a plain integer of microseconds.
-fn parse_timestamp(text: &str) -> Result<i64, ()> {
-    if let Ok(micros) = text.parse::<i64>() {
-        return Ok(micros);
-    }
-    let text = text.strip_suffix('Z').unwrap_or(text);
-    let (date, time) = match text.split_once(['T', ' ']) {
-        Some((date, time)) => (date, Some(time)),
-        None => (text, None),
-    };
-    let mut date_parts = date
-        .splitn(3, '-')
-        .map(|p| p.parse::<i64>().map_err(|_| ()));
-    let year = date_parts.next().ok_or(())??;
-    let month = date_parts.next().ok_or(())??;
-    let day = date_parts.next().ok_or(())??;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
-        return Err(());
-    }
-    let seconds_of_day = match time {
-        None => 0,
-        Some(time) => {
-            let mut parts = time
-                .splitn(3, ':')
-                .map(|p| p.parse::<i64>().map_err(|_| ()));
-            let h = parts.next().ok_or(())??;
-            let m = parts.next().ok_or(())??;
-            let s = parts.next().unwrap_or(Ok(0))?;
-            if !(0..24).contains(&h) || !(0..60).contains(&m) || !(0..61).contains(&s) {
-                return Err(());
-            }
-            h * 3600 + m * 60 + s
-        }
-    };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Ok((days * 86_400 + seconds_of_day) * 1_000_000)
 }
 
 /// A named column of a batch.
@@ -233,159 +153,127 @@ pub struct KeyedBatch {
     pub keys: Vec<Vec<String>>,
 }
 
-/// Reads the bound CSV table in batches of granted columns.
-pub struct CsvSource {
+/// A file that appears at its path only when committed, complete and synced.
+///
+/// On Linux it is created unnamed (`O_TMPFILE`) in the target's directory: a run that fails, or
+/// is killed with SIGKILL, leaves nothing behind, not even a temporary file. At commit it is
+/// linked under a temporary name and renamed over the target, so readers see the old file or
+/// the whole new one. Elsewhere, or where the file system lacks `O_TMPFILE`, a named temporary
+/// file beside the target is used and removed on failure.
+pub struct PendingFile {
     path: PathBuf,
-    reader: csv::Reader<BufReader<File>>,
-    /// (index in the CSV record, granted column)
-    columns: Vec<(usize, GrantedColumn)>,
-    key_indices: Vec<usize>,
-    record: csv::StringRecord,
-    next_index: u64,
-    rows_read: u64,
+    dir: PathBuf,
+    /// Set when the fallback named temporary file is in use.
+    named: Option<tempfile::TempPath>,
 }
 
-impl CsvSource {
-    pub fn open(grant: &InputGrant) -> Result<Self, DataError> {
-        let path = grant.source.clone();
-        let file = File::open(&path).map_err(|source| DataError::Open {
-            path: path.clone(),
-            source,
-        })?;
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .from_reader(BufReader::with_capacity(1 << 20, file));
-        let headers = reader
-            .headers()
-            .map_err(|source| DataError::Csv {
-                path: path.clone(),
-                source,
-            })?
-            .clone();
-        let find = |name: &str, why: String| {
-            headers
-                .iter()
-                .position(|h| h == name)
-                .ok_or_else(|| DataError::MissingColumn {
-                    path: path.clone(),
-                    column: name.to_owned(),
-                    why,
-                    available: headers.iter().collect::<Vec<_>>().join(", "),
-                })
-        };
-        let mut columns = Vec::with_capacity(grant.columns.len());
-        for column in &grant.columns {
-            let why = format!("bound to model column `{}`", column.model);
-            columns.push((find(&column.source, why)?, column.clone()));
-        }
-        let mut key_indices = Vec::with_capacity(grant.key.len());
-        for key in &grant.key {
-            key_indices.push(find(key, "a key column".into())?);
-        }
-        Ok(CsvSource {
-            path,
-            reader,
-            columns,
-            key_indices,
-            record: csv::StringRecord::new(),
-            next_index: 0,
-            rows_read: 0,
-        })
-    }
-
-    /// Rows read so far.
-    pub fn rows_read(&self) -> u64 {
-        self.rows_read
-    }
-
-    /// The next batch of at most `max_rows` rows, or `None` at the end of the table.
-    pub fn next_batch(&mut self, max_rows: usize) -> Result<Option<KeyedBatch>, DataError> {
-        let mut values: Vec<ColumnValues> = self
-            .columns
-            .iter()
-            .map(|(_, c)| ColumnValues::empty(c.ty, max_rows))
-            .collect();
-        let mut validity: Vec<Vec<bool>> = vec![Vec::new(); self.columns.len()];
-        let mut keys = Vec::with_capacity(max_rows);
-        let mut rows = 0;
-        while rows < max_rows {
-            let more = self
-                .reader
-                .read_record(&mut self.record)
-                .map_err(|source| DataError::Csv {
-                    path: self.path.clone(),
-                    source,
-                })?;
-            if !more {
-                break;
-            }
-            let line = self.record.position().map_or(0, |p| p.line());
-            for (slot, (index, column)) in self.columns.iter().enumerate() {
-                let cell = self.record.get(*index).unwrap_or("");
-                let (Some(column_values), Some(column_validity)) =
-                    (values.get_mut(slot), validity.get_mut(slot))
-                else {
-                    continue;
+impl PendingFile {
+    pub fn create(path: &Path) -> std::io::Result<(File, PendingFile)> {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_owned();
+        std::fs::create_dir_all(&dir)?;
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let unnamed = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .mode(0o644)
+                .custom_flags(libc::O_TMPFILE)
+                .open(&dir);
+            if let Ok(file) = unnamed {
+                let pending = PendingFile {
+                    path: path.to_owned(),
+                    dir,
+                    named: None,
                 };
-                let valid = column_values
-                    .push_cell(cell)
-                    .map_err(|()| DataError::BadValue {
-                        path: self.path.clone(),
-                        line,
-                        column: column.source.clone(),
-                        value: cell.chars().take(80).collect(),
-                        ty: column.ty,
-                    })?;
-                // Validity is materialised only once a column meets its first null.
-                if !valid && column_validity.is_empty() {
-                    column_validity.resize(rows, true);
-                }
-                if !column_validity.is_empty() {
-                    column_validity.push(valid);
+                return Ok((file, pending));
+            }
+        }
+        let (file, temp_path) = tempfile::Builder::new()
+            .prefix(".cordon-")
+            .suffix(".partial")
+            .tempfile_in(&dir)?
+            .into_parts();
+        Ok((
+            file,
+            PendingFile {
+                path: path.to_owned(),
+                dir,
+                named: Some(temp_path),
+            },
+        ))
+    }
+
+    /// Syncs `file` (the one `create` returned) and puts it in place.
+    pub fn commit(self, file: File) -> std::io::Result<()> {
+        file.sync_all()?;
+        match self.named {
+            Some(temp_path) => temp_path.persist(&self.path).map_err(|e| e.error)?,
+            None => {
+                let staged = self.dir.join(format!(
+                    ".cordon-{}-{}.partial",
+                    std::process::id(),
+                    unique_suffix()
+                ));
+                link_unnamed(&file, &staged)?;
+                if let Err(error) = std::fs::rename(&staged, &self.path) {
+                    let _ = std::fs::remove_file(&staged);
+                    return Err(error);
                 }
             }
-            keys.push(
-                self.key_indices
-                    .iter()
-                    .map(|&i| self.record.get(i).unwrap_or("").to_owned())
-                    .collect(),
-            );
-            rows += 1;
         }
-        if rows == 0 {
-            return Ok(None);
-        }
-        self.rows_read += rows as u64;
-        let columns = self
-            .columns
-            .iter()
-            .zip(values)
-            .zip(validity)
-            .map(|(((_, granted), values), validity)| Column {
-                name: granted.model.to_string(),
-                values,
-                validity,
-            })
-            .collect();
-        let index = self.next_index;
-        self.next_index += 1;
-        Ok(Some(KeyedBatch {
-            index,
-            batch: Batch {
-                num_rows: rows,
-                columns,
-            },
-            keys,
-        }))
+        // Make the new directory entry durable too.
+        File::open(&self.dir)?.sync_all()
     }
 }
 
-/// Writes the output table to a temporary file beside the sink and renames it into place only
-/// when the run succeeds: a failed or killed run never leaves a half-written sink behind, and
-/// never clobbers the previous one.
+fn unique_suffix() -> u64 {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Gives an `O_TMPFILE` file a name.
+#[cfg(target_os = "linux")]
+fn link_unnamed(file: &File, name: &Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::io::AsRawFd;
+    let source = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    let target = CString::new(name.as_os_str().as_bytes())?;
+    // SAFETY: both are valid NUL-terminated paths that outlive the call; linkat reads them and
+    // touches no other memory. AT_SYMLINK_FOLLOW through /proc/self/fd is the documented way to
+    // link an O_TMPFILE file without CAP_DAC_READ_SEARCH.
+    let result = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            source.as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn link_unnamed(_file: &File, _name: &Path) -> std::io::Result<()> {
+    Err(std::io::Error::other("unnamed files exist only on Linux"))
+}
+
+/// Writes the output table through a [`PendingFile`]: a failed or killed run never leaves a
+/// half-written sink behind, and never clobbers the previous one.
 pub struct CsvSink {
     path: PathBuf,
-    writer: csv::Writer<BufWriter<tempfile::NamedTempFile>>,
+    writer: csv::Writer<BufWriter<File>>,
+    pending: PendingFile,
     rows_written: u64,
     row: Vec<String>,
 }
@@ -397,17 +285,8 @@ impl CsvSink {
             path: path.clone(),
             source,
         };
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(write_error)?;
-        let temp = tempfile::Builder::new()
-            .prefix(".cordon-sink-")
-            .suffix(".partial")
-            .tempfile_in(dir)
-            .map_err(write_error)?;
-        let mut writer = csv::WriterBuilder::new().from_writer(BufWriter::new(temp));
+        let (file, pending) = PendingFile::create(&path).map_err(write_error)?;
+        let mut writer = csv::WriterBuilder::new().from_writer(BufWriter::new(file));
         let header: Vec<&str> = key_columns
             .iter()
             .map(String::as_str)
@@ -419,6 +298,7 @@ impl CsvSink {
         Ok(CsvSink {
             path,
             writer,
+            pending,
             rows_written: 0,
             row: Vec::new(),
         })
@@ -452,7 +332,7 @@ impl CsvSink {
         Ok(())
     }
 
-    /// Flushes, syncs and renames the temporary file onto the sink path.
+    /// Flushes the rows and puts the file in place.
     pub fn finish(self) -> Result<PathBuf, DataError> {
         let path = self.path;
         let write_error = |source| DataError::Write {
@@ -463,11 +343,10 @@ impl CsvSink {
             .writer
             .into_inner()
             .map_err(|e| write_error(std::io::Error::other(e.to_string())))?;
-        let temp = buffered
+        let file = buffered
             .into_inner()
             .map_err(|e| write_error(e.into_error()))?;
-        temp.as_file().sync_all().map_err(write_error)?;
-        temp.persist(&path).map_err(|e| write_error(e.error))?;
+        self.pending.commit(file).map_err(write_error)?;
         Ok(path)
     }
 }
@@ -502,24 +381,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cells_parse_by_type_and_blanks_are_null() {
-        let mut floats = ColumnValues::empty(ColumnType::Float64, 2);
-        assert_eq!(floats.push_cell(" 29.85"), Ok(true));
-        assert_eq!(floats.push_cell(" "), Ok(false));
-        assert_eq!(floats.push_cell("abc"), Err(()));
-        assert_eq!(floats, ColumnValues::Float64(vec![29.85, 0.0]));
-        let mut flags = ColumnValues::empty(ColumnType::Boolean, 1);
-        assert_eq!(flags.push_cell("Yes"), Ok(true));
-        assert_eq!(flags.push_cell("maybe"), Err(()));
-    }
-
-    #[test]
-    fn timestamps_parse() {
-        assert_eq!(parse_timestamp("1970-01-01"), Ok(0));
+    fn a_pending_file_appears_only_when_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out/result.csv");
+        let (mut file, pending) = PendingFile::create(&path).unwrap();
+        file.write_all(b"a,b\n").unwrap();
+        assert!(!path.exists());
+        // Nothing of it is visible in the directory before the commit.
         assert_eq!(
-            parse_timestamp("2000-03-01T00:00:01Z"),
-            Ok(951_868_801_000_000)
+            std::fs::read_dir(dir.path().join("out")).unwrap().count(),
+            0
         );
-        assert_eq!(parse_timestamp("2000-13-01"), Err(()));
+        pending.commit(file).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a,b\n");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("out")).unwrap().count(),
+            1
+        );
+
+        // Dropped without a commit: the earlier file stays as it was, nothing else appears.
+        let (mut file, pending) = PendingFile::create(&path).unwrap();
+        file.write_all(b"half").unwrap();
+        drop((file, pending));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a,b\n");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("out")).unwrap().count(),
+            1
+        );
     }
 }

@@ -22,8 +22,10 @@ pub struct GrantError {
 pub struct GrantedColumn {
     /// The name the model reads.
     pub model: Name,
-    /// The column in the consumer's table.
+    /// What the policy's `columns` maps it to: a source column or an SQL expression.
     pub source: String,
+    /// The SQL expression the policy's `mask` puts in its place, if any.
+    pub mask: Option<String>,
     pub ty: ColumnType,
 }
 
@@ -35,6 +37,10 @@ pub struct InputGrant {
     pub columns: Vec<GrantedColumn>,
     /// Source columns held back from the sandbox and re-attached to the output.
     pub key: Vec<String>,
+    /// SQL condition rows must pass before they enter the sandbox.
+    pub filter: Option<String>,
+    /// Types forced on CSV source columns.
+    pub schema: std::collections::BTreeMap<String, ColumnType>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -104,8 +110,16 @@ impl Grant {
             columns.push(GrantedColumn {
                 model: spec.name.clone(),
                 source: source.clone(),
+                mask: binding.mask.get(&spec.name).cloned(),
                 ty: spec.ty,
             });
+        }
+        for masked in binding.mask.keys() {
+            if !requested.contains(masked) {
+                return Err(refuse(format!(
+                    "[bind.{input_name}] mask names `{masked}`, which the package does not ask for"
+                )));
+            }
         }
 
         let output_name = &manifest.output.name;
@@ -160,6 +174,8 @@ impl Grant {
                 source: binding.source.clone(),
                 columns,
                 key: binding.key.clone(),
+                filter: binding.filter.clone(),
+                schema: binding.schema.clone(),
             },
             output: OutputGrant {
                 name: output_name.clone(),

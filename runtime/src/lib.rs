@@ -13,6 +13,7 @@
 //! Only the `cordon` binary reads environment variables or arguments; this library takes
 //! everything as explicit configuration.
 
+pub mod audit;
 pub mod data;
 pub mod grant;
 pub mod manifest;
@@ -22,6 +23,8 @@ pub mod package;
 pub mod policy;
 pub mod run;
 pub mod sandbox;
+pub mod source;
 pub mod units;
+pub mod usage;
 
 pub use run::{Progress, RunError, RunRequest, RunSummary, Runtime, RuntimeConfig};

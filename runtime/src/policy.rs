@@ -106,11 +106,22 @@ pub struct InferencePolicy {
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Binding {
-    /// The source table: a CSV file with a header row.
+    /// The source table: a CSV file with a header row (`.csv`) or a Parquet file (`.parquet`).
     pub source: PathBuf,
-    /// Model column name -> source column name. Only these columns enter the sandbox.
+    /// Model column name -> a source column name, or an SQL expression over source columns.
+    /// Only these columns enter the sandbox.
     #[serde(default)]
     pub columns: BTreeMap<Name, String>,
+    /// An SQL condition over source columns: only rows that pass it enter the sandbox.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// Model column name -> an SQL expression over source columns that replaces the column's
+    /// value (`left("zip", 3)`): the model sees only the masked value.
+    #[serde(default)]
+    pub mask: BTreeMap<Name, String>,
+    /// CSV only: source column name -> its type, instead of reading it as text.
+    #[serde(default)]
+    pub schema: BTreeMap<String, crate::manifest::ColumnType>,
     /// Source columns that identify a row (customer ids). They never enter the sandbox; the
     /// host re-attaches them to the output.
     #[serde(default)]
@@ -123,6 +134,16 @@ pub struct Binding {
 pub struct Emit {
     /// A CSV file, written to a temporary file beside it and renamed when the run succeeds.
     pub sink: PathBuf,
+}
+
+/// Where the run's audit trail and usage record go.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AuditPolicy {
+    /// The hash-chained JSON Lines audit log; runs append to it.
+    pub log: PathBuf,
+    /// The usage ledger: one JSON line per run, counts only.
+    pub usage: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -138,6 +159,7 @@ struct RawPolicy {
     bind: BTreeMap<Name, Binding>,
     #[serde(default)]
     emit: BTreeMap<Name, Emit>,
+    audit: Option<AuditPolicy>,
 }
 
 /// A parsed, validated policy. Relative paths are resolved against the directory `cordon`
@@ -150,6 +172,8 @@ pub struct Policy {
     pub inference: InferencePolicy,
     pub bind: BTreeMap<Name, Binding>,
     pub emit: BTreeMap<Name, Emit>,
+    /// Absent: the run keeps no audit trail and no usage record.
+    pub audit: Option<AuditPolicy>,
 }
 
 impl Policy {
@@ -242,12 +266,18 @@ impl Policy {
             emit.sink = base_dir.join(&emit.sink);
         }
 
+        let audit = raw.audit.map(|audit| AuditPolicy {
+            log: base_dir.join(audit.log),
+            usage: base_dir.join(audit.usage),
+        });
+
         Ok(Policy {
             path: path.to_owned(),
             limits,
             inference,
             bind,
             emit,
+            audit,
         })
     }
 }

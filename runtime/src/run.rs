@@ -8,17 +8,23 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded};
 
-use crate::data::{Batch, CsvSink, CsvSource, DataError, KeyedBatch};
+use serde_json::json;
+use sha2::Digest;
+
+use crate::audit::{self, AuditError, AuditLog};
+use crate::data::{Batch, CsvSink, DataError, KeyedBatch};
 use crate::grant::{Grant, GrantError, OutputGrant};
 use crate::manifest::{ColumnType, Device, InputMode};
 use crate::nn::onnx::{LoadedGraph, OnnxRuntime, OnnxRuntimeError, SessionOptions};
 use crate::nn::{GraphRegistry, GuestGraphs, NnState};
 use crate::package::{Package, PackageError};
-use crate::policy::{Policy, PolicyError};
+use crate::policy::{AuditPolicy, Policy, PolicyError};
 use crate::sandbox::{
     self, CacheOutcome, CallError, CompileCache, GuestState, Instance, LimitExceeded, LogRecord,
     SandboxEngine, TrapCause, bindings,
 };
+use crate::source::TableSource;
+use crate::usage::{self, UsageError, UsageRecord};
 
 /// Everything that can end a run. Only `main` turns it into an exit code.
 #[derive(Debug, thiserror::Error)]
@@ -63,11 +69,29 @@ pub enum RunError {
         "cannot prepare the model's instances (does the component export cordon:model/scorer@0.1.0?)"
     )]
     Link(#[source] anyhow::Error),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(transparent)]
+    Usage(#[from] UsageError),
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl RunError {
+    /// For errors that are a refusal of the model or of the package, what was refused: the
+    /// audit trail records those as denials.
+    fn denial_kind(&self) -> Option<&'static str> {
+        match self {
+            RunError::Grant(_) => Some("grant"),
+            RunError::Limit(_)
+            | RunError::CpuLimit { .. }
+            | RunError::WallTime { .. }
+            | RunError::OutputRows { .. } => Some("limit"),
+            RunError::InvalidOutput { .. } => Some("output"),
+            _ => None,
+        }
+    }
+
     fn from_trap(error: wasmtime::Error, stderr: &str, fuel: u64, wall_time: Duration) -> Self {
         match sandbox::trap_cause(&error, stderr) {
             TrapCause::Limit(limit) => RunError::Limit(limit),
@@ -109,6 +133,8 @@ impl Progress for Quiet {}
 /// What a run did: counts and timings, never data values.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RunSummary {
+    /// Identifies the run in the audit trail and the usage ledger.
+    pub run_id: String,
     pub package: String,
     pub version: String,
     pub publisher: String,
@@ -135,6 +161,65 @@ pub struct RunSummary {
     pub guest_log: Vec<LogRecord>,
     pub guest_log_dropped: u64,
     pub incidents: Vec<String>,
+    pub audit_log: Option<PathBuf>,
+    /// Hash of the last audit line this run wrote.
+    pub audit_head: Option<String>,
+}
+
+/// What the audit trail and usage record need, gathered as the run goes.
+#[derive(Default)]
+struct RunFacts {
+    package: Option<PackageFacts>,
+    rows_in: u64,
+    rows_out: u64,
+    batches: u64,
+    totals: Totals,
+}
+
+struct PackageFacts {
+    name: String,
+    version: String,
+    publisher: String,
+    component_sha256: String,
+}
+
+/// The run's audit log, if the policy asks for one.
+struct Trail {
+    log: Option<AuditLog>,
+}
+
+impl Trail {
+    fn open(audit: Option<&AuditPolicy>, run_id: &str) -> Result<Trail, RunError> {
+        let log = match audit {
+            Some(audit) => Some(AuditLog::open(&audit.log, run_id)?),
+            None => None,
+        };
+        Ok(Trail { log })
+    }
+
+    fn record(&mut self, event: &str, fields: serde_json::Value) -> Result<(), RunError> {
+        match &mut self.log {
+            Some(log) => Ok(log.append(event, fields)?),
+            None => Ok(()),
+        }
+    }
+
+    fn head(&self) -> Option<String> {
+        self.log.as_ref().map(|log| log.head().to_owned())
+    }
+}
+
+/// A run id: 128 bits from the clock, the process id and a counter, hashed.
+fn new_run_id() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let seed = format!("{nanos}-{}-{count}", std::process::id());
+    let digest = sha2::Sha256::digest(seed.as_bytes());
+    hex::encode(digest.get(..16).unwrap_or_default())
 }
 
 type GraphKey = (String, SessionOptions);
@@ -147,6 +232,8 @@ pub struct Runtime {
     cache: CompileCache,
     /// Graphs by content digest and session options, loaded once per process.
     graphs: Mutex<HashMap<GraphKey, Arc<LoadedGraph>>>,
+    /// Drives DataFusion's reads.
+    tokio: Arc<tokio::runtime::Runtime>,
 }
 
 impl Runtime {
@@ -158,11 +245,20 @@ impl Runtime {
             Some(path) => Some(OnnxRuntime::load(path)?),
             None => None,
         };
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cordon-data")
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                RunError::Internal(format!("cannot start the data plane's runtime: {e}"))
+            })?;
         Ok(Runtime {
             engine,
             onnxruntime,
             cache: CompileCache::new(config.cache_dir),
             graphs: Mutex::new(HashMap::new()),
+            tokio: Arc::new(tokio),
         })
     }
 
@@ -171,16 +267,132 @@ impl Runtime {
         self.onnxruntime.as_ref().map(|o| o.version.as_str())
     }
 
-    /// Runs one package on one table under one policy.
+    /// Runs one package on one table under one policy, with its audit trail and usage record.
     pub fn run(
         &self,
         request: &RunRequest,
         progress: &dyn Progress,
     ) -> Result<RunSummary, RunError> {
         let started = Instant::now();
-        let package = Package::load(&request.package_dir)?;
+        let cpu_at_start = usage::process_cpu_time();
+        let run_id = new_run_id();
+        // The policy says where the audit trail goes, so it is read before the trail opens.
         let policy = Policy::load(&request.policy, &request.base_dir)?;
-        let grant = Grant::resolve(&package.manifest, &policy)?;
+        let mut trail = Trail::open(policy.audit.as_ref(), &run_id)?;
+
+        let mut facts = RunFacts::default();
+        let result = self.execute(request, &policy, &mut trail, &mut facts, started, progress);
+
+        let wall_time = started.elapsed();
+        if let Err(error) = &result
+            && let Some(what) = error.denial_kind()
+        {
+            trail.record("denial", json!({ "what": what, "why": error.to_string() }))?;
+        }
+        let totals = &facts.totals;
+        trail.record(
+            "run-end",
+            json!({
+                "status": if result.is_ok() { "ok" } else { "error" },
+                "error": result.as_ref().err().map(|e| format!("{e}")),
+                "rows_in": facts.rows_in,
+                "rows_out": facts.rows_out,
+                "wall_time_s": wall_time.as_secs_f64(),
+                "fuel": totals.fuel_consumed,
+                "peak_guest_memory_bytes": totals.peak_memory,
+            }),
+        )?;
+        if let (Some(audit), Some(package)) = (&policy.audit, &facts.package) {
+            usage::append(
+                &audit.usage,
+                &UsageRecord {
+                    run_id: run_id.clone(),
+                    time: audit::rfc3339_now(),
+                    package: package.name.clone(),
+                    version: package.version.clone(),
+                    publisher: package.publisher.clone(),
+                    component_sha256: package.component_sha256.clone(),
+                    status: if result.is_ok() { "ok" } else { "error" },
+                    rows_scored: facts.rows_out,
+                    batches: facts.batches,
+                    inference_calls: totals.inference_calls,
+                    cpu_time_s: usage::process_cpu_time()
+                        .saturating_sub(cpu_at_start)
+                        .as_secs_f64(),
+                    wall_time_s: wall_time.as_secs_f64(),
+                    fuel: totals.fuel_consumed,
+                    audit_head: trail.head(),
+                },
+            )?;
+        }
+        let mut summary = result?;
+        summary.run_id = run_id;
+        summary.audit_head = trail.head();
+        summary.wall_time_s = wall_time.as_secs_f64();
+        summary.rows_per_second = summary.rows_out as f64 / wall_time.as_secs_f64().max(1e-9);
+        Ok(summary)
+    }
+
+    /// The run itself; `facts` keeps what the audit trail and the usage record need even when
+    /// it fails.
+    fn execute(
+        &self,
+        request: &RunRequest,
+        policy: &Policy,
+        trail: &mut Trail,
+        facts: &mut RunFacts,
+        started: Instant,
+        progress: &dyn Progress,
+    ) -> Result<RunSummary, RunError> {
+        let package = match Package::load(&request.package_dir) {
+            Ok(package) => package,
+            Err(error) => {
+                trail.record(
+                    "run-start",
+                    json!({ "package": request.package_dir, "policy": policy.path }),
+                )?;
+                return Err(error.into());
+            }
+        };
+        let manifest = &package.manifest;
+        facts.package = Some(PackageFacts {
+            name: manifest.name.to_string(),
+            version: manifest.version.clone(),
+            publisher: manifest.publisher.to_string(),
+            component_sha256: package.component_sha256.clone(),
+        });
+        trail.record(
+            "run-start",
+            json!({
+                "package": manifest.name,
+                "version": manifest.version,
+                "publisher": manifest.publisher,
+                "component_sha256": package.component_sha256,
+                "graphs": package.graphs.iter().map(|g| json!({
+                    "name": g.spec.name, "sha256": g.sha256,
+                })).collect::<Vec<_>>(),
+                "policy": policy.path,
+                "cordon_version": env!("CARGO_PKG_VERSION"),
+            }),
+        )?;
+        let grant = Grant::resolve(manifest, policy)?;
+        trail.record(
+            "grant",
+            json!({
+                "input": grant.input.name,
+                "asked": manifest.input.columns.iter().map(|c| &c.name).collect::<Vec<_>>(),
+                "granted": grant.input.columns.iter().map(|c| json!({
+                    "column": c.model, "source": c.source,
+                })).collect::<Vec<_>>(),
+                "key_held_back": grant.input.key,
+                "output": grant.output.name,
+                "sink": grant.output.sink,
+                "graphs": grant.graphs.iter().map(|g| json!({
+                    "name": g.spec.name, "device": g.device,
+                })).collect::<Vec<_>>(),
+                "limits": policy.limits,
+            }),
+        )?;
         let deadline = started + policy.limits.wall_time.0;
 
         let compile_started = Instant::now();
@@ -190,7 +402,7 @@ impl Runtime {
             .map_err(|e| RunError::Compile(e.into()))?;
         let compile_time = compile_started.elapsed();
 
-        let graphs = Arc::new(self.load_graphs(&package, &grant, &policy)?);
+        let graphs = Arc::new(self.load_graphs(&package, &grant, policy)?);
         let guest_graphs = match (&self.onnxruntime, policy.inference.allow_guest_graphs) {
             (Some(runtime), true) => Some(GuestGraphs {
                 runtime: runtime.clone(),
@@ -213,47 +425,91 @@ impl Runtime {
             pre: &pre,
             graphs,
             guest_graphs,
-            policy: &policy,
+            policy,
             deadline,
         };
-        let mut source = CsvSource::open(&grant.input)?;
+        let mut source = TableSource::open(
+            &grant.input,
+            policy.limits.batch_rows as usize,
+            Arc::clone(&self.tokio),
+        )?;
         let sink = CsvSink::create(&grant.output, &grant.input.key)?;
-        let scored = score_all(&setup, &grant, &mut source, sink, progress)?;
+        let (scored, totals) = score_all(&setup, &grant, &mut source, sink, progress);
+        facts.rows_in = source.rows_read();
+        facts.totals = totals;
 
-        let wall_time = started.elapsed();
-        let rows_out = scored.rows_out;
+        trail.record(
+            "data-read",
+            json!({
+                "input": grant.input.name,
+                "source": grant.input.source,
+                "columns": grant.input.columns.iter().map(|c| json!({
+                    "column": c.model, "source": c.source, "mask": c.mask,
+                })).collect::<Vec<_>>(),
+                "filter": grant.input.filter,
+                "rows": facts.rows_in,
+            }),
+        )?;
+        for incident in &facts.totals.incidents {
+            trail.record("denial", json!({ "what": "wasi-nn", "why": incident }))?;
+        }
+        for (graph, calls) in &facts.totals.calls_by_graph {
+            trail.record(
+                "inference",
+                json!({
+                    "graph": graph,
+                    "calls": calls,
+                    "peak_tensor_bytes": facts.totals.peak_tensor_bytes,
+                }),
+            )?;
+        }
+        let scored = scored?;
+        facts.rows_out = scored.rows_out;
+        facts.batches = scored.batches;
+        trail.record(
+            "output-write",
+            json!({
+                "output": grant.output.name,
+                "sink": scored.sink,
+                "rows": scored.rows_out,
+            }),
+        )?;
+
+        let totals = &facts.totals;
         Ok(RunSummary {
-            package: package.manifest.name.to_string(),
-            version: package.manifest.version.clone(),
-            publisher: package.manifest.publisher.to_string(),
+            run_id: String::new(),
+            package: manifest.name.to_string(),
+            version: manifest.version.clone(),
+            publisher: manifest.publisher.to_string(),
             component_sha256: package.component_sha256.clone(),
             model_description: scored.model_description,
             input: grant.input.name.to_string(),
             output: grant.output.name.to_string(),
             sink: scored.sink,
-            rows_in: source.rows_read(),
-            rows_out,
+            rows_in: facts.rows_in,
+            rows_out: scored.rows_out,
             batches: scored.batches,
             instances: policy.limits.instances,
-            wall_time_s: wall_time.as_secs_f64(),
-            rows_per_second: rows_out as f64 / wall_time.as_secs_f64().max(1e-9),
-            fuel_consumed: scored.totals.fuel_consumed,
-            peak_guest_memory_bytes: scored.totals.peak_memory,
-            peak_tensor_bytes: scored.totals.peak_tensor_bytes,
-            inference_calls: scored.totals.inference_calls,
-            inference_time_s: scored.totals.inference_time.as_secs_f64(),
+            wall_time_s: 0.0,
+            rows_per_second: 0.0,
+            fuel_consumed: totals.fuel_consumed,
+            peak_guest_memory_bytes: totals.peak_memory,
+            peak_tensor_bytes: totals.peak_tensor_bytes,
+            inference_calls: totals.inference_calls,
+            inference_time_s: totals.inference_time.as_secs_f64(),
             compile,
             compile_time_ms: compile_time.as_secs_f64() * 1e3,
-            instantiate_time_us: sandbox::mean(&scored.totals.instantiate_times).as_secs_f64()
-                * 1e6,
+            instantiate_time_us: sandbox::mean(&totals.instantiate_times).as_secs_f64() * 1e6,
             graphs: grant
                 .graphs
                 .iter()
                 .map(|g| format!("{} on {}", g.spec.name, g.device))
                 .collect(),
-            guest_log: scored.totals.log,
-            guest_log_dropped: scored.totals.log_dropped,
-            incidents: scored.totals.incidents,
+            guest_log: totals.log.clone(),
+            guest_log_dropped: totals.log_dropped,
+            incidents: totals.incidents.clone(),
+            audit_log: policy.audit.as_ref().map(|a| a.log.clone()),
+            audit_head: None,
         })
     }
 
@@ -348,21 +604,26 @@ struct Totals {
     log: Vec<LogRecord>,
     log_dropped: u64,
     incidents: Vec<String>,
+    calls_by_graph: BTreeMap<String, u64>,
 }
 
 impl Totals {
-    fn add(&mut self, instance: &Instance, instantiate_time: Duration) {
+    /// What one instance did, read from its store when it is done.
+    fn of(instance: &Instance, instantiate_time: Duration) -> Totals {
         let state = instance.store.data();
-        self.fuel_consumed = self.fuel_consumed.saturating_add(instance.fuel_consumed());
-        self.peak_memory = self.peak_memory.max(state.limiter.peak_memory);
-        self.peak_tensor_bytes = self.peak_tensor_bytes.max(state.nn.stats.peak_tensor_bytes);
-        self.inference_calls += state.nn.stats.inference_calls;
-        self.inference_time += state.nn.stats.inference_time;
-        self.instantiate_times.push(instantiate_time);
-        self.log.extend(state.log.records.iter().cloned());
-        self.log_dropped += state.log.dropped;
-        self.incidents
-            .extend(state.nn.stats.incidents.iter().cloned());
+        let nn = &state.nn.stats;
+        Totals {
+            fuel_consumed: instance.fuel_consumed(),
+            peak_memory: state.limiter.peak_memory,
+            peak_tensor_bytes: nn.peak_tensor_bytes,
+            inference_calls: nn.inference_calls,
+            inference_time: nn.inference_time,
+            instantiate_times: vec![instantiate_time],
+            log: state.log.records.clone(),
+            log_dropped: state.log.dropped,
+            incidents: nn.incidents.clone(),
+            calls_by_graph: nn.calls_by_graph.clone(),
+        }
     }
 
     fn merge(&mut self, other: Totals) {
@@ -375,6 +636,9 @@ impl Totals {
         self.log.extend(other.log);
         self.log_dropped += other.log_dropped;
         self.incidents.extend(other.incidents);
+        for (graph, calls) in other.calls_by_graph {
+            *self.calls_by_graph.entry(graph).or_default() += calls;
+        }
     }
 }
 
@@ -389,7 +653,6 @@ struct Scored {
     batches: u64,
     sink: PathBuf,
     model_description: String,
-    totals: Totals,
 }
 
 /// Streams the table through `instances` parallel sandboxes and writes the outputs in input
@@ -397,13 +660,26 @@ struct Scored {
 fn score_all(
     setup: &InstanceSetup<'_>,
     grant: &Grant,
-    source: &mut CsvSource,
+    source: &mut TableSource,
+    sink: CsvSink,
+    progress: &dyn Progress,
+) -> (Result<Scored, RunError>, Totals) {
+    let mut totals = Totals::default();
+    let result = score_all_into(setup, grant, source, sink, progress, &mut totals);
+    (result, totals)
+}
+
+/// `score_all`, gathering the instances' counts into `totals` whether it succeeds or not.
+fn score_all_into(
+    setup: &InstanceSetup<'_>,
+    grant: &Grant,
+    source: &mut TableSource,
     mut sink: CsvSink,
     progress: &dyn Progress,
+    totals: &mut Totals,
 ) -> Result<Scored, RunError> {
     let limits = &setup.policy.limits;
     let instances = limits.instances as usize;
-    let batch_rows = limits.batch_rows as usize;
 
     // Instantiate up front: a model that cannot start fails before any data is read.
     let mut started_instances = Vec::with_capacity(instances);
@@ -429,11 +705,10 @@ fn score_all(
         None => String::new(),
     };
 
-    let (work_tx, work_rx) = bounded::<(u64, Batch)>(instances * 2);
+    let (work_tx, work_rx) = bounded::<(u64, u64, Batch)>(instances * 2);
     let (keys_tx, keys_rx) = unbounded::<(u64, Vec<Vec<String>>)>();
     let (result_tx, result_rx) = unbounded::<WorkerMessage>();
     let abort = AtomicBool::new(false);
-    let mut totals = Totals::default();
 
     let outcome = std::thread::scope(|scope| -> Result<(u64, u64), RunError> {
         for (mut instance, instantiate_time) in started_instances {
@@ -441,19 +716,19 @@ fn score_all(
             let result_tx = result_tx.clone();
             let abort = &abort;
             scope.spawn(move || {
-                for (index, batch) in work_rx.iter() {
+                for (index, first_row, batch) in work_rx.iter() {
                     if abort.load(Ordering::Relaxed) {
                         break;
                     }
-                    let message = score_one(setup, &mut instance, index, batch, &grant.output);
+                    let message =
+                        score_one(setup, &mut instance, index, first_row, batch, &grant.output);
                     let failed = matches!(message, WorkerMessage::Failed(_));
                     let _ = result_tx.send(message);
                     if failed {
                         break;
                     }
                 }
-                let mut totals = Totals::default();
-                totals.add(&instance, instantiate_time);
+                let totals = Totals::of(&instance, instantiate_time);
                 let _ = result_tx.send(WorkerMessage::Finished(Box::new(totals)));
             });
         }
@@ -464,13 +739,16 @@ fn score_all(
         // input order, and never to a worker.
         let abort_reader = &abort;
         let reader = scope.spawn(move || -> Result<(), RunError> {
-            while let Some(KeyedBatch { index, batch, keys }) = source.next_batch(batch_rows)? {
+            let mut first_row = 0u64;
+            while let Some(KeyedBatch { index, batch, keys }) = source.next_batch()? {
+                let rows = batch.num_rows as u64;
                 if abort_reader.load(Ordering::Relaxed)
                     || keys_tx.send((index, keys)).is_err()
-                    || work_tx.send((index, batch)).is_err()
+                    || work_tx.send((index, first_row, batch)).is_err()
                 {
                     break;
                 }
+                first_row += rows;
             }
             Ok(())
         });
@@ -542,7 +820,6 @@ fn score_all(
         batches,
         sink,
         model_description,
-        totals,
     })
 }
 
@@ -591,12 +868,12 @@ fn score_one(
     setup: &InstanceSetup<'_>,
     instance: &mut Instance,
     index: u64,
+    first_row: u64,
     batch: Batch,
     output: &OutputGrant,
 ) -> WorkerMessage {
     let limits = &setup.policy.limits;
     let input_rows = batch.num_rows;
-    let first_row = index.saturating_mul(u64::from(limits.batch_rows));
     match instance.score(batch, limits.fuel_per_batch, setup.deadline) {
         Ok(scored) => match validate_output(scored, input_rows, output) {
             Ok(batch) => WorkerMessage::Scored { index, batch },

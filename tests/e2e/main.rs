@@ -12,7 +12,9 @@
     clippy::indexing_slicing
 )]
 
+mod audit;
 mod churn;
+mod data_plane;
 mod limits;
 mod output;
 mod sandbox_policy;

@@ -154,6 +154,8 @@ pub struct NnStats {
     pub peak_tensor_bytes: u64,
     /// Refused or failed requests, in order, for the run log.
     pub incidents: Vec<String>,
+    /// Inference calls per graph name.
+    pub calls_by_graph: BTreeMap<String, u64>,
 }
 
 /// Most incidents one instance keeps for the run log.
@@ -414,6 +416,11 @@ impl inference::HostGraphExecutionContext for NnState {
         let started = Instant::now();
         let outputs = graph.compute(tensors);
         self.stats.inference_calls += 1;
+        *self
+            .stats
+            .calls_by_graph
+            .entry(graph.name.clone())
+            .or_default() += 1;
         self.stats.inference_time += started.elapsed();
         let outputs = match outputs {
             Ok(outputs) => outputs,

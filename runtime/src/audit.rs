@@ -1,0 +1,394 @@
+//! The audit trail: one JSON object per line, hash-chained, appended with fsync.
+//!
+//! Every line carries `seq` (its position in the file, from 1), `prev` (the previous line's
+//! `hash`; 64 zeros on the first line) and `hash`: the SHA-256 of the line's canonical JSON
+//! without the `hash` key (keys sorted, no spaces). Editing a line breaks its own hash;
+//! editing it *and* recomputing its hash breaks the next line's `prev`; deleting or reordering
+//! lines breaks `seq`. Only the end of the log has no successor to vouch for it: the hash of a
+//! run's last line is its *head*, recorded in the usage record and checked by
+//! `cordon audit verify --head`.
+//!
+//! A line is written whole with one `write` and synced before the run goes on, so a run killed
+//! at any point leaves every earlier line intact; a partial last line is ignored by `verify`
+//! and cut off when the log is next opened.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+/// `prev` of the first line of a log.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Longest line `verify` reads; anything longer is not a line Cordon wrote.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("cannot write audit log {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read audit log {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("audit log {path} does not verify: cannot continue a broken chain ({why})")]
+    Broken { path: PathBuf, why: String },
+}
+
+/// The canonical form hashed: sorted keys (serde_json's default map), compact.
+fn canonical_hash(object: &Map<String, Value>) -> String {
+    let text = Value::Object(object.clone()).to_string();
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// An open audit log that events are appended to.
+pub struct AuditLog {
+    path: PathBuf,
+    file: File,
+    run_id: String,
+    next_seq: u64,
+    prev: String,
+}
+
+impl AuditLog {
+    /// Opens (or creates) the log at `path` for a run, after checking its chain so that a new
+    /// run never extends a tampered log. A partial last line left by a killed run is cut off.
+    pub fn open(path: &Path, run_id: &str) -> Result<AuditLog, AuditError> {
+        let write_error = |source| AuditError::Write {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(write_error)?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(write_error)?;
+        let report = verify_reader(&mut BufReader::new(&file), path).map_err(|e| match e {
+            VerifyError::Read(source) => AuditError::Read {
+                path: path.to_owned(),
+                source,
+            },
+            VerifyError::Broken { line, why } => AuditError::Broken {
+                path: path.to_owned(),
+                why: format!("line {line}: {why}"),
+            },
+        })?;
+        if report.partial_tail_bytes > 0 {
+            let keep = file
+                .seek(SeekFrom::End(0))
+                .map_err(write_error)?
+                .saturating_sub(report.partial_tail_bytes);
+            file.set_len(keep).map_err(write_error)?;
+            file.sync_all().map_err(write_error)?;
+        }
+        Ok(AuditLog {
+            path: path.to_owned(),
+            file,
+            run_id: run_id.to_owned(),
+            next_seq: report.lines + 1,
+            prev: report.head.unwrap_or_else(|| GENESIS.to_owned()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The hash of the last line written: the chain's head.
+    pub fn head(&self) -> &str {
+        &self.prev
+    }
+
+    /// Appends one event. `fields` must be a JSON object; `event`, `run_id`, `time`, `seq`,
+    /// `prev` and `hash` are added here.
+    pub fn append(&mut self, event: &str, fields: Value) -> Result<(), AuditError> {
+        let mut object = match fields {
+            Value::Object(object) => object,
+            other => {
+                let mut object = Map::new();
+                object.insert("detail".into(), other);
+                object
+            }
+        };
+        object.insert("event".into(), json!(event));
+        object.insert("run_id".into(), json!(self.run_id));
+        object.insert("time".into(), json!(rfc3339_now()));
+        object.insert("seq".into(), json!(self.next_seq));
+        object.insert("prev".into(), json!(self.prev));
+        let hash = canonical_hash(&object);
+        object.insert("hash".into(), json!(hash));
+        let mut line = Value::Object(object).to_string();
+        line.push('\n');
+        // One write, then fsync: the line is on disk before the run takes its next step.
+        let write_error = |source| AuditError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        self.file.write_all(line.as_bytes()).map_err(write_error)?;
+        self.file.sync_data().map_err(write_error)?;
+        self.next_seq += 1;
+        self.prev = hash;
+        Ok(())
+    }
+}
+
+/// What `verify` found in a log that checks out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Complete lines checked.
+    pub lines: u64,
+    /// The last line's hash, if any.
+    pub head: Option<String>,
+    /// Bytes of a partial last line (a run killed mid-write), ignored.
+    pub partial_tail_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("cannot read the log")]
+    Read(#[source] std::io::Error),
+    #[error("line {line}: {why}")]
+    Broken { line: u64, why: String },
+}
+
+/// Checks a whole log file.
+pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
+    let file = File::open(path).map_err(VerifyError::Read)?;
+    verify_reader(&mut BufReader::new(file), path)
+}
+
+fn verify_reader<R: Read>(
+    reader: &mut BufReader<R>,
+    _path: &Path,
+) -> Result<VerifyReport, VerifyError> {
+    let mut prev = GENESIS.to_owned();
+    let mut lines = 0u64;
+    let mut buffer = Vec::new();
+    loop {
+        buffer.clear();
+        let read = reader
+            .by_ref()
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buffer)
+            .map_err(VerifyError::Read)?;
+        if read == 0 {
+            break;
+        }
+        let number = lines + 1;
+        let broken = |why: String| VerifyError::Broken { line: number, why };
+        if buffer.last() != Some(&b'\n') {
+            if buffer.len() > MAX_LINE_BYTES {
+                return Err(broken(format!("longer than {MAX_LINE_BYTES} bytes")));
+            }
+            // A partial last line: the run that wrote it was killed mid-write.
+            return Ok(VerifyReport {
+                lines,
+                head: (lines > 0).then_some(prev),
+                partial_tail_bytes: buffer.len() as u64,
+            });
+        }
+        let mut object = match serde_json::from_slice::<Value>(&buffer) {
+            Ok(Value::Object(object)) => object,
+            _ => return Err(broken("not a JSON object (edited?)".into())),
+        };
+        let Some(Value::String(recorded)) = object.remove("hash") else {
+            return Err(broken("no `hash`".into()));
+        };
+        if canonical_hash(&object) != recorded {
+            return Err(broken(
+                "its content does not match its hash: the line was edited".into(),
+            ));
+        }
+        match object.get("seq").and_then(Value::as_u64) {
+            Some(seq) if seq == number => {}
+            Some(seq) if seq > number => {
+                return Err(broken(format!(
+                    "it is entry {seq}, but entry {number} was expected: lines are missing before it"
+                )));
+            }
+            Some(seq) => {
+                return Err(broken(format!(
+                    "it is entry {seq}, but entry {number} was expected: lines were reordered or duplicated"
+                )));
+            }
+            None => return Err(broken("no `seq`".into())),
+        }
+        if object.get("prev").and_then(Value::as_str) != Some(prev.as_str()) {
+            let previous = if number == 1 {
+                "the start of the log".to_string()
+            } else {
+                format!("line {}", number - 1)
+            };
+            return Err(broken(format!(
+                "its `prev` does not match the hash of {previous}: the chain was rewritten"
+            )));
+        }
+        prev = recorded;
+        lines = number;
+    }
+    Ok(VerifyReport {
+        lines,
+        head: (lines > 0).then_some(prev),
+        partial_tail_bytes: 0,
+    })
+}
+
+/// Reads a verified log's events, in order, for `cordon audit show`.
+pub fn read_events(path: &Path) -> Result<Vec<Map<String, Value>>, VerifyError> {
+    let report = verify(path)?;
+    let file = File::open(path).map_err(VerifyError::Read)?;
+    let mut events = Vec::new();
+    for line in BufReader::new(file).lines().take(report.lines as usize) {
+        let line = line.map_err(VerifyError::Read)?;
+        if let Ok(Value::Object(object)) = serde_json::from_str::<Value>(&line) {
+            events.push(object);
+        }
+    }
+    Ok(events)
+}
+
+/// The current UTC time as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn rfc3339_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = now.as_secs() as i64;
+    let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60,
+        now.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_with(lines: usize) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path, "run-1").unwrap();
+        for i in 0..lines {
+            log.append("data-read", json!({ "rows": i })).unwrap();
+        }
+        (dir, path)
+    }
+
+    fn lines(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn write_lines(path: &Path, lines: &[String]) {
+        std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    }
+
+    #[test]
+    fn an_untouched_log_verifies_and_continues_across_runs() {
+        let (_dir, path) = log_with(3);
+        let report = verify(&path).unwrap();
+        assert_eq!(report.lines, 3);
+        let mut log = AuditLog::open(&path, "run-2").unwrap();
+        log.append("run-start", json!({})).unwrap();
+        assert_eq!(verify(&path).unwrap().lines, 4);
+        assert_eq!(verify(&path).unwrap().head.unwrap(), log.head());
+    }
+
+    #[test]
+    fn editing_any_line_names_it() {
+        for target in 0..4 {
+            let (_dir, path) = log_with(4);
+            let mut all = lines(&path);
+            all[target] = all[target].replace("\"rows\":", "\"rows\":1");
+            write_lines(&path, &all);
+            let error = verify(&path).unwrap_err().to_string();
+            assert!(
+                error.starts_with(&format!("line {}: its content does not match", target + 1)),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn deleting_or_reordering_lines_names_the_place() {
+        let (_dir, path) = log_with(4);
+        let mut all = lines(&path);
+        all.remove(1);
+        write_lines(&path, &all);
+        let error = verify(&path).unwrap_err().to_string();
+        assert!(error.starts_with("line 2: it is entry 3"), "{error}");
+        assert!(error.contains("missing"), "{error}");
+
+        let (_dir, path) = log_with(4);
+        let mut all = lines(&path);
+        all.swap(1, 2);
+        write_lines(&path, &all);
+        let error = verify(&path).unwrap_err().to_string();
+        assert!(error.starts_with("line 2: it is entry 3"), "{error}");
+    }
+
+    #[test]
+    fn a_partial_last_line_is_ignored_then_cut_off() {
+        let (_dir, path) = log_with(2);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(b"{\"event\":\"data-re").unwrap();
+        let report = verify(&path).unwrap();
+        assert_eq!(report.lines, 2);
+        assert!(report.partial_tail_bytes > 0);
+        let mut log = AuditLog::open(&path, "run-2").unwrap();
+        log.append("run-start", json!({})).unwrap();
+        assert_eq!(
+            verify(&path).unwrap(),
+            VerifyReport {
+                lines: 3,
+                head: Some(log.head().to_owned()),
+                partial_tail_bytes: 0,
+            }
+        );
+    }
+
+    #[test]
+    fn a_broken_log_is_not_extended() {
+        let (_dir, path) = log_with(2);
+        let mut all = lines(&path);
+        all[0] = all[0].replace("data-read", "data-reed");
+        write_lines(&path, &all);
+        let error = AuditLog::open(&path, "run-2").err().unwrap().to_string();
+        assert!(error.contains("line 1"), "{error}");
+    }
+
+    #[test]
+    fn timestamps_look_like_rfc3339() {
+        let now = rfc3339_now();
+        assert_eq!(now.len(), 24, "{now}");
+        assert!(now.ends_with('Z') && now.as_bytes()[10] == b'T', "{now}");
+    }
+}

@@ -1,0 +1,309 @@
+//! The audit trail and the usage ledger, through the `cordon` binary.
+
+use std::process::{Command, Output};
+
+use crate::support::{Case, churn_case, onnxruntime_library};
+
+fn cordon(case: &Case, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .current_dir(case.dir.path())
+        .args(args)
+        .arg("--onnxruntime")
+        .arg(onnxruntime_library())
+        .output()
+        .unwrap()
+}
+
+fn audit(case: &Case, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .current_dir(case.dir.path())
+        .arg("audit")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn run_churn(case: &Case) -> serde_json::Value {
+    let output = cordon(
+        case,
+        &[
+            "run",
+            "--package",
+            "package",
+            "--policy",
+            "policy.toml",
+            "--json",
+            "--no-cache",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn events(case: &Case) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(case.path("out/audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// Two runs append one chain; the events say what was granted, read and written; the usage
+/// ledger has one record per run, with counts only, tied to the log by its head.
+#[test]
+fn runs_leave_a_verifiable_trail_and_a_usage_record() {
+    let case = churn_case();
+    let first = run_churn(&case);
+    let second = run_churn(&case);
+
+    let verified = audit(&case, &["verify", "out/audit.jsonl"]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let head = second["audit_head"].as_str().unwrap();
+    assert!(String::from_utf8_lossy(&verified.stdout).contains(head));
+    assert!(
+        audit(&case, &["verify", "out/audit.jsonl", "--head", head])
+            .status
+            .success()
+    );
+
+    let events = events(&case);
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    let one_run = [
+        "run-start",
+        "grant",
+        "data-read",
+        "inference",
+        "output-write",
+        "run-end",
+    ];
+    assert_eq!(kinds, [one_run, one_run].concat());
+    let run_ids: Vec<&str> = events
+        .iter()
+        .map(|e| e["run_id"].as_str().unwrap())
+        .collect();
+    assert!(run_ids[..6].iter().all(|id| *id == first["run_id"]));
+    assert!(run_ids[6..].iter().all(|id| *id == second["run_id"]));
+
+    let grant = &events[1];
+    assert_eq!(grant["key_held_back"], serde_json::json!(["customerID"]));
+    assert_eq!(grant["granted"].as_array().unwrap().len(), 10);
+    let read = &events[2];
+    assert_eq!(read["rows"], 7043);
+    assert_eq!(read["input"], "customers");
+    assert_eq!(events[3]["graph"], "churn_gbt");
+    assert_eq!(events[4]["rows"], 7043);
+    assert_eq!(events[5]["status"], "ok");
+
+    let ledger: Vec<serde_json::Value> = std::fs::read_to_string(case.path("out/usage.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(ledger.len(), 2);
+    assert_eq!(ledger[1]["run_id"], second["run_id"]);
+    assert_eq!(ledger[1]["audit_head"], head);
+    assert_eq!(ledger[1]["rows_scored"], 7043);
+    assert_eq!(ledger[1]["publisher"], "acme-analytics");
+    // Counts only: no customer id or value from the table appears in the ledger.
+    let text = std::fs::read_to_string(case.path("out/usage.jsonl")).unwrap();
+    assert!(!text.contains("7590-VHVEG") && !text.contains("Month-to-month"));
+
+    let shown = audit(&case, &["show", "out/audit.jsonl"]);
+    assert!(shown.status.success());
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("output-write"));
+}
+
+/// Editing, deleting or reordering any line makes `verify` fail and name that line.
+#[test]
+fn tampering_with_any_line_is_named() {
+    let case = churn_case();
+    run_churn(&case);
+    let original: Vec<String> = std::fs::read_to_string(case.path("out/audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let check = |lines: &[String], expected: &str| {
+        std::fs::write(case.path("out/audit.jsonl"), lines.join("\n") + "\n").unwrap();
+        let output = audit(&case, &["verify", "out/audit.jsonl"]);
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(expected),
+            "expected {expected:?} in: {stderr}"
+        );
+    };
+    for index in 0..original.len() {
+        let mut edited = original.clone();
+        edited[index] = edited[index].replacen("\"run_id\"", "\"run_id \"", 1);
+        check(
+            &edited,
+            &format!("line {}: its content does not match its hash", index + 1),
+        );
+    }
+    for index in 0..original.len() - 1 {
+        let mut deleted = original.clone();
+        deleted.remove(index);
+        check(
+            &deleted,
+            &format!("line {}: it is entry {}", index + 1, index + 2),
+        );
+        let mut swapped = original.clone();
+        swapped.swap(index, index + 1);
+        check(
+            &swapped,
+            &format!("line {}: it is entry {}", index + 1, index + 2),
+        );
+    }
+    // Cutting the last line off is caught against the head from the usage record.
+    let ledger = std::fs::read_to_string(case.path("out/usage.jsonl")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(ledger.lines().next().unwrap()).unwrap();
+    std::fs::write(
+        case.path("out/audit.jsonl"),
+        original[..original.len() - 1].join("\n") + "\n",
+    )
+    .unwrap();
+    let output = audit(
+        &case,
+        &[
+            "verify",
+            "out/audit.jsonl",
+            "--head",
+            record["audit_head"].as_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not at the expected head"));
+}
+
+/// A run the policy refuses still leaves run-start, denial and run-end.
+#[test]
+fn a_refused_run_is_audited() {
+    let case = churn_case();
+    let policy = std::fs::read_to_string(case.path("policy.toml"))
+        .unwrap()
+        .replace("tenure = \"tenure\", ", "");
+    case.write("policy.toml", &policy);
+    let output = cordon(
+        &case,
+        &["run", "--package", "package", "--policy", "policy.toml"],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let events = events(&case);
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["run-start", "denial", "run-end"]);
+    assert_eq!(events[1]["what"], "grant");
+    assert!(
+        events[1]["why"]
+            .as_str()
+            .unwrap()
+            .contains("needs column `tenure`")
+    );
+    assert_eq!(events[2]["status"], "error");
+    assert!(!case.path("out/churn_scores.csv").exists());
+    // The refused run is still on the ledger, with nothing scored.
+    let ledger = std::fs::read_to_string(case.path("out/usage.jsonl")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(ledger.trim()).unwrap();
+    assert_eq!(record["status"], "error");
+    assert_eq!(record["rows_scored"], 0);
+}
+
+/// A run killed with SIGKILL midway leaves a log that verifies up to its last complete line,
+/// and no output file at all.
+#[test]
+fn a_killed_run_leaves_a_verifiable_log_and_no_output() {
+    let case = churn_case();
+    // A table long enough to be killed in the middle of: the Telco rows 60 times over.
+    let table =
+        std::fs::read_to_string(crate::support::root().join("examples/churn/data/telco_churn.csv"))
+            .unwrap();
+    let (header, rows) = table.split_once('\n').unwrap();
+    let mut big = String::from(header);
+    big.push('\n');
+    for _ in 0..60 {
+        big.push_str(rows);
+    }
+    case.write("big.csv", &big);
+    let policy = std::fs::read_to_string(case.path("policy.toml")).unwrap();
+    let source_line = policy
+        .lines()
+        .find(|l| l.starts_with("source = "))
+        .unwrap()
+        .to_owned();
+    let policy = policy
+        .replace(&source_line, "source = \"big.csv\"")
+        .replace("output-rows = 1_000_000", "output-rows = 10_000_000")
+        .replace("instances = 2", "instances = 1");
+    case.write("policy.toml", &policy);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .current_dir(case.dir.path())
+        .args([
+            "run",
+            "--package",
+            "package",
+            "--policy",
+            "policy.toml",
+            "--no-cache",
+            "--quiet",
+        ])
+        .arg("--onnxruntime")
+        .arg(onnxruntime_library())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the run is scoring (its grant is on disk), then kill it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let log = std::fs::read_to_string(case.path("out/audit.jsonl")).unwrap_or_default();
+        if log.contains("\"event\":\"grant\"") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the run finished before it could be killed"
+    );
+
+    let verified = audit(&case, &["verify", "out/audit.jsonl"]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let kinds: Vec<String> = events(&case)
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds[..2], ["run-start", "grant"]);
+    assert!(!kinds.contains(&"run-end".to_string()));
+    let outputs: Vec<_> = std::fs::read_dir(case.path("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with("audit") && !name.starts_with("usage"))
+        .collect();
+    assert!(outputs.is_empty(), "left behind: {outputs:?}");
+}

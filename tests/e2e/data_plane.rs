@@ -1,0 +1,181 @@
+//! The data plane: filters, masks, Parquet sources, and bad input, before the sandbox.
+
+use std::collections::HashMap;
+
+use cordon::RunError;
+
+use crate::support::{
+    Case, PROBE_MANIFEST, assert_churn_still_scores, churn_case, probe_policy, read_csv, root,
+};
+
+fn reference() -> HashMap<String, f64> {
+    read_csv(&root().join("examples/churn/training/reference.csv"))
+        .into_iter()
+        .map(|row| (row[0].clone(), row.last().unwrap().parse().unwrap()))
+        .collect()
+}
+
+fn add_to_binding(case: &Case, lines: &str) {
+    let policy = std::fs::read_to_string(case.path("policy.toml"))
+        .unwrap()
+        .replace(
+            "[bind.customers]\n",
+            &format!("[bind.customers]\n{lines}\n"),
+        );
+    case.write("policy.toml", &policy);
+}
+
+/// Only rows that pass the filter are scored: exactly the 3,875 month-to-month customers, in
+/// input order, with the same probabilities as without the filter.
+#[test]
+fn a_filter_scores_exactly_the_matching_rows() {
+    let case = churn_case();
+    add_to_binding(&case, "filter = \"Contract = 'Month-to-month'\"");
+    let summary = case.run().unwrap();
+    assert_eq!(summary.rows_in, 3875);
+    assert_eq!(summary.rows_out, 3875);
+
+    let table = read_csv(&root().join("examples/churn/data/telco_churn.csv"));
+    let expected_ids: Vec<&str> = table
+        .iter()
+        .filter(|row| row[15] == "Month-to-month")
+        .map(|row| row[0].as_str())
+        .collect();
+    let scores = read_csv(&case.path("out/churn_scores.csv"));
+    let ids: Vec<&str> = scores.iter().map(|row| row[0].as_str()).collect();
+    assert_eq!(ids, expected_ids);
+    let reference = reference();
+    for row in &scores {
+        let p: f64 = row[1].parse().unwrap();
+        assert!((p - reference[&row[0]]).abs() <= 1e-6, "{}", row[0]);
+    }
+}
+
+/// A mask changes what the model sees: the echo guest reports the masked value only.
+#[test]
+fn a_mask_changes_what_the_guest_sees() {
+    let case = Case::new();
+    let manifest = std::fs::read_to_string(root().join("examples/churn/cordon.toml"))
+        .unwrap()
+        .replace(
+            "columns = [{ name = \"churn_probability\", type = \"float64\" }]",
+            "columns = [{ name = \"seen\", type = \"text\" }]",
+        )
+        .replace(
+            "[[graph]]\nname = \"churn_gbt\"\nfile = \"graphs/churn_gbt.onnx\"\nformat = \"onnx\"\ndevice = \"cpu\"\n",
+            "",
+        );
+    case.package(cordon_test_guests::POLICY_ECHO_COLUMNS, &manifest, &[]);
+    case.write("policy.toml", &crate::support::churn_policy(&[]));
+    add_to_binding(
+        &case,
+        "mask = { contract = \"left(Contract, 3)\", monthly_charges = \"round(MonthlyCharges / 10) * 10\" }\nschema = { MonthlyCharges = \"float64\" }",
+    );
+    case.run().unwrap();
+    let seen = read_csv(&case.path("out/churn_scores.csv"));
+    assert_eq!(seen.len(), 7043);
+    // 7590-VHVEG: Month-to-month at 29.85 a month.
+    assert!(seen[0][1].contains("contract=Mon;"), "{}", seen[0][1]);
+    assert!(seen[0][1].contains("monthly_charges=30;"), "{}", seen[0][1]);
+    for row in &seen {
+        assert!(
+            !row[1].contains("Month-to-month") && !row[1].contains("One year"),
+            "{}",
+            row[1]
+        );
+    }
+}
+
+/// A Parquet copy of the table scores exactly like the CSV.
+#[test]
+fn a_parquet_source_scores_like_the_csv() {
+    let case = churn_case();
+    let parquet = case.path("telco.parquet");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let context = datafusion::prelude::SessionContext::new();
+        let csv = root().join("examples/churn/data/telco_churn.csv");
+        context
+            .register_csv(
+                "telco",
+                csv.to_str().unwrap(),
+                datafusion::prelude::CsvReadOptions::new(),
+            )
+            .await
+            .unwrap();
+        context
+            .sql(&format!(
+                "COPY (SELECT * FROM telco) TO '{}' STORED AS PARQUET",
+                parquet.display()
+            ))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+    });
+    let policy = std::fs::read_to_string(case.path("policy.toml")).unwrap();
+    let source_line = policy
+        .lines()
+        .find(|l| l.starts_with("source = "))
+        .unwrap()
+        .to_owned();
+    case.write(
+        "policy.toml",
+        &policy.replace(&source_line, "source = \"telco.parquet\""),
+    );
+    let summary = case.run().unwrap();
+    assert_eq!(summary.rows_out, 7043);
+    let reference = reference();
+    let scores = read_csv(&case.path("out/churn_scores.csv"));
+    let table = read_csv(&root().join("examples/churn/data/telco_churn.csv"));
+    for (row, input) in scores.iter().zip(&table) {
+        assert_eq!(row[0], input[0]);
+        let p: f64 = row[1].parse().unwrap();
+        assert!((p - reference[&row[0]]).abs() <= 1e-6, "{}", row[0]);
+    }
+}
+
+/// A filter naming a column the table lacks fails before any row is read, naming the table.
+#[test]
+fn a_filter_on_a_missing_column_fails_before_reading() {
+    let case = churn_case();
+    add_to_binding(&case, "filter = \"Region = 'EU'\"");
+    let error = case.run().unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, RunError::Data(_)), "{message}");
+    assert!(message.contains("telco_churn.csv"), "{message}");
+    assert!(message.contains("Region"), "{message}");
+    assert!(!case.path("out/churn_scores.csv").exists());
+    assert_churn_still_scores();
+}
+
+/// A value that is not of the declared type is an error that shows the value.
+#[test]
+fn a_malformed_value_is_a_clear_error() {
+    let case = Case::new();
+    case.package(cordon_test_guests::POLICY_ENV_PROBE, PROBE_MANIFEST, &[]);
+    case.write("input.csv", "id,x\nr0,1.5\nr1,abc\n");
+    case.write("policy.toml", &probe_policy(""));
+    let message = case.run().unwrap_err().to_string();
+    assert!(message.contains("input.csv"), "{message}");
+    assert!(message.contains("abc"), "{message}");
+    assert!(!case.path("out/results.csv").exists());
+}
+
+/// A source that is not CSV or Parquet is refused by name.
+#[test]
+fn an_unknown_source_format_is_refused() {
+    let case = Case::new();
+    case.package(cordon_test_guests::POLICY_ENV_PROBE, PROBE_MANIFEST, &[]);
+    case.write("input.xlsx", "id,x\nr0,1\n");
+    case.write(
+        "policy.toml",
+        &probe_policy("").replace("input.csv", "input.xlsx"),
+    );
+    let message = case.run().unwrap_err().to_string();
+    assert!(
+        message.contains("input.xlsx: only .csv and .parquet"),
+        "{message}"
+    );
+}
