@@ -59,16 +59,57 @@ pub struct GraphGrant {
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Grant {
+    /// The role the run was granted as, if the policy has roles.
+    pub role: Option<Name>,
     pub input: InputGrant,
     pub output: OutputGrant,
     pub graphs: Vec<GraphGrant>,
 }
 
 impl Grant {
-    pub fn resolve(manifest: &Manifest, policy: &Policy) -> Result<Grant, GrantError> {
+    /// The grant for a run as `role` (required when the policy defines roles).
+    pub fn resolve(
+        manifest: &Manifest,
+        policy: &Policy,
+        role: Option<&str>,
+    ) -> Result<Grant, GrantError> {
         let refuse = |message: String| GrantError {
             policy: policy.path.clone(),
             message,
+        };
+        let role_names = || {
+            policy
+                .roles
+                .keys()
+                .map(Name::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let role = match (role, policy.roles.is_empty()) {
+            (None, true) => None,
+            (None, false) => {
+                return Err(refuse(format!(
+                    "the policy defines roles ({}); choose one with --role",
+                    role_names()
+                )));
+            }
+            (Some(name), true) => {
+                return Err(refuse(format!(
+                    "--role {name}: the policy defines no roles"
+                )));
+            }
+            (Some(name), false) => {
+                let found = policy.roles.iter().find(|(n, _)| n.as_str() == name);
+                match found {
+                    Some((name, role)) => Some((name.clone(), role)),
+                    None => {
+                        return Err(refuse(format!(
+                            "--role {name}: the policy defines no such role (it defines: {})",
+                            role_names()
+                        )));
+                    }
+                }
+            }
         };
 
         let input_name = &manifest.input.name;
@@ -84,6 +125,20 @@ impl Grant {
                 "the package reads input `{input_name}`, but the policy has no [bind.{input_name}]"
             ))
         })?;
+
+        // The role narrows the binding: both filters apply, its masks come on top.
+        let role_binding = role.as_ref().and_then(|(_, r)| r.bind.get(input_name));
+        let filter = match (
+            &binding.filter,
+            role_binding.and_then(|r| r.filter.as_ref()),
+        ) {
+            (Some(base), Some(extra)) => Some(format!("({base}) AND ({extra})")),
+            (base, extra) => base.clone().or_else(|| extra.cloned()),
+        };
+        let mut masks = binding.mask.clone();
+        if let Some(role_binding) = role_binding {
+            masks.extend(role_binding.mask.clone());
+        }
 
         let requested: BTreeSet<&Name> = manifest.input.columns.iter().map(|c| &c.name).collect();
         for granted in binding.columns.keys() {
@@ -110,11 +165,11 @@ impl Grant {
             columns.push(GrantedColumn {
                 model: spec.name.clone(),
                 source: source.clone(),
-                mask: binding.mask.get(&spec.name).cloned(),
+                mask: masks.get(&spec.name).cloned(),
                 ty: spec.ty,
             });
         }
-        for masked in binding.mask.keys() {
+        for masked in masks.keys() {
             if !requested.contains(masked) {
                 return Err(refuse(format!(
                     "[bind.{input_name}] mask names `{masked}`, which the package does not ask for"
@@ -169,12 +224,13 @@ impl Grant {
         }
 
         Ok(Grant {
+            role: role.map(|(name, _)| name),
             input: InputGrant {
                 name: input_name.clone(),
                 source: binding.source.clone(),
                 columns,
                 key: binding.key.clone(),
-                filter: binding.filter.clone(),
+                filter,
                 schema: binding.schema.clone(),
             },
             output: OutputGrant {
@@ -215,7 +271,7 @@ format = "onnx"
     fn grant(policy: &str) -> Result<Grant, GrantError> {
         let manifest = Manifest::parse(MANIFEST, Path::new("cordon.toml")).unwrap();
         let policy = Policy::parse(policy, Path::new("p.toml"), Path::new("/")).unwrap();
-        Grant::resolve(&manifest, &policy)
+        Grant::resolve(&manifest, &policy, None)
     }
 
     const HEAD: &str =
@@ -235,6 +291,36 @@ format = "onnx"
             .collect();
         assert_eq!(names, ["tenure", "contract"]);
         assert_eq!(grant.graphs[0].device, Device::Cpu);
+    }
+
+    #[test]
+    fn roles_narrow_the_binding_and_must_be_chosen() {
+        let manifest = Manifest::parse(MANIFEST, Path::new("cordon.toml")).unwrap();
+        let text = format!(
+            "{HEAD}[bind.customers]\nsource = \"t.csv\"\nfilter = \"consent\"\ncolumns = {{ tenure = \"t\", contract = \"c\" }}\n[role.eu.bind.customers]\nfilter = \"region = 'EU'\"\nmask = {{ contract = \"left(c, 3)\" }}\n[role.all]\n"
+        );
+        let policy = Policy::parse(&text, Path::new("p.toml"), Path::new("/")).unwrap();
+        let error = Grant::resolve(&manifest, &policy, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("defines roles (all, eu); choose one with --role"),
+            "{error}"
+        );
+        let error = Grant::resolve(&manifest, &policy, Some("us"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("no such role"), "{error}");
+
+        let eu = Grant::resolve(&manifest, &policy, Some("eu")).unwrap();
+        assert_eq!(
+            eu.input.filter.as_deref(),
+            Some("(consent) AND (region = 'EU')")
+        );
+        assert_eq!(eu.input.columns[1].mask.as_deref(), Some("left(c, 3)"));
+        let all = Grant::resolve(&manifest, &policy, Some("all")).unwrap();
+        assert_eq!(all.input.filter.as_deref(), Some("consent"));
+        assert_eq!(all.input.columns[1].mask, None);
     }
 
     #[test]

@@ -58,6 +58,9 @@ struct RunArgs {
     /// The consumer's policy file.
     #[arg(long)]
     policy: PathBuf,
+    /// The policy role to run as (required when the policy defines roles).
+    #[arg(long)]
+    role: Option<String>,
     /// libonnxruntime.so [default: $ORT_DYLIB_PATH, else the copy scripts/setup.sh installs
     /// under .onnxruntime/ in the current directory]
     #[arg(long, value_name = "FILE")]
@@ -116,6 +119,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         package_dir: args.package.clone(),
         policy: args.policy.clone(),
         base_dir,
+        role: args.role.clone(),
     };
     let summary = runtime
         .run(&request, &progress)

@@ -136,6 +136,27 @@ pub struct Emit {
     pub sink: PathBuf,
 }
 
+/// A role: a named view of the bound tables, chosen with `cordon run --role`.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Role {
+    /// Per input: what this role changes about its binding.
+    #[serde(default)]
+    pub bind: BTreeMap<Name, RoleBinding>,
+}
+
+/// A role's changes to one binding: it can only narrow what the binding grants.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RoleBinding {
+    /// Combined with the binding's filter: rows must pass both.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// Added to the binding's masks, replacing any for the same column.
+    #[serde(default)]
+    pub mask: BTreeMap<Name, String>,
+}
+
 /// Where the run's audit trail and usage record go.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -160,6 +181,8 @@ struct RawPolicy {
     #[serde(default)]
     emit: BTreeMap<Name, Emit>,
     audit: Option<AuditPolicy>,
+    #[serde(default)]
+    role: BTreeMap<Name, Role>,
 }
 
 /// A parsed, validated policy. Relative paths are resolved against the directory `cordon`
@@ -174,6 +197,8 @@ pub struct Policy {
     pub emit: BTreeMap<Name, Emit>,
     /// Absent: the run keeps no audit trail and no usage record.
     pub audit: Option<AuditPolicy>,
+    /// Named views; when there are any, every run must choose one.
+    pub roles: BTreeMap<Name, Role>,
 }
 
 impl Policy {
@@ -271,6 +296,16 @@ impl Policy {
             usage: base_dir.join(audit.usage),
         });
 
+        for (role_name, role) in &raw.role {
+            for input in role.bind.keys() {
+                if !bind.contains_key(input) {
+                    return Err(invalid(format!(
+                        "[role.{role_name}.bind.{input}] changes a binding the policy does not have; add [bind.{input}] first"
+                    )));
+                }
+            }
+        }
+
         Ok(Policy {
             path: path.to_owned(),
             limits,
@@ -278,6 +313,7 @@ impl Policy {
             bind,
             emit,
             audit,
+            roles: raw.role,
         })
     }
 }
@@ -331,6 +367,17 @@ mod tests {
             assert!(error.contains(expected), "{text:?}: {error}");
             assert!(error.starts_with("p.toml"), "{error}");
         }
+    }
+
+    #[test]
+    fn roles_must_change_existing_bindings() {
+        let error = parse("version = 1\n[role.eu.bind.rows]\nfilter = \"region = 'EU'\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("[role.eu.bind.rows] changes a binding"),
+            "{error}"
+        );
     }
 
     #[test]

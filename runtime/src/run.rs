@@ -118,6 +118,8 @@ pub struct RunRequest {
     pub policy: PathBuf,
     /// Relative paths in the policy are resolved against this directory.
     pub base_dir: PathBuf,
+    /// The policy role to run as; required when the policy defines roles.
+    pub role: Option<String>,
 }
 
 /// Told about progress as rows are written.
@@ -375,10 +377,11 @@ impl Runtime {
                 "cordon_version": env!("CARGO_PKG_VERSION"),
             }),
         )?;
-        let grant = Grant::resolve(manifest, policy)?;
+        let grant = Grant::resolve(manifest, policy, request.role.as_deref())?;
         trail.record(
             "grant",
             json!({
+                "role": grant.role,
                 "input": grant.input.name,
                 "asked": manifest.input.columns.iter().map(|c| &c.name).collect::<Vec<_>>(),
                 "granted": grant.input.columns.iter().map(|c| json!({
@@ -447,6 +450,7 @@ impl Runtime {
                     "column": c.model, "source": c.source, "mask": c.mask,
                 })).collect::<Vec<_>>(),
                 "filter": grant.input.filter,
+                "role": grant.role,
                 "rows": facts.rows_in,
             }),
         )?;

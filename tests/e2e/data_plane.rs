@@ -179,3 +179,27 @@ fn an_unknown_source_format_is_refused() {
         "{message}"
     );
 }
+
+/// A role narrows the binding; a policy with roles refuses to run without one.
+#[test]
+fn roles_narrow_what_the_model_sees() {
+    let case = churn_case();
+    let policy = std::fs::read_to_string(case.path("policy.toml")).unwrap()
+        + "\n[role.retention.bind.customers]\nfilter = \"Contract = 'Month-to-month'\"\n\n[role.everyone]\n";
+    case.write("policy.toml", &policy);
+
+    let error = case.run().unwrap_err().to_string();
+    assert!(
+        error.contains("defines roles (everyone, retention); choose one with --role"),
+        "{error}"
+    );
+    assert!(!case.path("out/churn_scores.csv").exists());
+
+    assert_eq!(case.run_as(Some("retention")).unwrap().rows_out, 3875);
+    assert_eq!(case.run_as(Some("everyone")).unwrap().rows_out, 7043);
+    let error = case.run_as(Some("admin")).unwrap_err().to_string();
+    assert!(
+        error.contains("--role admin: the policy defines no such role"),
+        "{error}"
+    );
+}

@@ -93,11 +93,17 @@ impl Case {
 
     /// Runs the package in `package/` under `policy.toml` with the shared runtime.
     pub fn run(&self) -> Result<RunSummary, RunError> {
+        self.run_as(None)
+    }
+
+    /// Runs as a policy role.
+    pub fn run_as(&self, role: Option<&str>) -> Result<RunSummary, RunError> {
         runtime().run(
             &RunRequest {
                 package_dir: self.path("package"),
                 policy: self.path("policy.toml"),
                 base_dir: self.dir.path().to_owned(),
+                role: role.map(str::to_owned),
             },
             &Quiet,
         )
