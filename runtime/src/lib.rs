@@ -23,6 +23,7 @@ pub mod package;
 pub mod policy;
 pub mod run;
 pub mod sandbox;
+pub mod sink;
 pub mod source;
 pub mod units;
 pub mod usage;

@@ -12,7 +12,7 @@ use serde_json::json;
 use sha2::Digest;
 
 use crate::audit::{self, AuditError, AuditLog};
-use crate::data::{Batch, CsvSink, DataError, KeyedBatch};
+use crate::data::{Batch, DataError, KeyedBatch};
 use crate::grant::{Grant, GrantError, OutputGrant};
 use crate::manifest::{ColumnType, Device, InputMode};
 use crate::nn::onnx::{LoadedGraph, OnnxRuntime, OnnxRuntimeError, SessionOptions};
@@ -23,6 +23,7 @@ use crate::sandbox::{
     self, CacheOutcome, CallError, CompileCache, GuestState, Instance, LimitExceeded, LogRecord,
     SandboxEngine, TrapCause, bindings,
 };
+use crate::sink::Sink;
 use crate::source::TableSource;
 use crate::usage::{self, UsageError, UsageRecord};
 
@@ -436,7 +437,7 @@ impl Runtime {
             policy.limits.batch_rows as usize,
             Arc::clone(&self.tokio),
         )?;
-        let sink = CsvSink::create(&grant.output, &grant.input.key)?;
+        let sink = Sink::create(&grant.output, &grant.input.key)?;
         let (scored, totals) = score_all(&setup, &grant, &mut source, sink, progress);
         facts.rows_in = source.rows_read();
         facts.totals = totals;
@@ -665,7 +666,7 @@ fn score_all(
     setup: &InstanceSetup<'_>,
     grant: &Grant,
     source: &mut TableSource,
-    sink: CsvSink,
+    sink: Sink,
     progress: &dyn Progress,
 ) -> (Result<Scored, RunError>, Totals) {
     let mut totals = Totals::default();
@@ -678,7 +679,7 @@ fn score_all_into(
     setup: &InstanceSetup<'_>,
     grant: &Grant,
     source: &mut TableSource,
-    mut sink: CsvSink,
+    mut sink: Sink,
     progress: &dyn Progress,
     totals: &mut Totals,
 ) -> Result<Scored, RunError> {
@@ -833,7 +834,7 @@ struct OrderedWriter<'a> {
     next_index: &'a mut u64,
     rows_out: &'a mut u64,
     keys_rx: &'a crossbeam_channel::Receiver<(u64, Vec<Vec<String>>)>,
-    sink: &'a mut CsvSink,
+    sink: &'a mut Sink,
     output_rows_limit: u64,
 }
 

@@ -203,3 +203,54 @@ fn roles_narrow_what_the_model_sees() {
         "{error}"
     );
 }
+
+/// A `.parquet` sink holds the key as text and the output with its declared type, in order.
+#[test]
+fn a_parquet_sink_holds_typed_scores_in_order() {
+    use datafusion::arrow::array::{AsArray, Float64Array};
+    use datafusion::arrow::datatypes::DataType;
+
+    let case = churn_case();
+    let policy = std::fs::read_to_string(case.path("policy.toml"))
+        .unwrap()
+        .replace("out/churn_scores.csv", "out/churn_scores.parquet");
+    case.write("policy.toml", &policy);
+    case.run().unwrap();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let batches = runtime.block_on(async {
+        let context = datafusion::prelude::SessionContext::new();
+        context
+            .read_parquet(
+                case.path("out/churn_scores.parquet").to_str().unwrap(),
+                datafusion::prelude::ParquetReadOptions::default(),
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap()
+    });
+    let schema = batches[0].schema();
+    assert_eq!(schema.field(0).name(), "customerID");
+    assert_eq!(schema.field(1).name(), "churn_probability");
+    assert_eq!(schema.field(1).data_type(), &DataType::Float64);
+    let reference = read_csv(&root().join("examples/churn/training/reference.csv"));
+    let mut row = 0;
+    for batch in &batches {
+        let ids = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8).unwrap();
+        let ids = ids.as_string::<i32>();
+        let p = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
+        for i in 0..batch.num_rows() {
+            assert_eq!(ids.value(i), reference[row][0]);
+            let expected: f64 = reference[row].last().unwrap().parse().unwrap();
+            assert!((p.value(i) - expected).abs() <= 1e-6);
+            row += 1;
+        }
+    }
+    assert_eq!(row, 7043);
+}
