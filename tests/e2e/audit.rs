@@ -1,41 +1,24 @@
 //! The audit trail and the usage ledger, through the `cordon` binary.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use crate::support::{Case, churn_case, onnxruntime_library};
-
-fn cordon(case: &Case, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cordon"))
-        .current_dir(case.dir.path())
-        .args(args)
-        .arg("--onnxruntime")
-        .arg(onnxruntime_library())
-        .output()
-        .unwrap()
-}
+use crate::support::{Case, churn_case};
 
 fn audit(case: &Case, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cordon"))
-        .current_dir(case.dir.path())
-        .arg("audit")
-        .args(args)
-        .output()
-        .unwrap()
+    let args: Vec<&str> = ["audit"].iter().chain(args).copied().collect();
+    case.cordon(&args)
 }
 
 fn run_churn(case: &Case) -> serde_json::Value {
-    let output = cordon(
-        case,
-        &[
-            "run",
-            "--package",
-            "package",
-            "--policy",
-            "policy.toml",
-            "--json",
-            "--no-cache",
-        ],
-    );
+    let output = case.cordon(&[
+        "run",
+        "--package",
+        "package",
+        "--policy",
+        "policy.toml",
+        "--json",
+        "--no-cache",
+    ]);
     assert!(
         output.status.success(),
         "{}",
@@ -195,10 +178,7 @@ fn a_refused_run_is_audited() {
         .unwrap()
         .replace("tenure = \"tenure\", ", "");
     case.write("policy.toml", &policy);
-    let output = cordon(
-        &case,
-        &["run", "--package", "package", "--policy", "policy.toml"],
-    );
+    let output = case.cordon(&["run", "--package", "package", "--policy", "policy.toml"]);
     assert_eq!(output.status.code(), Some(2));
     let events = events(&case);
     let kinds: Vec<&str> = events
@@ -238,21 +218,15 @@ fn a_killed_run_leaves_a_verifiable_log_and_no_output() {
         big.push_str(rows);
     }
     case.write("big.csv", &big);
-    let policy = std::fs::read_to_string(case.path("policy.toml")).unwrap();
-    let source_line = policy
-        .lines()
-        .find(|l| l.starts_with("source = "))
+    case.set_source("big.csv");
+    let policy = std::fs::read_to_string(case.path("policy.toml"))
         .unwrap()
-        .to_owned();
-    let policy = policy
-        .replace(&source_line, "source = \"big.csv\"")
         .replace("output-rows = 1_000_000", "output-rows = 10_000_000")
         .replace("instances = 2", "instances = 1");
     case.write("policy.toml", &policy);
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cordon"))
-        .current_dir(case.dir.path())
-        .args([
+    let mut child = case
+        .command(&[
             "run",
             "--package",
             "package",
@@ -261,8 +235,6 @@ fn a_killed_run_leaves_a_verifiable_log_and_no_output() {
             "--no-cache",
             "--quiet",
         ])
-        .arg("--onnxruntime")
-        .arg(onnxruntime_library())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -69,22 +69,16 @@ fn churn_output_is_key_plus_declared_columns() {
 fn cli_runs_the_churn_example_with_a_compile_cache() {
     let case = churn_case();
     let run = || {
-        Command::new(env!("CARGO_BIN_EXE_cordon"))
-            .current_dir(case.dir.path())
-            .args([
-                "run",
-                "--package",
-                "package",
-                "--policy",
-                "policy.toml",
-                "--json",
-            ])
-            .arg("--cache-dir")
-            .arg(case.path("cache"))
-            .arg("--onnxruntime")
-            .arg(crate::support::onnxruntime_library())
-            .output()
-            .unwrap()
+        case.cordon(&[
+            "run",
+            "--package",
+            "package",
+            "--policy",
+            "policy.toml",
+            "--json",
+            "--cache-dir",
+            "cache",
+        ])
     };
     let first = run();
     assert!(

@@ -114,16 +114,7 @@ fn a_parquet_source_scores_like_the_csv() {
             .await
             .unwrap();
     });
-    let policy = std::fs::read_to_string(case.path("policy.toml")).unwrap();
-    let source_line = policy
-        .lines()
-        .find(|l| l.starts_with("source = "))
-        .unwrap()
-        .to_owned();
-    case.write(
-        "policy.toml",
-        &policy.replace(&source_line, "source = \"telco.parquet\""),
-    );
+    case.set_source("telco.parquet");
     let summary = case.run().unwrap();
     assert_eq!(summary.rows_out, 7043);
     let reference = reference();

@@ -1,12 +1,9 @@
 //! Honest output and clean failure: invalid outputs are refused, a trap leaves no output.
 
-use std::process::Command;
-
 use cordon::RunError;
 
 use crate::support::{
-    Case, PROBE_MANIFEST, assert_churn_still_scores, onnxruntime_library, probe_policy,
-    probe_table, run_probe,
+    Case, PROBE_MANIFEST, assert_churn_still_scores, probe_policy, probe_table, run_probe,
 };
 
 #[test]
@@ -40,20 +37,14 @@ fn a_trap_exits_2_and_leaves_no_output() {
     case.write("input.csv", &probe_table(40));
     case.write("policy.toml", &probe_policy("batch-rows = 8"));
     let run = || {
-        Command::new(env!("CARGO_BIN_EXE_cordon"))
-            .current_dir(case.dir.path())
-            .args([
-                "run",
-                "--package",
-                "package",
-                "--policy",
-                "policy.toml",
-                "--no-cache",
-            ])
-            .arg("--onnxruntime")
-            .arg(onnxruntime_library())
-            .output()
-            .unwrap()
+        case.cordon(&[
+            "run",
+            "--package",
+            "package",
+            "--policy",
+            "policy.toml",
+            "--no-cache",
+        ])
     };
 
     let output = run();

@@ -85,6 +85,35 @@ impl Case {
         package
     }
 
+    /// The `cordon` binary, started in the case's directory; `--onnxruntime` is added to runs.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cordon"));
+        command.current_dir(self.dir.path()).args(args);
+        if args.first() == Some(&"run") {
+            command.arg("--onnxruntime").arg(onnxruntime_library());
+        }
+        command
+    }
+
+    /// Runs the `cordon` binary to completion.
+    pub fn cordon(&self, args: &[&str]) -> std::process::Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Points the policy's binding at another table.
+    pub fn set_source(&self, source: &str) {
+        let policy = std::fs::read_to_string(self.path("policy.toml")).unwrap();
+        let line = policy
+            .lines()
+            .find(|l| l.starts_with("source = "))
+            .unwrap()
+            .to_owned();
+        self.write(
+            "policy.toml",
+            &policy.replace(&line, &format!("source = {source:?}")),
+        );
+    }
+
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.path(name);
         std::fs::write(&path, text).unwrap();
