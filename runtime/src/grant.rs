@@ -11,9 +11,11 @@ use crate::names::Name;
 use crate::policy::Policy;
 
 #[derive(Debug, thiserror::Error)]
-#[error("{policy}: {message}")]
+#[error("{}{}: {message}", policy.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
 pub struct GrantError {
     pub policy: PathBuf,
+    /// The line of the policy table at fault, where there is one.
+    pub line: Option<usize>,
     pub message: String,
 }
 
@@ -73,8 +75,9 @@ impl Grant {
         policy: &Policy,
         role: Option<&str>,
     ) -> Result<Grant, GrantError> {
-        let refuse = |message: String| GrantError {
+        let refuse = |table: &str, message: String| GrantError {
             policy: policy.path.clone(),
+            line: policy.line_of_table(table),
             message,
         };
         let role_names = || {
@@ -88,25 +91,32 @@ impl Grant {
         let role = match (role, policy.roles.is_empty()) {
             (None, true) => None,
             (None, false) => {
-                return Err(refuse(format!(
-                    "the policy defines roles ({}); choose one with --role",
-                    role_names()
-                )));
+                return Err(refuse(
+                    "role",
+                    format!(
+                        "the policy defines roles ({}); choose one with --role",
+                        role_names()
+                    ),
+                ));
             }
             (Some(name), true) => {
-                return Err(refuse(format!(
-                    "--role {name}: the policy defines no roles"
-                )));
+                return Err(refuse(
+                    "role",
+                    format!("--role {name}: the policy defines no roles"),
+                ));
             }
             (Some(name), false) => {
                 let found = policy.roles.iter().find(|(n, _)| n.as_str() == name);
                 match found {
                     Some((name, role)) => Some((name.clone(), role)),
                     None => {
-                        return Err(refuse(format!(
-                            "--role {name}: the policy defines no such role (it defines: {})",
-                            role_names()
-                        )));
+                        return Err(refuse(
+                            "role",
+                            format!(
+                                "--role {name}: the policy defines no such role (it defines: {})",
+                                role_names()
+                            ),
+                        ));
                     }
                 }
             }
@@ -115,13 +125,16 @@ impl Grant {
         let input_name = &manifest.input.name;
         for bound in policy.bind.keys() {
             if bound != input_name {
-                return Err(refuse(format!(
-                    "[bind.{bound}] binds an input the package does not declare (it declares `{input_name}`)"
-                )));
+                return Err(refuse(
+                    &format!("bind.{bound}"),
+                    format!(
+                        "[bind.{bound}] binds an input the package does not declare (it declares `{input_name}`)"
+                    ),
+                ));
             }
         }
         let binding = policy.bind.get(input_name).ok_or_else(|| {
-            refuse(format!(
+            refuse("bind", format!(
                 "the package reads input `{input_name}`, but the policy has no [bind.{input_name}]"
             ))
         })?;
@@ -143,24 +156,30 @@ impl Grant {
         let requested: BTreeSet<&Name> = manifest.input.columns.iter().map(|c| &c.name).collect();
         for granted in binding.columns.keys() {
             if !requested.contains(granted) {
-                return Err(refuse(format!(
-                    "[bind.{input_name}] columns grants `{granted}`, which the package does not ask for"
-                )));
+                return Err(refuse(
+                    &format!("bind.{input_name}"),
+                    format!(
+                        "[bind.{input_name}] columns grants `{granted}`, which the package does not ask for"
+                    ),
+                ));
             }
         }
         let mut columns = Vec::with_capacity(manifest.input.columns.len());
         for spec in &manifest.input.columns {
             let source = binding.columns.get(&spec.name).ok_or_else(|| {
-                refuse(format!(
+                refuse(&format!("bind.{input_name}"), format!(
                     "the package needs column `{}` ({}) of input `{input_name}`, but [bind.{input_name}] columns does not grant it",
                     spec.name, spec.ty
                 ))
             })?;
             if binding.key.contains(source) {
-                return Err(refuse(format!(
-                    "[bind.{input_name}] grants key column `{source}` to the model as `{}`; key columns never enter the sandbox",
-                    spec.name
-                )));
+                return Err(refuse(
+                    &format!("bind.{input_name}"),
+                    format!(
+                        "[bind.{input_name}] grants key column `{source}` to the model as `{}`; key columns never enter the sandbox",
+                        spec.name
+                    ),
+                ));
             }
             columns.push(GrantedColumn {
                 model: spec.name.clone(),
@@ -171,22 +190,28 @@ impl Grant {
         }
         for masked in masks.keys() {
             if !requested.contains(masked) {
-                return Err(refuse(format!(
-                    "[bind.{input_name}] mask names `{masked}`, which the package does not ask for"
-                )));
+                return Err(refuse(
+                    &format!("bind.{input_name}"),
+                    format!(
+                        "[bind.{input_name}] mask names `{masked}`, which the package does not ask for"
+                    ),
+                ));
             }
         }
 
         let output_name = &manifest.output.name;
         for emitted in policy.emit.keys() {
             if emitted != output_name {
-                return Err(refuse(format!(
-                    "[emit.{emitted}] names an output the package does not declare (it declares `{output_name}`)"
-                )));
+                return Err(refuse(
+                    &format!("emit.{emitted}"),
+                    format!(
+                        "[emit.{emitted}] names an output the package does not declare (it declares `{output_name}`)"
+                    ),
+                ));
             }
         }
         let emit = policy.emit.get(output_name).ok_or_else(|| {
-            refuse(format!(
+            refuse("emit", format!(
                 "the package writes output `{output_name}`, but the policy has no [emit.{output_name}]"
             ))
         })?;
@@ -198,9 +223,12 @@ impl Grant {
             .collect();
         for key in &binding.key {
             if output_columns.contains(key.as_str()) {
-                return Err(refuse(format!(
-                    "key column `{key}` has the same name as an output column of `{output_name}`"
-                )));
+                return Err(refuse(
+                    &format!("bind.{input_name}"),
+                    format!(
+                        "key column `{key}` has the same name as an output column of `{output_name}`"
+                    ),
+                ));
             }
         }
 
@@ -212,10 +240,13 @@ impl Grant {
             } else if allowed.contains(&Device::Cpu) {
                 Device::Cpu
             } else {
-                return Err(refuse(format!(
-                    "graph `{}` needs an inference device, but [inference] devices allows none it can use (add devices = [\"cpu\"])",
-                    spec.name
-                )));
+                return Err(refuse(
+                    "inference",
+                    format!(
+                        "graph `{}` needs an inference device, but [inference] devices allows none it can use (add devices = [\"cpu\"])",
+                        spec.name
+                    ),
+                ));
             };
             graphs.push(GraphGrant {
                 spec: spec.clone(),

@@ -47,8 +47,13 @@ pub enum PolicyError {
         #[source]
         source: Box<toml::de::Error>,
     },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        path: PathBuf,
+        /// The line of the table (or top-level key) at fault, where there is one.
+        line: Option<usize>,
+        message: String,
+    },
 }
 
 /// Resource limits for one run.
@@ -199,6 +204,8 @@ pub struct Policy {
     pub audit: Option<AuditPolicy>,
     /// Named views; when there are any, every run must choose one.
     pub roles: BTreeMap<Name, Role>,
+    /// The line of each table header (`bind.customers` -> 21), for error messages.
+    table_lines: BTreeMap<String, usize>,
 }
 
 impl Policy {
@@ -218,8 +225,10 @@ impl Policy {
             path: path.to_owned(),
             source: Box::new(source),
         };
-        let invalid = |message: String| PolicyError::Invalid {
+        let headers = table_lines(text);
+        let invalid = |table: &str, message: String| PolicyError::Invalid {
             path: path.to_owned(),
+            line: line_of_table(&headers, table).or_else(|| line_of_key(text, table)),
             message,
         };
         // The version decides how to read everything else, so check it first.
@@ -227,62 +236,87 @@ impl Policy {
         match table.get("version") {
             Some(toml::Value::Integer(POLICY_VERSION)) => {}
             Some(other) => {
-                return Err(invalid(format!(
-                    "version = {other} is not supported; this runtime reads version {POLICY_VERSION}"
-                )));
+                return Err(invalid(
+                    "version",
+                    format!(
+                        "version = {other} is not supported; this runtime reads version {POLICY_VERSION}"
+                    ),
+                ));
             }
             None => {
-                return Err(invalid(format!(
-                    "missing `version`; add `version = {POLICY_VERSION}` as the first line"
-                )));
+                return Err(invalid(
+                    "version",
+                    format!(
+                        "missing `version`; add `version = {POLICY_VERSION}` as the first line"
+                    ),
+                ));
             }
         }
         let raw: RawPolicy = toml::from_str(text).map_err(parse_error)?;
 
         let limits = raw.limits;
         if !(1..=MAX_INSTANCES).contains(&limits.instances) {
-            return Err(invalid(format!(
-                "limits.instances = {} is out of range 1..={MAX_INSTANCES}",
-                limits.instances
-            )));
+            return Err(invalid(
+                "limits",
+                format!(
+                    "limits.instances = {} is out of range 1..={MAX_INSTANCES}",
+                    limits.instances
+                ),
+            ));
         }
         if limits.memory < MIN_GUEST_MEMORY || limits.memory > MAX_GUEST_MEMORY {
-            return Err(invalid(format!(
-                "limits.memory = \"{}\" is out of range {MIN_GUEST_MEMORY}..={MAX_GUEST_MEMORY}",
-                limits.memory
-            )));
+            return Err(invalid(
+                "limits",
+                format!(
+                    "limits.memory = \"{}\" is out of range {MIN_GUEST_MEMORY}..={MAX_GUEST_MEMORY}",
+                    limits.memory
+                ),
+            ));
         }
         if !(1..=MAX_BATCH_ROWS).contains(&limits.batch_rows) {
-            return Err(invalid(format!(
-                "limits.batch-rows = {} is out of range 1..={MAX_BATCH_ROWS}",
-                limits.batch_rows
-            )));
+            return Err(invalid(
+                "limits",
+                format!(
+                    "limits.batch-rows = {} is out of range 1..={MAX_BATCH_ROWS}",
+                    limits.batch_rows
+                ),
+            ));
         }
         if limits.fuel_per_batch == 0 {
             return Err(invalid(
+                "limits",
                 "limits.fuel-per-batch = 0 would stop every model".into(),
             ));
         }
         if limits.wall_time.0.is_zero() {
-            return Err(invalid("limits.wall-time must be longer than zero".into()));
+            return Err(invalid(
+                "limits",
+                "limits.wall-time must be longer than zero".into(),
+            ));
         }
         let mut inference = raw.inference;
         if inference.threads == 0 {
             inference.threads = 1;
         }
         if inference.threads > MAX_INFERENCE_THREADS {
-            return Err(invalid(format!(
-                "inference.threads = {} is out of range 1..={MAX_INFERENCE_THREADS}",
-                inference.threads
-            )));
+            return Err(invalid(
+                "inference",
+                format!(
+                    "inference.threads = {} is out of range 1..={MAX_INFERENCE_THREADS}",
+                    inference.threads
+                ),
+            ));
         }
 
         let mut bind = raw.bind;
         for (input, binding) in &mut bind {
             if binding.columns.is_empty() {
-                return Err(invalid(format!(
-                    "[bind.{input}] grants no columns: add `columns = {{ model_column = \"source_column\" }}`"
-                )));
+                return Err(invalid(
+                    &format!("bind.{input}"),
+                    format!(
+                        "[bind.{input}] grants no columns: add `columns = {{ model_column = \"source_column\" }}`"
+                    ),
+                ));
             }
             binding.source = base_dir.join(&binding.source);
         }
@@ -299,9 +333,12 @@ impl Policy {
         for (role_name, role) in &raw.role {
             for input in role.bind.keys() {
                 if !bind.contains_key(input) {
-                    return Err(invalid(format!(
-                        "[role.{role_name}.bind.{input}] changes a binding the policy does not have; add [bind.{input}] first"
-                    )));
+                    return Err(invalid(
+                        &format!("role.{role_name}"),
+                        format!(
+                            "[role.{role_name}.bind.{input}] changes a binding the policy does not have; add [bind.{input}] first"
+                        ),
+                    ));
                 }
             }
         }
@@ -314,8 +351,53 @@ impl Policy {
             emit,
             audit,
             roles: raw.role,
+            table_lines: headers,
         })
     }
+
+    /// The line of the first table header that is `table` or lies inside it (`role` finds
+    /// `[role.eu.bind.customers]`).
+    pub fn line_of_table(&self, table: &str) -> Option<usize> {
+        line_of_table(&self.table_lines, table)
+    }
+}
+
+fn line_of_table(headers: &BTreeMap<String, usize>, table: &str) -> Option<usize> {
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            name.as_str() == table
+                || name
+                    .strip_prefix(table)
+                    .is_some_and(|rest| rest.starts_with('.'))
+        })
+        .map(|(_, line)| *line)
+        .min()
+}
+
+/// The line of a top-level `key = ...` (before any table header).
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .take_while(|line| !line.trim_start().starts_with('['))
+        .position(|line| {
+            line.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|index| index + 1)
+}
+
+/// Table headers (`[bind.customers]`, spaces removed) and their line numbers.
+fn table_lines(text: &str) -> BTreeMap<String, usize> {
+    let mut lines = BTreeMap::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            let header: String = header.chars().filter(|c| !c.is_whitespace()).collect();
+            lines.entry(header).or_insert(index + 1);
+        }
+    }
+    lines
 }
 
 #[cfg(test)]

@@ -17,5 +17,6 @@ mod churn;
 mod data_plane;
 mod limits;
 mod output;
+mod policy_snapshots;
 mod sandbox_policy;
 mod support;
