@@ -54,19 +54,7 @@ fn a_filter_scores_exactly_the_matching_rows() {
 /// A mask changes what the model sees: the echo guest reports the masked value only.
 #[test]
 fn a_mask_changes_what_the_guest_sees() {
-    let case = Case::new();
-    let manifest = std::fs::read_to_string(root().join("examples/churn/cordon.toml"))
-        .unwrap()
-        .replace(
-            "columns = [{ name = \"churn_probability\", type = \"float64\" }]",
-            "columns = [{ name = \"seen\", type = \"text\" }]",
-        )
-        .replace(
-            "[[graph]]\nname = \"churn_gbt\"\nfile = \"graphs/churn_gbt.onnx\"\nformat = \"onnx\"\ndevice = \"cpu\"\n",
-            "",
-        );
-    case.package(cordon_test_guests::POLICY_ECHO_COLUMNS, &manifest, &[]);
-    case.write("policy.toml", &crate::support::churn_policy(&[]));
+    let case = crate::support::echo_case();
     add_to_binding(
         &case,
         "mask = { contract = \"left(Contract, 3)\", monthly_charges = \"round(MonthlyCharges / 10) * 10\" }\nschema = { MonthlyCharges = \"float64\" }",

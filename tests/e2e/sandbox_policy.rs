@@ -60,16 +60,7 @@ fn a_guest_cannot_load_graph_bytes_or_undeclared_graphs() {
 /// ten granted columns, never the key (customerID) or any other column of the table.
 #[test]
 fn only_granted_columns_reach_guest_memory() {
-    let case = Case::new();
-    let manifest = std::fs::read_to_string(root().join("examples/churn/cordon.toml"))
-        .unwrap()
-        .replace(
-            "columns = [{ name = \"churn_probability\", type = \"float64\" }]",
-            "columns = [{ name = \"seen\", type = \"text\" }]",
-        )
-        .replace("[[graph]]\nname = \"churn_gbt\"\nfile = \"graphs/churn_gbt.onnx\"\nformat = \"onnx\"\ndevice = \"cpu\"\n", "");
-    case.package(cordon_test_guests::POLICY_ECHO_COLUMNS, &manifest, &[]);
-    case.write("policy.toml", &crate::support::churn_policy(&[]));
+    let case = crate::support::echo_case();
     case.run().unwrap();
 
     let granted: BTreeSet<&str> = [

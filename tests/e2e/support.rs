@@ -249,3 +249,22 @@ pub fn assert_churn_still_scores() {
         "first probability {p}"
     );
 }
+
+/// The churn example's input and policy with the echo guest in place of the model: its
+/// output `seen` lists every column name and value that reached guest memory.
+pub fn echo_case() -> Case {
+    let case = Case::new();
+    let manifest = std::fs::read_to_string(root().join("examples/churn/cordon.toml"))
+        .unwrap()
+        .replace(
+            "columns = [{ name = \"churn_probability\", type = \"float64\" }]",
+            "columns = [{ name = \"seen\", type = \"text\" }]",
+        )
+        .replace(
+            "[[graph]]\nname = \"churn_gbt\"\nfile = \"graphs/churn_gbt.onnx\"\nformat = \"onnx\"\ndevice = \"cpu\"\n",
+            "",
+        );
+    case.package(cordon_test_guests::POLICY_ECHO_COLUMNS, &manifest, &[]);
+    case.write("policy.toml", &churn_policy(&[]));
+    case
+}
