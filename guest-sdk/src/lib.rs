@@ -113,7 +113,10 @@ pub trait Model {
     fn describe() -> ModelInfo;
 
     /// Score one batch. In row mode the output must have exactly one row per input row, in the
-    /// same order, and only the columns the package's manifest declares.
+    /// same order. In partition mode the batch is one whole partition (all rows sharing the
+    /// manifest's `partition-by` values, sorted by `order-by`) and the output may have any
+    /// number of rows; the host writes the partition key in front of them. Either way the
+    /// output holds exactly the columns the package's manifest declares.
     fn score(input: &Batch) -> Result<Batch, ModelError>;
 }
 

@@ -45,6 +45,10 @@ pub enum DataError {
         what: String,
         message: String,
     },
+    #[error(
+        "{path}: a partition has more than {limit} rows (limits.partition-rows); is partition-by the right column?"
+    )]
+    PartitionTooLarge { path: PathBuf, limit: u64 },
     #[error("{path}: internal error: {message}")]
     Internal { path: PathBuf, message: String },
     #[error("{path}: only .csv and .parquet sinks can be written")]
@@ -142,14 +146,66 @@ impl Batch {
     }
 }
 
-/// A batch for the sandbox and the key values of its rows, which stay on the host.
+/// A unit of work for the sandbox, and what the host holds back from it.
 #[derive(Debug)]
 pub struct KeyedBatch {
-    /// Position of this batch in the input, from 0.
+    /// Position of this batch (row mode) or partition (partition mode) in the input, from 0.
     pub index: u64,
     pub batch: Batch,
-    /// One entry per row: that row's key values, in the grant's key order.
-    pub keys: Vec<Vec<String>>,
+    pub held_back: HeldBack,
+}
+
+/// What stays on the host side of a unit of work and is re-attached to its output.
+#[derive(Debug)]
+pub enum HeldBack {
+    /// Row mode: each row's values of the policy's `key` columns, in row order.
+    RowKeys(Vec<Vec<String>>),
+    /// Partition mode: the partition's key, one single-row column per `partition-by` column.
+    PartitionKey(Vec<Column>),
+}
+
+impl ColumnValues {
+    /// The value at `row`, `times` times over (a partition key spread over output rows).
+    pub fn repeat(&self, row: usize, times: usize) -> Option<ColumnValues> {
+        Some(match self {
+            ColumnValues::Float64(v) => ColumnValues::Float64(vec![*v.get(row)?; times]),
+            ColumnValues::Float32(v) => ColumnValues::Float32(vec![*v.get(row)?; times]),
+            ColumnValues::Int64(v) => ColumnValues::Int64(vec![*v.get(row)?; times]),
+            ColumnValues::Timestamp(v) => ColumnValues::Timestamp(vec![*v.get(row)?; times]),
+            ColumnValues::Boolean(v) => ColumnValues::Boolean(vec![*v.get(row)?; times]),
+            ColumnValues::Text(v) => ColumnValues::Text(vec![v.get(row)?.clone(); times]),
+        })
+    }
+
+    /// The value at `row` as JSON, for audit events (`null` past the end).
+    pub fn json_value(&self, row: usize) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            ColumnValues::Float64(v) => v.get(row).map_or(Value::Null, |x| (*x).into()),
+            ColumnValues::Float32(v) => v.get(row).map_or(Value::Null, |x| f64::from(*x).into()),
+            ColumnValues::Int64(v) | ColumnValues::Timestamp(v) => {
+                v.get(row).map_or(Value::Null, |x| (*x).into())
+            }
+            ColumnValues::Boolean(v) => v.get(row).map_or(Value::Null, |x| (*x).into()),
+            ColumnValues::Text(v) => v.get(row).map_or(Value::Null, |x| x.as_str().into()),
+        }
+    }
+}
+
+impl Column {
+    /// The value at `row` spread over `times` rows, null or not.
+    pub fn repeat(&self, row: usize, times: usize) -> Option<Column> {
+        let valid = self.validity.get(row).copied().unwrap_or(true);
+        Some(Column {
+            name: self.name.clone(),
+            values: self.values.repeat(row, times)?,
+            validity: if valid {
+                Vec::new()
+            } else {
+                vec![false; times]
+            },
+        })
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.

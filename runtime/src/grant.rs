@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use crate::manifest::{ColumnSpec, ColumnType, Device, GraphSpec, Manifest};
+use crate::manifest::{ColumnSpec, ColumnType, Device, GraphSpec, InputMode, Manifest};
 use crate::names::Name;
 use crate::policy::Policy;
 
@@ -43,13 +43,21 @@ pub struct InputGrant {
     pub filter: Option<String>,
     /// Types forced on CSV source columns.
     pub schema: std::collections::BTreeMap<String, ColumnType>,
+    pub mode: InputMode,
+    /// Partition mode: the model columns whose values make one partition.
+    pub partition_by: Vec<Name>,
+    /// Partition mode: the model columns that order each partition's rows.
+    pub order_by: Vec<Name>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct OutputGrant {
     pub name: Name,
     pub sink: PathBuf,
+    /// What the model must return, as the manifest declares it.
     pub columns: Vec<ColumnSpec>,
+    /// Partition mode: the partition columns the host writes before the model's columns.
+    pub partition_key: Vec<ColumnSpec>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -199,6 +207,22 @@ impl Grant {
             }
         }
 
+        if manifest.input.mode == InputMode::Partition && !binding.key.is_empty() {
+            let partition_by: Vec<&str> = manifest
+                .input
+                .partition_by
+                .iter()
+                .map(Name::as_str)
+                .collect();
+            return Err(refuse(
+                &format!("bind.{input_name}"),
+                format!(
+                    "[bind.{input_name}] key: input `{input_name}` is read in partition mode, whose output rows are not input rows; the host adds the partition key ({}) to them instead, so remove `key`",
+                    partition_by.join(", ")
+                ),
+            ));
+        }
+
         let output_name = &manifest.output.name;
         for emitted in policy.emit.keys() {
             if emitted != output_name {
@@ -232,6 +256,15 @@ impl Grant {
             }
         }
 
+        // The partition columns go out with the types the model read them as.
+        let partition_key: Vec<ColumnSpec> = manifest
+            .input
+            .partition_by
+            .iter()
+            .filter_map(|name| manifest.input.columns.iter().find(|c| &c.name == name))
+            .cloned()
+            .collect();
+
         let mut graphs = Vec::with_capacity(manifest.graphs.len());
         for spec in &manifest.graphs {
             let allowed = &policy.inference.devices;
@@ -263,11 +296,15 @@ impl Grant {
                 key: binding.key.clone(),
                 filter,
                 schema: binding.schema.clone(),
+                mode: manifest.input.mode,
+                partition_by: manifest.input.partition_by.clone(),
+                order_by: manifest.input.order_by.clone(),
             },
             output: OutputGrant {
                 name: output_name.clone(),
                 sink: emit.sink.clone(),
                 columns: manifest.output.columns.clone(),
+                partition_key,
             },
             graphs,
         })

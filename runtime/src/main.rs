@@ -267,9 +267,14 @@ fn print_summary(summary: &RunSummary, onnxruntime: Option<&str>) {
         summary.output,
         summary.sink.display()
     );
+    let calls = if summary.partitions > 0 {
+        format!("{} partitions", summary.partitions)
+    } else {
+        format!("{} batches", summary.batches)
+    };
     println!(
-        "  rows         {} in, {} out, {} batches on {} instance(s)",
-        summary.rows_in, summary.rows_out, summary.batches, summary.instances
+        "  rows         {} in, {} out, {calls} on {} instance(s)",
+        summary.rows_in, summary.rows_out, summary.instances
     );
     println!(
         "  time         {:.3} s wall, {:.0} rows/s",

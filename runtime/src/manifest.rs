@@ -68,6 +68,18 @@ impl fmt::Display for ColumnType {
 pub enum InputMode {
     /// Batches of rows; exactly one output row per input row, in order.
     Row,
+    /// One call per partition (the rows sharing the `partition-by` columns), its rows sorted
+    /// by `order-by`; any number of output rows, to which the host adds the partition key.
+    Partition,
+}
+
+impl fmt::Display for InputMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InputMode::Row => "row",
+            InputMode::Partition => "partition",
+        })
+    }
 }
 
 /// Where a graph prefers to run; the policy decides where it may.
@@ -130,6 +142,10 @@ struct RawPackage {
 struct RawInput {
     mode: InputMode,
     columns: Vec<ColumnSpec>,
+    #[serde(default)]
+    partition_by: Vec<Name>,
+    #[serde(default)]
+    order_by: Vec<Name>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -174,6 +190,10 @@ pub struct InputSpec {
     pub name: Name,
     pub mode: InputMode,
     pub columns: Vec<ColumnSpec>,
+    /// Partition mode: the input columns whose values make one partition. Empty in row mode.
+    pub partition_by: Vec<Name>,
+    /// Partition mode: the input columns that order the rows inside a partition, ascending.
+    pub order_by: Vec<Name>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -235,6 +255,7 @@ impl Manifest {
         check_columns(&input.columns, &format!("input.{input_name}.columns")).map_err(invalid)?;
         check_columns(&output.columns, &format!("output.{output_name}.columns"))
             .map_err(invalid)?;
+        check_partitioning(&input_name, &input, &output_name, &output).map_err(invalid)?;
 
         let mut graph_names = BTreeSet::new();
         for graph in &raw.graph {
@@ -256,6 +277,8 @@ impl Manifest {
                 name: input_name,
                 mode: input.mode,
                 columns: input.columns,
+                partition_by: input.partition_by,
+                order_by: input.order_by,
             },
             output: OutputSpec {
                 name: output_name,
@@ -276,6 +299,61 @@ fn check_columns(columns: &[ColumnSpec], key: &str) -> Result<(), String> {
     for column in columns {
         if !seen.insert(column.name.as_str()) {
             return Err(format!("{key}: column `{}` is listed twice", column.name));
+        }
+    }
+    Ok(())
+}
+
+/// Partition mode needs `partition-by` (and may have `order-by`), both naming declared input
+/// columns; row mode has neither. The host adds the partition columns to every output row, so
+/// an output column may not share their names.
+fn check_partitioning(
+    input_name: &Name,
+    input: &RawInput,
+    output_name: &Name,
+    output: &RawOutput,
+) -> Result<(), String> {
+    let table = format!("input.{input_name}");
+    match input.mode {
+        InputMode::Row => {
+            if !input.partition_by.is_empty() || !input.order_by.is_empty() {
+                return Err(format!(
+                    "{table}: partition-by and order-by need mode = \"partition\""
+                ));
+            }
+            return Ok(());
+        }
+        InputMode::Partition => {
+            if input.partition_by.is_empty() {
+                return Err(format!(
+                    "{table}: mode = \"partition\" needs partition-by, the columns whose values make one partition"
+                ));
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (key, names) in [
+        ("partition-by", &input.partition_by),
+        ("order-by", &input.order_by),
+    ] {
+        for name in names {
+            if !input.columns.iter().any(|c| &c.name == name) {
+                return Err(format!(
+                    "{table}.{key}: `{name}` is not one of the input's columns"
+                ));
+            }
+            if !seen.insert(name) {
+                return Err(format!(
+                    "{table}.{key}: `{name}` appears more than once in partition-by and order-by"
+                ));
+            }
+        }
+    }
+    for name in &input.partition_by {
+        if output.columns.iter().any(|c| &c.name == name) {
+            return Err(format!(
+                "output.{output_name}.columns: `{name}` is the partition key, which the host adds to every output row; the model must not return it"
+            ));
         }
     }
     Ok(())
@@ -339,5 +417,45 @@ columns = [{ name = "y", type = "float64" }]
         let escaping = GOOD.replace("model.wasm", "../model.wasm");
         let error = Manifest::parse(&escaping, Path::new("cordon.toml")).unwrap_err();
         assert!(error.to_string().contains("without `..`"), "{error}");
+    }
+
+    #[test]
+    fn partition_mode_names_declared_columns() {
+        let partitioned = GOOD
+            .replace("mode = \"row\"", "mode = \"partition\"\npartition-by = [\"region\"]\norder-by = [\"t\"]")
+            .replace(
+                "columns = [{ name = \"x\", type = \"float64\" }]",
+                "columns = [{ name = \"region\", type = \"text\" }, { name = \"t\", type = \"int64\" }, { name = \"x\", type = \"float64\" }]",
+            );
+        let manifest = Manifest::parse(&partitioned, Path::new("cordon.toml")).unwrap();
+        assert_eq!(manifest.input.mode, InputMode::Partition);
+        assert_eq!(manifest.input.partition_by[0].as_str(), "region");
+
+        let cases = [
+            (
+                partitioned.replace("partition-by = [\"region\"]\n", ""),
+                "needs partition-by",
+            ),
+            (
+                partitioned.replace("order-by = [\"t\"]", "order-by = [\"day\"]"),
+                "order-by: `day` is not one of",
+            ),
+            (
+                partitioned.replace("order-by = [\"t\"]", "order-by = [\"region\"]"),
+                "appears more than once",
+            ),
+            (
+                partitioned.replace("name = \"y\"", "name = \"region\""),
+                "the host adds to every output row",
+            ),
+            (
+                GOOD.replace("mode = \"row\"", "mode = \"row\"\norder-by = [\"x\"]"),
+                "need mode = \"partition\"",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = Manifest::parse(&text, Path::new("cordon.toml")).unwrap_err();
+            assert!(error.to_string().contains(expected), "{expected}: {error}");
+        }
     }
 }

@@ -74,8 +74,11 @@ pub struct Limits {
     pub output_rows: u64,
     /// Sandbox instances scoring batches in parallel.
     pub instances: u32,
-    /// Rows per batch handed to the model.
+    /// Rows per batch handed to the model (row mode).
     pub batch_rows: u32,
+    /// Most rows of one partition (partition mode): a partition is held in host memory whole
+    /// and copied into the guest at once.
+    pub partition_rows: u64,
 }
 
 impl Default for Limits {
@@ -88,6 +91,7 @@ impl Default for Limits {
             output_rows: 100_000_000,
             instances: 1,
             batch_rows: 4096,
+            partition_rows: 1_000_000,
         }
     }
 }
@@ -280,6 +284,12 @@ impl Policy {
                     "limits.batch-rows = {} is out of range 1..={MAX_BATCH_ROWS}",
                     limits.batch_rows
                 ),
+            ));
+        }
+        if limits.partition_rows == 0 {
+            return Err(invalid(
+                "limits",
+                "limits.partition-rows = 0 would refuse every partition".into(),
             ));
         }
         if limits.fuel_per_batch == 0 {

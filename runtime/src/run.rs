@@ -12,7 +12,7 @@ use serde_json::json;
 use sha2::Digest;
 
 use crate::audit::{self, AuditError, AuditLog};
-use crate::data::{Batch, DataError, KeyedBatch};
+use crate::data::{Batch, DataError, HeldBack, KeyedBatch};
 use crate::grant::{Grant, GrantError, OutputGrant};
 use crate::manifest::{ColumnType, Device, InputMode};
 use crate::nn::onnx::{LoadedGraph, OnnxRuntime, OnnxRuntimeError, SessionOptions};
@@ -24,7 +24,7 @@ use crate::sandbox::{
     SandboxEngine, TrapCause, bindings,
 };
 use crate::sink::Sink;
-use crate::source::TableSource;
+use crate::source::{PartitionRead, TableSource};
 use crate::usage::{self, UsageError, UsageRecord};
 
 /// Everything that can end a run. Only `main` turns it into an exit code.
@@ -148,7 +148,10 @@ pub struct RunSummary {
     pub sink: PathBuf,
     pub rows_in: u64,
     pub rows_out: u64,
+    /// Calls to `score`: batches in row mode, partitions in partition mode.
     pub batches: u64,
+    /// Partition mode: how many partitions were scored (0 in row mode).
+    pub partitions: u64,
     pub instances: u32,
     pub wall_time_s: f64,
     pub rows_per_second: f64,
@@ -176,6 +179,7 @@ struct RunFacts {
     rows_in: u64,
     rows_out: u64,
     batches: u64,
+    partitions: u64,
     totals: Totals,
 }
 
@@ -318,6 +322,7 @@ impl Runtime {
                     status: if result.is_ok() { "ok" } else { "error" },
                     rows_scored: facts.rows_out,
                     batches: facts.batches,
+                    partitions: facts.partitions,
                     inference_calls: totals.inference_calls,
                     cpu_time_s: usage::process_cpu_time()
                         .saturating_sub(cpu_at_start)
@@ -399,6 +404,15 @@ impl Runtime {
         )?;
         let deadline = started + policy.limits.wall_time.0;
 
+        // The query is planned before any guest code is compiled: a filter, mask or column
+        // expression that does not fit the table fails here, and no row has been read yet.
+        let mut source = TableSource::open(
+            &grant.input,
+            policy.limits.batch_rows as usize,
+            policy.limits.partition_rows,
+            Arc::clone(&self.tokio),
+        )?;
+
         let compile_started = Instant::now();
         let (component, compile) = self
             .cache
@@ -430,31 +444,15 @@ impl Runtime {
             graphs,
             guest_graphs,
             policy,
+            mode: grant.input.mode,
             deadline,
         };
-        let mut source = TableSource::open(
-            &grant.input,
-            policy.limits.batch_rows as usize,
-            Arc::clone(&self.tokio),
-        )?;
         let sink = Sink::create(&grant.output, &grant.input.key)?;
         let (scored, totals) = score_all(&setup, &grant, &mut source, sink, progress);
         facts.rows_in = source.rows_read();
+        facts.partitions = source.partitions_read().len() as u64;
         facts.totals = totals;
-
-        trail.record(
-            "data-read",
-            json!({
-                "input": grant.input.name,
-                "source": grant.input.source,
-                "columns": grant.input.columns.iter().map(|c| json!({
-                    "column": c.model, "source": c.source, "mask": c.mask,
-                })).collect::<Vec<_>>(),
-                "filter": grant.input.filter,
-                "role": grant.role,
-                "rows": facts.rows_in,
-            }),
-        )?;
+        record_data_read(trail, &grant, facts.rows_in, source.partitions_read())?;
         for incident in &facts.totals.incidents {
             trail.record("denial", json!({ "what": "wasi-nn", "why": incident }))?;
         }
@@ -494,6 +492,7 @@ impl Runtime {
             rows_in: facts.rows_in,
             rows_out: scored.rows_out,
             batches: scored.batches,
+            partitions: facts.partitions,
             instances: policy.limits.instances,
             wall_time_s: 0.0,
             rows_per_second: 0.0,
@@ -564,6 +563,40 @@ impl Runtime {
     }
 }
 
+/// The audit trail's record of what entered the sandbox: one `data-read` event for the input in
+/// row mode, one per partition in partition mode (with its key and rows).
+fn record_data_read(
+    trail: &mut Trail,
+    grant: &Grant,
+    rows: u64,
+    partitions: &[PartitionRead],
+) -> Result<(), RunError> {
+    let input = &grant.input;
+    let event = |partition: Option<&PartitionRead>, rows: u64| {
+        json!({
+            "input": input.name,
+            "source": input.source,
+            "columns": input.columns.iter().map(|c| json!({
+                "column": c.model, "source": c.source, "mask": c.mask,
+            })).collect::<Vec<_>>(),
+            "filter": input.filter,
+            "role": grant.role,
+            "mode": input.mode,
+            "partition": partition.map(|p| &p.key),
+            "rows": rows,
+        })
+    };
+    match input.mode {
+        InputMode::Row => trail.record("data-read", event(None, rows)),
+        InputMode::Partition => {
+            for partition in partitions {
+                trail.record("data-read", event(Some(partition), partition.rows))?;
+            }
+            Ok(())
+        }
+    }
+}
+
 /// What every instance of a run is made from.
 struct InstanceSetup<'a> {
     engine: &'a wasmtime::Engine,
@@ -571,6 +604,7 @@ struct InstanceSetup<'a> {
     graphs: Arc<GraphRegistry>,
     guest_graphs: Option<GuestGraphs>,
     policy: &'a Policy,
+    mode: InputMode,
     deadline: Instant,
 }
 
@@ -711,7 +745,7 @@ fn score_all_into(
     };
 
     let (work_tx, work_rx) = bounded::<(u64, u64, Batch)>(instances * 2);
-    let (keys_tx, keys_rx) = unbounded::<(u64, Vec<Vec<String>>)>();
+    let (keys_tx, keys_rx) = unbounded::<(u64, HeldBack)>();
     let (result_tx, result_rx) = unbounded::<WorkerMessage>();
     let abort = AtomicBool::new(false);
 
@@ -745,10 +779,15 @@ fn score_all_into(
         let abort_reader = &abort;
         let reader = scope.spawn(move || -> Result<(), RunError> {
             let mut first_row = 0u64;
-            while let Some(KeyedBatch { index, batch, keys }) = source.next_batch()? {
+            while let Some(KeyedBatch {
+                index,
+                batch,
+                held_back,
+            }) = source.next_batch()?
+            {
                 let rows = batch.num_rows as u64;
                 if abort_reader.load(Ordering::Relaxed)
-                    || keys_tx.send((index, keys)).is_err()
+                    || keys_tx.send((index, held_back)).is_err()
                     || work_tx.send((index, first_row, batch)).is_err()
                 {
                     break;
@@ -833,7 +872,7 @@ struct OrderedWriter<'a> {
     pending: &'a mut BTreeMap<u64, Batch>,
     next_index: &'a mut u64,
     rows_out: &'a mut u64,
-    keys_rx: &'a crossbeam_channel::Receiver<(u64, Vec<Vec<String>>)>,
+    keys_rx: &'a crossbeam_channel::Receiver<(u64, HeldBack)>,
     sink: &'a mut Sink,
     output_rows_limit: u64,
 }
@@ -845,7 +884,7 @@ impl OrderedWriter<'_> {
             let next = *self.next_index;
             // The reader sends keys in input order before the batch itself, so the next keys
             // received belong to the next batch to write.
-            let (key_index, keys) = self
+            let (key_index, held_back) = self
                 .keys_rx
                 .recv()
                 .map_err(|_| RunError::Internal(format!("no keys for batch {next}")))?;
@@ -859,13 +898,35 @@ impl OrderedWriter<'_> {
                     limit: self.output_rows_limit,
                 });
             }
-            self.sink.write(&keys, &batch)?;
-            *self.rows_out += batch.num_rows as u64;
+            let rows = batch.num_rows as u64;
+            match held_back {
+                HeldBack::RowKeys(keys) => self.sink.write(&keys, &batch)?,
+                HeldBack::PartitionKey(key) => {
+                    self.sink.write(&[], &with_partition_key(&key, batch)?)?;
+                }
+            }
+            *self.rows_out += rows;
             *self.next_index += 1;
             progress.rows_written(*self.rows_out);
         }
         Ok(())
     }
+}
+
+/// The model's output for a partition with the partition's key columns in front, on every row.
+fn with_partition_key(key: &[crate::data::Column], batch: Batch) -> Result<Batch, RunError> {
+    let mut columns = Vec::with_capacity(key.len() + batch.columns.len());
+    for column in key {
+        let spread = column.repeat(0, batch.num_rows).ok_or_else(|| {
+            RunError::Internal(format!("partition key `{}` is empty", column.name))
+        })?;
+        columns.push(spread);
+    }
+    columns.extend(batch.columns);
+    Ok(Batch {
+        num_rows: batch.num_rows,
+        columns,
+    })
 }
 
 /// Scores one batch in one instance and validates what comes back.
@@ -880,7 +941,7 @@ fn score_one(
     let limits = &setup.policy.limits;
     let input_rows = batch.num_rows;
     match instance.score(batch, limits.fuel_per_batch, setup.deadline) {
-        Ok(scored) => match validate_output(scored, input_rows, output) {
+        Ok(scored) => match validate_output(scored, input_rows, setup.mode, output) {
             Ok(batch) => WorkerMessage::Scored { index, batch },
             Err(reason) => WorkerMessage::Failed(RunError::InvalidOutput {
                 batch: index,
@@ -905,12 +966,15 @@ fn score_one(
 }
 
 /// Honest output: exactly the declared columns with their declared types, every column as
-/// long as the batch says, and in row mode one output row per input row. Columns come back in
-/// the manifest's order.
-fn validate_output(batch: Batch, input_rows: usize, output: &OutputGrant) -> Result<Batch, String> {
-    // Row mode is the only mode so far; partition mode will allow other row counts.
-    let _ = InputMode::Row;
-    if batch.num_rows != input_rows {
+/// long as the batch says, and in row mode one output row per input row (in partition mode
+/// any number). Columns come back in the manifest's order.
+fn validate_output(
+    batch: Batch,
+    input_rows: usize,
+    mode: InputMode,
+    output: &OutputGrant,
+) -> Result<Batch, String> {
+    if mode == InputMode::Row && batch.num_rows != input_rows {
         return Err(format!(
             "row mode needs one output row per input row: {input_rows} rows in, {} out",
             batch.num_rows

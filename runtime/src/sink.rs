@@ -41,7 +41,8 @@ impl Sink {
         }
     }
 
-    /// Appends the rows of a validated output batch, each preceded by its key values.
+    /// Appends the rows of a validated output batch, each preceded by its key values (none in
+    /// partition mode, where the batch starts with the partition columns).
     pub fn write(&mut self, keys: &[Vec<String>], batch: &Batch) -> Result<(), DataError> {
         match self {
             Sink::Csv(sink) => sink.write(keys, batch),
@@ -195,6 +196,7 @@ impl CsvSink {
         let header: Vec<&str> = key_columns
             .iter()
             .map(String::as_str)
+            .chain(grant.partition_key.iter().map(|c| c.name.as_str()))
             .chain(grant.columns.iter().map(|c| c.name.as_str()))
             .collect();
         writer
@@ -215,9 +217,11 @@ impl CsvSink {
 
     /// Appends the rows of a validated output batch, each preceded by its key values.
     pub fn write(&mut self, keys: &[Vec<String>], batch: &Batch) -> Result<(), DataError> {
-        for (row, key) in keys.iter().enumerate().take(batch.num_rows) {
+        for row in 0..batch.num_rows {
             self.row.clear();
-            self.row.extend(key.iter().cloned());
+            if let Some(key) = keys.get(row) {
+                self.row.extend(key.iter().cloned());
+            }
             for column in &batch.columns {
                 let valid = column.validity.get(row).copied().unwrap_or(true);
                 self.row.push(if valid {
@@ -278,7 +282,8 @@ fn nullable<'a, T: Copy>(
         .map(move |(row, value)| valid(row).then_some(*value))
 }
 
-/// Writes Parquet: the key columns as text, then the output columns with their declared types.
+/// Writes Parquet: the key columns as text, then the partition columns and the output columns
+/// with their declared types.
 pub struct ParquetSink {
     path: PathBuf,
     schema: SchemaRef,
@@ -298,8 +303,9 @@ impl ParquetSink {
             .map(|key| Field::new(key, DataType::Utf8, true))
             .chain(
                 grant
-                    .columns
+                    .partition_key
                     .iter()
+                    .chain(&grant.columns)
                     .map(|c| Field::new(c.name.as_str(), arrow_type(c.ty), true)),
             )
             .collect();
@@ -316,7 +322,11 @@ impl ParquetSink {
     }
 
     pub fn write(&mut self, keys: &[Vec<String>], batch: &Batch) -> Result<(), DataError> {
-        let key_count = self.schema.fields().len() - batch.columns.len();
+        let key_count = self
+            .schema
+            .fields()
+            .len()
+            .saturating_sub(batch.columns.len());
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         for index in 0..key_count {
             let values: StringArray = keys

@@ -7,26 +7,43 @@
 //! when the source opens, so a filter or mask that does not parse, or names a column the table
 //! lacks, fails before any row is read; it then streams in batches of bounded size, one file
 //! partition in file order, so rows come out in input order and memory stays bounded.
+//!
+//! In partition mode the query also sorts by the partition and order columns (DataFusion spills
+//! to disk past its memory pool), and the source cuts the sorted stream into whole partitions.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::{cast, concat_batches, partition};
 use datafusion::arrow::datatypes::{
     DataType, Field, Float32Type, Float64Type, Int64Type, Schema, TimeUnit,
     TimestampMicrosecondType,
 };
+use datafusion::common::ScalarValue;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 
-use crate::data::{Batch, Column, ColumnValues, DataError, KeyedBatch};
+use crate::data::{Batch, Column, ColumnValues, DataError, HeldBack, KeyedBatch};
 use crate::grant::InputGrant;
-use crate::manifest::ColumnType;
+use crate::manifest::{ColumnType, InputMode};
 
 /// The table name the query reads from.
 const SOURCE_TABLE: &str = "source";
+
+/// Memory DataFusion may hold for the query (sorting, in partition mode) before it spills to
+/// temporary files: a table larger than memory still scores.
+const QUERY_MEMORY: usize = 512 * 1024 * 1024;
+
+/// One partition as it was read, for the audit trail: its key and its row count.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PartitionRead {
+    pub key: BTreeMap<String, serde_json::Value>,
+    pub rows: u64,
+}
 
 /// The file formats a source may have, by extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,13 +99,33 @@ pub struct TableSource {
     key_count: usize,
     next_index: u64,
     rows_read: u64,
+    /// Set in partition mode.
+    partitions: Option<Partitions>,
+}
+
+/// Cuts a stream sorted by the partition columns into whole partitions.
+struct Partitions {
+    /// Positions of the partition columns among the query's output columns.
+    key_positions: Vec<usize>,
+    /// Most rows one partition may have (`limits.partition-rows`).
+    max_rows: u64,
+    /// The rows of the partition being gathered, in order.
+    pending: Vec<RecordBatch>,
+    pending_rows: u64,
+    /// Partitions complete and not yet handed out.
+    ready: VecDeque<RecordBatch>,
+    /// Every partition handed out so far.
+    read: Vec<PartitionRead>,
 }
 
 impl TableSource {
     /// Plans the query for `grant` and starts streaming it in batches of `batch_rows`.
+    ///
+    /// In partition mode each item is one whole partition of at most `partition_rows` rows.
     pub fn open(
         grant: &InputGrant,
         batch_rows: usize,
+        partition_rows: u64,
         tokio: Arc<tokio::runtime::Runtime>,
     ) -> Result<TableSource, DataError> {
         let path = grant.source.clone();
@@ -108,7 +145,11 @@ impl TableSource {
         // Column names keep their case, so a policy can write `Contract = 'Month-to-month'`
         // for the table's `Contract` column without quoting it.
         config.options_mut().sql_parser.enable_ident_normalization = false;
-        let context = SessionContext::new_with_config(config);
+        let runtime_env = RuntimeEnvBuilder::new()
+            .with_memory_limit(QUERY_MEMORY, 1.0)
+            .build_arc()
+            .map_err(|e| query_error(&path, "cannot set up the query", e))?;
+        let context = SessionContext::new_with_config_rt(config, runtime_env);
         let location = path.to_string_lossy().into_owned();
         let register = async {
             match format {
@@ -176,7 +217,28 @@ impl TableSource {
             key_count: grant.key.len(),
             next_index: 0,
             rows_read: 0,
+            partitions: match grant.mode {
+                InputMode::Row => None,
+                InputMode::Partition => Some(Partitions {
+                    key_positions: grant
+                        .partition_by
+                        .iter()
+                        .filter_map(|name| grant.columns.iter().position(|c| &c.model == name))
+                        .map(|position| grant.key.len() + position)
+                        .collect(),
+                    max_rows: partition_rows,
+                    pending: Vec::new(),
+                    pending_rows: 0,
+                    ready: VecDeque::new(),
+                    read: Vec::new(),
+                }),
+            },
         })
+    }
+
+    /// Partition mode: every partition read so far, in order. Empty in row mode.
+    pub fn partitions_read(&self) -> &[PartitionRead] {
+        self.partitions.as_ref().map_or(&[], |p| p.read.as_slice())
     }
 
     /// Rows read so far (after the filter).
@@ -184,23 +246,156 @@ impl TableSource {
         self.rows_read
     }
 
-    /// The next batch, or `None` at the end of the table.
+    /// The next unit of work: a batch of rows (row mode) or one whole partition (partition
+    /// mode); `None` at the end of the table.
     pub fn next_batch(&mut self) -> Result<Option<KeyedBatch>, DataError> {
+        if self.partitions.is_some() {
+            return self.next_partition();
+        }
+        let Some(record) = self.next_record()? else {
+            return Ok(None);
+        };
+        let keyed = self.convert(&record)?;
+        self.rows_read += keyed.batch.num_rows as u64;
+        Ok(Some(keyed))
+    }
+
+    /// The next non-empty record batch of the query.
+    fn next_record(&mut self) -> Result<Option<RecordBatch>, DataError> {
         loop {
-            let next = self.tokio.block_on(self.stream.next());
-            let record = match next {
+            match self.tokio.block_on(self.stream.next()) {
                 None => return Ok(None),
                 Some(Err(error)) => {
                     return Err(query_error(&self.path, "cannot read the table", error));
                 }
-                Some(Ok(record)) => record,
-            };
-            if record.num_rows() == 0 {
-                continue;
+                Some(Ok(record)) if record.num_rows() == 0 => continue,
+                Some(Ok(record)) => return Ok(Some(record)),
             }
-            let keyed = self.convert(&record)?;
-            self.rows_read += keyed.batch.num_rows as u64;
-            return Ok(Some(keyed));
+        }
+    }
+
+    /// Gathers the sorted stream until a partition is complete, and hands it out whole.
+    fn next_partition(&mut self) -> Result<Option<KeyedBatch>, DataError> {
+        loop {
+            let ready = self.partitions.as_mut().and_then(|p| p.ready.pop_front());
+            if let Some(record) = ready {
+                return self.hand_out_partition(&record).map(Some);
+            }
+            match self.next_record()? {
+                Some(record) => self.cut_partitions(&record)?,
+                None => {
+                    // The end of the table completes the last partition.
+                    let Some(partitions) = self.partitions.as_mut() else {
+                        return Ok(None);
+                    };
+                    if partitions.pending.is_empty() {
+                        return Ok(None);
+                    }
+                    let record = self.take_pending()?;
+                    return self.hand_out_partition(&record).map(Some);
+                }
+            }
+        }
+    }
+
+    /// Splits `record` where the partition key changes: a key that differs from the pending
+    /// partition's completes it.
+    fn cut_partitions(&mut self, record: &RecordBatch) -> Result<(), DataError> {
+        let positions = self
+            .partitions
+            .as_ref()
+            .map(|p| p.key_positions.clone())
+            .unwrap_or_default();
+        let key_columns: Vec<ArrayRef> = positions
+            .iter()
+            .filter_map(|&position| record.columns().get(position).cloned())
+            .collect();
+        let ranges = partition(&key_columns)
+            .map_err(|e| self.internal(format!("cannot group the rows by partition: {e}")))?
+            .ranges();
+        for range in ranges {
+            let piece = record.slice(range.start, range.end - range.start);
+            let continues = match self.partitions.as_ref().and_then(|p| p.pending.last()) {
+                Some(last) => same_key(last, last.num_rows().saturating_sub(1), &piece, &positions)
+                    .map_err(|e| self.internal(format!("cannot compare partition keys: {e}")))?,
+                None => true,
+            };
+            if !continues {
+                let complete = self.take_pending()?;
+                if let Some(partitions) = self.partitions.as_mut() {
+                    partitions.ready.push_back(complete);
+                }
+            }
+            let Some(partitions) = self.partitions.as_mut() else {
+                break;
+            };
+            partitions.pending_rows += piece.num_rows() as u64;
+            partitions.pending.push(piece);
+            if partitions.pending_rows > partitions.max_rows {
+                return Err(DataError::PartitionTooLarge {
+                    path: self.path.clone(),
+                    limit: partitions.max_rows,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The pending partition's rows as one record batch.
+    fn take_pending(&mut self) -> Result<RecordBatch, DataError> {
+        let Some(partitions) = self.partitions.as_mut() else {
+            return Err(self.internal("no partition is pending".into()));
+        };
+        let pieces = std::mem::take(&mut partitions.pending);
+        partitions.pending_rows = 0;
+        let schema = match pieces.first() {
+            Some(first) => first.schema(),
+            None => return Err(self.internal("an empty partition".into())),
+        };
+        concat_batches(&schema, &pieces)
+            .map_err(|e| self.internal(format!("cannot gather a partition: {e}")))
+    }
+
+    /// Converts a complete partition, holding its key back for the output rows.
+    fn hand_out_partition(&mut self, record: &RecordBatch) -> Result<KeyedBatch, DataError> {
+        let mut keyed = self.convert(record)?;
+        let positions = self
+            .partitions
+            .as_ref()
+            .map(|p| p.key_positions.clone())
+            .unwrap_or_default();
+        let mut key_columns = Vec::with_capacity(positions.len());
+        let mut audit_key = BTreeMap::new();
+        for position in positions {
+            let column = position
+                .checked_sub(self.key_count)
+                .and_then(|offset| keyed.batch.columns.get(offset))
+                .and_then(|column| column.repeat(0, 1))
+                .ok_or_else(|| self.internal(format!("no partition column at {position}")))?;
+            let value = if column.validity.is_empty() {
+                column.values.json_value(0)
+            } else {
+                serde_json::Value::Null
+            };
+            audit_key.insert(column.name.clone(), value);
+            key_columns.push(column);
+        }
+        keyed.held_back = HeldBack::PartitionKey(key_columns);
+        let rows = keyed.batch.num_rows as u64;
+        self.rows_read += rows;
+        if let Some(partitions) = self.partitions.as_mut() {
+            partitions.read.push(PartitionRead {
+                key: audit_key,
+                rows,
+            });
+        }
+        Ok(keyed)
+    }
+
+    fn internal(&self, message: String) -> DataError {
+        DataError::Internal {
+            path: self.path.clone(),
+            message,
         }
     }
 
@@ -275,7 +470,7 @@ impl TableSource {
                 num_rows: rows,
                 columns,
             },
-            keys,
+            held_back: HeldBack::RowKeys(keys),
         })
     }
 
@@ -299,6 +494,25 @@ impl TableSource {
             message: format!("cannot convert column {index} to {ty}: {e}"),
         })
     }
+}
+
+/// Whether row `row` of `left` has the same partition key as the first row of `right`.
+fn same_key(
+    left: &RecordBatch,
+    row: usize,
+    right: &RecordBatch,
+    positions: &[usize],
+) -> Result<bool, datafusion::error::DataFusionError> {
+    for &position in positions {
+        let (Some(a), Some(b)) = (left.columns().get(position), right.columns().get(position))
+        else {
+            return Ok(false);
+        };
+        if ScalarValue::try_from_array(a, row)? != ScalarValue::try_from_array(b, 0)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn query_error(path: &Path, what: &str, error: datafusion::error::DataFusionError) -> DataError {
@@ -375,6 +589,16 @@ fn build_query(grant: &InputGrant, table_columns: &[(String, DataType)]) -> Stri
     let mut query = format!("SELECT {} FROM {SOURCE_TABLE}", select.join(", "));
     if let Some(filter) = &grant.filter {
         query.push_str(&format!(" WHERE ({filter})"));
+    }
+    // Partition mode: partitions one after another, each in the model's order.
+    let sort: Vec<String> = grant
+        .partition_by
+        .iter()
+        .chain(&grant.order_by)
+        .map(|name| quote_identifier(name.as_str()))
+        .collect();
+    if grant.mode == InputMode::Partition && !sort.is_empty() {
+        query.push_str(&format!(" ORDER BY {}", sort.join(", ")));
     }
     query
 }

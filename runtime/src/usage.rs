@@ -28,7 +28,10 @@ pub struct UsageRecord {
     /// `ok` or `error`.
     pub status: &'static str,
     pub rows_scored: u64,
+    /// Calls to the model's `score`.
     pub batches: u64,
+    /// Partitions scored (partition mode; 0 in row mode).
+    pub partitions: u64,
     pub inference_calls: u64,
     /// CPU time of the process during the run (user + system), all threads.
     pub cpu_time_s: f64,
@@ -95,6 +98,7 @@ mod tests {
             status: "ok",
             rows_scored: 7,
             batches: 1,
+            partitions: 0,
             inference_calls: 1,
             cpu_time_s: 0.5,
             wall_time_s: 1.0,

@@ -17,6 +17,7 @@ mod churn;
 mod data_plane;
 mod limits;
 mod output;
+mod partition;
 mod policy_snapshots;
 mod sandbox_policy;
 mod support;
