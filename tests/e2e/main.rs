@@ -13,6 +13,7 @@
 )]
 
 mod audit;
+mod bounded_memory;
 mod churn;
 mod data_plane;
 mod limits;

@@ -5,41 +5,7 @@ use std::sync::OnceLock;
 
 use cordon::run::Quiet;
 use cordon::{RunError, RunRequest, RunSummary, Runtime, RuntimeConfig};
-
-/// The repository root.
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-/// The ONNX Runtime library: `ORT_DYLIB_PATH`, or the copy scripts/setup.sh installs.
-pub fn onnxruntime_library() -> PathBuf {
-    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
-        return PathBuf::from(path);
-    }
-    let capi = root().join(".onnxruntime/onnxruntime/capi");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(&capi)
-        .unwrap_or_else(|_| {
-            panic!(
-                "no ONNX Runtime at {}: run scripts/setup.sh",
-                capi.display()
-            )
-        })
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("libonnxruntime.so")
-        })
-        .collect();
-    found.sort();
-    found
-        .pop()
-        .expect("no libonnxruntime.so: run scripts/setup.sh")
-}
+pub use cordon_test_guests::{onnxruntime_library, root};
 
 /// The process's one runtime, with a compile cache in a temporary directory.
 pub fn runtime() -> &'static Runtime {

@@ -1,0 +1,123 @@
+//! Benchmark: the churn example on a large Parquet table (10 million Telco-distributed rows by
+//! default), through the `cordon` binary as a consumer runs it. Reports the median rows/s and
+//! the largest peak RSS over the runs, and writes them to `target/bench/large_table.json`.
+//!
+//! `cargo bench -p cordon-runtime --bench large_table` (or `scripts/bench.sh`);
+//! `CORDON_BENCH_ROWS` and `CORDON_BENCH_RUNS` change the table size and the number of runs.
+//! The table is generated once into `target/bench-data/` and reused.
+
+use std::error::Error;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cordon_test_guests::peak_rss::run_measured;
+use cordon_test_guests::telco_table::write_telco_parquet;
+use cordon_test_guests::{CHURN_MODEL, onnxruntime_library, root};
+
+fn env_number(name: &str, default: u64) -> Result<u64, Box<dyn Error>> {
+    match std::env::var(name) {
+        Ok(text) => Ok(text.replace('_', "").parse()?),
+        Err(_) => Ok(default),
+    }
+}
+
+/// The churn package (manifest, component, graph) in `dir/package`.
+fn churn_package(dir: &Path) -> Result<PathBuf, Box<dyn Error>> {
+    let example = root().join("examples/churn");
+    let package = dir.join("package");
+    std::fs::create_dir_all(package.join("graphs"))?;
+    std::fs::copy(example.join("cordon.toml"), package.join("cordon.toml"))?;
+    std::fs::copy(CHURN_MODEL, package.join("model.wasm"))?;
+    std::fs::copy(
+        example.join("graphs/churn_gbt.onnx"),
+        package.join("graphs/churn_gbt.onnx"),
+    )?;
+    Ok(package)
+}
+
+/// policies/churn.toml reading `table`, writing Parquet into `dir`, allowing `rows` outputs.
+fn churn_policy(dir: &Path, table: &Path, rows: u64) -> Result<PathBuf, Box<dyn Error>> {
+    let policy = std::fs::read_to_string(root().join("policies/churn.toml"))?
+        .replace(
+            "source = \"examples/churn/data/telco_churn.csv\"",
+            &format!("source = {:?}", table.display().to_string()),
+        )
+        .replace("out/churn_scores.csv", "out/churn_scores.parquet")
+        .replace("output-rows = 1_000_000", &format!("output-rows = {rows}"));
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, policy)?;
+    Ok(path)
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let rows = env_number("CORDON_BENCH_ROWS", 10_000_000)?;
+    let runs = env_number("CORDON_BENCH_RUNS", 3)?.max(1);
+
+    let data_dir = root().join("target/bench-data");
+    std::fs::create_dir_all(&data_dir)?;
+    let table = data_dir.join(format!("telco_{rows}.parquet"));
+    if !table.is_file() {
+        eprintln!("writing {rows} rows to {}", table.display());
+        let partial = table.with_extension("parquet.partial");
+        write_telco_parquet(
+            &root().join("examples/churn/data/telco_churn.csv"),
+            rows,
+            &partial,
+        )?;
+        std::fs::rename(&partial, &table)?;
+    }
+
+    let dir = tempfile::tempdir()?;
+    let package = churn_package(dir.path())?;
+    let policy = churn_policy(dir.path(), &table, rows)?;
+    let mut rates = Vec::new();
+    let mut peak_rss = 0u64;
+    for run in 1..=runs {
+        let measured = run_measured(
+            Command::new(env!("CARGO_BIN_EXE_cordon"))
+                .current_dir(dir.path())
+                .arg("run")
+                .arg("--package")
+                .arg(&package)
+                .arg("--policy")
+                .arg(&policy)
+                .arg("--onnxruntime")
+                .arg(onnxruntime_library())
+                .arg("--json"),
+        )?;
+        if !measured.status.success() {
+            return Err(format!("cordon run failed: {}", measured.stderr).into());
+        }
+        let summary: serde_json::Value = serde_json::from_str(&measured.stdout)?;
+        let rate = summary
+            .get("rows_per_second")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0);
+        eprintln!(
+            "run {run}/{runs}: {rate:.0} rows/s, peak RSS {:.0} MiB",
+            measured.peak_rss_bytes as f64 / 1048576.0
+        );
+        rates.push(rate);
+        peak_rss = peak_rss.max(measured.peak_rss_bytes);
+    }
+    rates.sort_by(f64::total_cmp);
+    let median = rates.get(rates.len() / 2).copied().unwrap_or(0.0);
+    let report = serde_json::json!({
+        "benchmark": "large_table",
+        "rows": rows,
+        "runs": runs,
+        "source": "parquet",
+        "sink": "parquet",
+        "median_rows_per_second": median,
+        "max_peak_rss_bytes": peak_rss,
+    });
+    let out = root().join("target/bench/large_table.json");
+    std::fs::create_dir_all(out.parent().unwrap_or(Path::new(".")))?;
+    std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
+    println!(
+        "large_table: {rows} rows, median {median:.0} rows/s over {runs} runs, peak RSS {:.0} MiB ({})",
+        peak_rss as f64 / 1048576.0,
+        out.display()
+    );
+    Ok(())
+}

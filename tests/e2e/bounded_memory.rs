@@ -1,0 +1,62 @@
+//! A table far larger than the batches: 10 million Telco-distributed rows in one Parquet file
+//! score in bounded memory. Peak RSS is a property of the design, so it is asserted; the rows/s
+//! printed beside it is a figure for the benchmark (`runtime/benches/large_table.rs`), never
+//! asserted.
+
+use cordon_test_guests::peak_rss::run_measured;
+use cordon_test_guests::telco_table::write_telco_parquet;
+use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+
+use crate::support::{churn_case_with, root};
+
+const ROWS: u64 = 10_000_000;
+
+/// The ceiling the issue sets for the whole `cordon` process.
+const PEAK_RSS_LIMIT: u64 = 1 << 30;
+
+#[test]
+fn ten_million_parquet_rows_score_in_bounded_memory() {
+    let case = churn_case_with(&[("output-rows", "20_000_000")]);
+    let table = case.path("telco_10m.parquet");
+    write_telco_parquet(
+        &root().join("examples/churn/data/telco_churn.csv"),
+        ROWS,
+        &table,
+    )
+    .unwrap();
+    case.set_source("telco_10m.parquet");
+    let policy = std::fs::read_to_string(case.path("policy.toml")).unwrap();
+    case.write(
+        "policy.toml",
+        &policy.replace("out/churn_scores.csv", "out/churn_scores.parquet"),
+    );
+
+    let run = run_measured(&mut case.command(&[
+        "run",
+        "--package",
+        "package",
+        "--policy",
+        "policy.toml",
+        "--json",
+    ]))
+    .unwrap();
+    assert!(run.status.success(), "{}", run.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(summary["rows_out"], ROWS);
+    let written = SerializedFileReader::new(
+        std::fs::File::open(case.path("out/churn_scores.parquet")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(written.metadata().file_metadata().num_rows(), ROWS as i64);
+    println!(
+        "{ROWS} Parquet rows: {:.0} rows/s, {:.2} s, peak RSS {:.0} MiB",
+        summary["rows_per_second"].as_f64().unwrap(),
+        summary["wall_time_s"].as_f64().unwrap(),
+        run.peak_rss_bytes as f64 / (1024.0 * 1024.0)
+    );
+    assert!(
+        run.peak_rss_bytes < PEAK_RSS_LIMIT,
+        "peak RSS {} bytes is over 1 GiB",
+        run.peak_rss_bytes
+    );
+}
