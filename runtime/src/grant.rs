@@ -3,7 +3,7 @@
 //! Resolved once, before any data is read or any guest code runs, so that a refusal names what
 //! was refused instead of surfacing halfway through a run.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use crate::manifest::{ColumnSpec, ColumnType, Device, GraphSpec, InputMode, Manifest};
@@ -29,6 +29,12 @@ pub struct GrantedColumn {
     /// The SQL expression the policy's `mask` puts in its place, if any.
     pub mask: Option<String>,
     pub ty: ColumnType,
+    /// Where in the policy `source` is written (`bind.customers.columns.tenure`), for errors.
+    #[serde(skip)]
+    pub source_key: String,
+    /// Where in the policy `mask` is written (the binding's or the role's), for errors.
+    #[serde(skip)]
+    pub mask_key: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -39,8 +45,12 @@ pub struct InputGrant {
     pub columns: Vec<GrantedColumn>,
     /// Source columns held back from the sandbox and re-attached to the output.
     pub key: Vec<String>,
-    /// SQL condition rows must pass before they enter the sandbox.
+    /// SQL condition rows must pass before they enter the sandbox: the binding's and the
+    /// role's together.
     pub filter: Option<String>,
+    /// Each filter that makes up `filter`, with where the policy writes it, for errors.
+    #[serde(skip)]
+    pub filters: Vec<(String, String)>,
     /// Types forced on CSV source columns.
     pub schema: std::collections::BTreeMap<String, ColumnType>,
     pub mode: InputMode,
@@ -85,7 +95,7 @@ impl Grant {
     ) -> Result<Grant, GrantError> {
         let refuse = |table: &str, message: String| GrantError {
             policy: policy.path.clone(),
-            line: policy.line_of_table(table),
+            line: policy.line_of(table),
             message,
         };
         let role_names = || {
@@ -156,16 +166,39 @@ impl Grant {
             (Some(base), Some(extra)) => Some(format!("({base}) AND ({extra})")),
             (base, extra) => base.clone().or_else(|| extra.cloned()),
         };
-        let mut masks = binding.mask.clone();
-        if let Some(role_binding) = role_binding {
-            masks.extend(role_binding.mask.clone());
+        let mut filters = Vec::new();
+        if let Some(base) = &binding.filter {
+            filters.push((format!("bind.{input_name}.filter"), base.clone()));
+        }
+        if let (Some((role_name, _)), Some(extra)) =
+            (&role, role_binding.and_then(|r| r.filter.as_ref()))
+        {
+            filters.push((
+                format!("role.{role_name}.bind.{input_name}.filter"),
+                extra.clone(),
+            ));
+        }
+        // Each mask with where it is written: a role's replaces the binding's.
+        let mut masks: BTreeMap<Name, (String, String)> = binding
+            .mask
+            .iter()
+            .map(|(column, sql)| {
+                let key = format!("bind.{input_name}.mask.{column}");
+                (column.clone(), (key, sql.clone()))
+            })
+            .collect();
+        if let (Some((role_name, _)), Some(role_binding)) = (&role, role_binding) {
+            for (column, sql) in &role_binding.mask {
+                let key = format!("role.{role_name}.bind.{input_name}.mask.{column}");
+                masks.insert(column.clone(), (key, sql.clone()));
+            }
         }
 
         let requested: BTreeSet<&Name> = manifest.input.columns.iter().map(|c| &c.name).collect();
         for granted in binding.columns.keys() {
             if !requested.contains(granted) {
                 return Err(refuse(
-                    &format!("bind.{input_name}"),
+                    &format!("bind.{input_name}.columns.{granted}"),
                     format!(
                         "[bind.{input_name}] columns grants `{granted}`, which the package does not ask for"
                     ),
@@ -175,31 +208,34 @@ impl Grant {
         let mut columns = Vec::with_capacity(manifest.input.columns.len());
         for spec in &manifest.input.columns {
             let source = binding.columns.get(&spec.name).ok_or_else(|| {
-                refuse(&format!("bind.{input_name}"), format!(
+                refuse(&format!("bind.{input_name}.columns"), format!(
                     "the package needs column `{}` ({}) of input `{input_name}`, but [bind.{input_name}] columns does not grant it",
                     spec.name, spec.ty
                 ))
             })?;
             if binding.key.contains(source) {
                 return Err(refuse(
-                    &format!("bind.{input_name}"),
+                    &format!("bind.{input_name}.key"),
                     format!(
                         "[bind.{input_name}] grants key column `{source}` to the model as `{}`; key columns never enter the sandbox",
                         spec.name
                     ),
                 ));
             }
+            let mask = masks.get(&spec.name);
             columns.push(GrantedColumn {
                 model: spec.name.clone(),
                 source: source.clone(),
-                mask: masks.get(&spec.name).cloned(),
+                mask: mask.map(|(_, sql)| sql.clone()),
                 ty: spec.ty,
+                source_key: format!("bind.{input_name}.columns.{}", spec.name),
+                mask_key: mask.map(|(key, _)| key.clone()),
             });
         }
-        for masked in masks.keys() {
+        for (masked, (key, _)) in &masks {
             if !requested.contains(masked) {
                 return Err(refuse(
-                    &format!("bind.{input_name}"),
+                    key,
                     format!(
                         "[bind.{input_name}] mask names `{masked}`, which the package does not ask for"
                     ),
@@ -215,7 +251,7 @@ impl Grant {
                 .map(Name::as_str)
                 .collect();
             return Err(refuse(
-                &format!("bind.{input_name}"),
+                &format!("bind.{input_name}.key"),
                 format!(
                     "[bind.{input_name}] key: input `{input_name}` is read in partition mode, whose output rows are not input rows; the host adds the partition key ({}) to them instead, so remove `key`",
                     partition_by.join(", ")
@@ -248,7 +284,7 @@ impl Grant {
         for key in &binding.key {
             if output_columns.contains(key.as_str()) {
                 return Err(refuse(
-                    &format!("bind.{input_name}"),
+                    &format!("bind.{input_name}.key"),
                     format!(
                         "key column `{key}` has the same name as an output column of `{output_name}`"
                     ),
@@ -274,7 +310,7 @@ impl Grant {
                 Device::Cpu
             } else {
                 return Err(refuse(
-                    "inference",
+                    "inference.devices",
                     format!(
                         "graph `{}` needs an inference device, but [inference] devices allows none it can use (add devices = [\"cpu\"])",
                         spec.name
@@ -295,6 +331,7 @@ impl Grant {
                 columns,
                 key: binding.key.clone(),
                 filter,
+                filters,
                 schema: binding.schema.clone(),
                 mode: manifest.input.mode,
                 partition_by: manifest.input.partition_by.clone(),

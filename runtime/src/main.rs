@@ -27,6 +27,9 @@ struct Cli {
 enum Command {
     /// Run a package on the tables its policy binds, and write the outputs the policy names.
     Run(RunArgs),
+    /// Check a policy against a package and its tables without running anything: the grant,
+    /// and every filter, mask and column expression planned against the table (no row read).
+    Check(CheckArgs),
     /// Check or read an audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -80,10 +83,27 @@ struct RunArgs {
     quiet: bool,
 }
 
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// The package directory (holding cordon.toml).
+    #[arg(long)]
+    package: PathBuf,
+    /// The consumer's policy file.
+    #[arg(long)]
+    policy: PathBuf,
+    /// The policy role to check (required when the policy defines roles).
+    #[arg(long)]
+    role: Option<String>,
+    /// Print the grant as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::Check(args) => check(args),
         Command::Audit(AuditCommand::Verify { log, head }) => audit_verify(&log, head.as_deref()),
         Command::Audit(AuditCommand::Show { log }) => audit_show(&log),
     };
@@ -94,6 +114,78 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<()> {
+    let base_dir = std::env::current_dir().context("cannot read the current directory")?;
+    // Nothing runs, so neither ONNX Runtime nor a compile cache is needed.
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let grant = runtime.check(&RunRequest {
+        package_dir: args.package.clone(),
+        policy: args.policy.clone(),
+        base_dir,
+        role: args.role.clone(),
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&grant)?);
+        return Ok(());
+    }
+    let input = &grant.input;
+    println!(
+        "{} grants {} input `{}` from {}{}",
+        args.policy.display(),
+        args.package.display(),
+        input.name,
+        input.source.display(),
+        grant
+            .role
+            .as_ref()
+            .map(|role| format!(" as role `{role}`"))
+            .unwrap_or_default()
+    );
+    for column in &input.columns {
+        let masked = column
+            .mask
+            .as_ref()
+            .map(|mask| format!(", masked as {mask}"))
+            .unwrap_or_default();
+        println!(
+            "  {:<20} {:<9} <- {}{masked}",
+            column.model.as_str(),
+            column.ty.to_string(),
+            column.source
+        );
+    }
+    if let Some(filter) = &input.filter {
+        println!("  rows where {filter}");
+    }
+    if !input.key.is_empty() {
+        println!("  held back   {}", input.key.join(", "));
+    }
+    if !input.partition_by.is_empty() {
+        let names = |names: &[cordon::names::Name]| {
+            names
+                .iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "  partitions  by {}, ordered by {}",
+            names(&input.partition_by),
+            names(&input.order_by)
+        );
+    }
+    println!(
+        "  output      `{}` -> {}",
+        grant.output.name,
+        grant.output.sink.display()
+    );
+    for graph in &grant.graphs {
+        println!("  graph       {} on {}", graph.spec.name, graph.device);
+    }
+    println!("ok: nothing was run and no row was read");
+    Ok(())
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {

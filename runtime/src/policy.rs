@@ -208,8 +208,9 @@ pub struct Policy {
     pub audit: Option<AuditPolicy>,
     /// Named views; when there are any, every run must choose one.
     pub roles: BTreeMap<Name, Role>,
-    /// The line of each table header (`bind.customers` -> 21), for error messages.
-    table_lines: BTreeMap<String, usize>,
+    /// The line of every key, by its dotted path (`bind.customers.filter` -> 23), for errors.
+    #[serde(skip)]
+    key_lines: KeyLines,
 }
 
 impl Policy {
@@ -229,10 +230,10 @@ impl Policy {
             path: path.to_owned(),
             source: Box::new(source),
         };
-        let headers = table_lines(text);
-        let invalid = |table: &str, message: String| PolicyError::Invalid {
+        let key_lines = KeyLines::of(text);
+        let invalid = |key: &str, message: String| PolicyError::Invalid {
             path: path.to_owned(),
-            line: line_of_table(&headers, table).or_else(|| line_of_key(text, table)),
+            line: key_lines.line_of(key),
             message,
         };
         // The version decides how to read everything else, so check it first.
@@ -261,7 +262,7 @@ impl Policy {
         let limits = raw.limits;
         if !(1..=MAX_INSTANCES).contains(&limits.instances) {
             return Err(invalid(
-                "limits",
+                "limits.instances",
                 format!(
                     "limits.instances = {} is out of range 1..={MAX_INSTANCES}",
                     limits.instances
@@ -270,7 +271,7 @@ impl Policy {
         }
         if limits.memory < MIN_GUEST_MEMORY || limits.memory > MAX_GUEST_MEMORY {
             return Err(invalid(
-                "limits",
+                "limits.memory",
                 format!(
                     "limits.memory = \"{}\" is out of range {MIN_GUEST_MEMORY}..={MAX_GUEST_MEMORY}",
                     limits.memory
@@ -279,7 +280,7 @@ impl Policy {
         }
         if !(1..=MAX_BATCH_ROWS).contains(&limits.batch_rows) {
             return Err(invalid(
-                "limits",
+                "limits.batch-rows",
                 format!(
                     "limits.batch-rows = {} is out of range 1..={MAX_BATCH_ROWS}",
                     limits.batch_rows
@@ -288,19 +289,19 @@ impl Policy {
         }
         if limits.partition_rows == 0 {
             return Err(invalid(
-                "limits",
+                "limits.partition-rows",
                 "limits.partition-rows = 0 would refuse every partition".into(),
             ));
         }
         if limits.fuel_per_batch == 0 {
             return Err(invalid(
-                "limits",
+                "limits.fuel-per-batch",
                 "limits.fuel-per-batch = 0 would stop every model".into(),
             ));
         }
         if limits.wall_time.0.is_zero() {
             return Err(invalid(
-                "limits",
+                "limits.wall-time",
                 "limits.wall-time must be longer than zero".into(),
             ));
         }
@@ -310,7 +311,7 @@ impl Policy {
         }
         if inference.threads > MAX_INFERENCE_THREADS {
             return Err(invalid(
-                "inference",
+                "inference.threads",
                 format!(
                     "inference.threads = {} is out of range 1..={MAX_INFERENCE_THREADS}",
                     inference.threads
@@ -329,6 +330,12 @@ impl Policy {
                 ));
             }
             binding.source = base_dir.join(&binding.source);
+            check_binding_sql(
+                &format!("bind.{input}"),
+                binding.filter.as_ref(),
+                &binding.mask,
+            )
+            .map_err(|(key, message)| invalid(&key, message))?;
         }
         let mut emit = raw.emit;
         for emit in emit.values_mut() {
@@ -341,6 +348,14 @@ impl Policy {
         });
 
         for (role_name, role) in &raw.role {
+            for (input, role_binding) in &role.bind {
+                check_binding_sql(
+                    &format!("role.{role_name}.bind.{input}"),
+                    role_binding.filter.as_ref(),
+                    &role_binding.mask,
+                )
+                .map_err(|(key, message)| invalid(&key, message))?;
+            }
             for input in role.bind.keys() {
                 if !bind.contains_key(input) {
                     return Err(invalid(
@@ -361,53 +376,133 @@ impl Policy {
             emit,
             audit,
             roles: raw.role,
-            table_lines: headers,
+            key_lines,
         })
     }
 
-    /// The line of the first table header that is `table` or lies inside it (`role` finds
-    /// `[role.eu.bind.customers]`).
-    pub fn line_of_table(&self, table: &str) -> Option<usize> {
-        line_of_table(&self.table_lines, table)
+    /// The line where the key at dotted `path` is written (`bind.customers.filter`), or else
+    /// where its nearest enclosing table or key is; for `role`, its first `[role.*]` table.
+    pub fn line_of(&self, path: &str) -> Option<usize> {
+        self.key_lines.line_of(path)
     }
-}
 
-fn line_of_table(headers: &BTreeMap<String, usize>, table: &str) -> Option<usize> {
-    headers
-        .iter()
-        .filter(|(name, _)| {
-            name.as_str() == table
-                || name
-                    .strip_prefix(table)
-                    .is_some_and(|rest| rest.starts_with('.'))
-        })
-        .map(|(_, line)| *line)
-        .min()
-}
-
-/// The line of a top-level `key = ...` (before any table header).
-fn line_of_key(text: &str, key: &str) -> Option<usize> {
-    text.lines()
-        .take_while(|line| !line.trim_start().starts_with('['))
-        .position(|line| {
-            line.trim_start()
-                .strip_prefix(key)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-        })
-        .map(|index| index + 1)
-}
-
-/// Table headers (`[bind.customers]`, spaces removed) and their line numbers.
-fn table_lines(text: &str) -> BTreeMap<String, usize> {
-    let mut lines = BTreeMap::new();
-    for (index, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if let Some(header) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
-            let header: String = header.chars().filter(|c| !c.is_whitespace()).collect();
-            lines.entry(header).or_insert(index + 1);
+    /// An error about the policy's key at dotted `path`, with that key's line.
+    pub fn error_at(&self, path: &str, message: String) -> PolicyError {
+        PolicyError::Invalid {
+            path: self.path.clone(),
+            line: self.line_of(path),
+            message,
         }
     }
-    lines
+}
+
+/// A dotted key path as a reader finds it in the file: `bind.customers.filter` is
+/// `[bind.customers] filter`, `role.eu.bind.customers.mask.zip` is
+/// `[role.eu.bind.customers] mask.zip`.
+pub fn describe_key(path: &str) -> String {
+    let parts: Vec<&str> = path.split('.').collect();
+    let table_depth = match parts.as_slice() {
+        ["role", _, "bind", ..] => 4,
+        ["bind" | "emit" | "role", ..] => 2,
+        _ => 1,
+    };
+    match (parts.get(..table_depth), parts.get(table_depth..)) {
+        (Some(table), Some(rest)) if !rest.is_empty() => {
+            format!("[{}] {}", table.join("."), rest.join("."))
+        }
+        _ => format!("[{path}]"),
+    }
+}
+
+/// SQL the data plane will run must at least parse: a filter or mask with a typo fails when the
+/// policy is loaded. Each must also be one expression and nothing else, so that no text can
+/// close the parenthesis the query wraps it in and change the query's shape. Whether the
+/// columns it names exist is checked against the table before any row is read
+/// ([`crate::source`]). Returns the dotted key at fault and why.
+fn check_binding_sql(
+    table: &str,
+    filter: Option<&String>,
+    masks: &BTreeMap<Name, String>,
+) -> Result<(), (String, String)> {
+    if let Some(filter) = filter {
+        check_sql_expression(filter)
+            .map_err(|why| (format!("{table}.filter"), format!("[{table}] filter {why}")))?;
+    }
+    for (column, mask) in masks {
+        check_sql_expression(mask).map_err(|why| {
+            (
+                format!("{table}.mask.{column}"),
+                format!("[{table}] mask.{column} {why}"),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Parses `sql` as exactly one SQL expression in DataFusion's dialect.
+pub fn check_sql_expression(sql: &str) -> Result<(), String> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    use datafusion::sql::sqlparser::tokenizer::Token;
+
+    let quoted = format!("`{sql}`");
+    let mut parser = Parser::new(&GenericDialect {})
+        .try_with_sql(sql)
+        .map_err(|e| format!("{quoted} is not valid SQL: {e}"))?;
+    parser
+        .parse_expr()
+        .map_err(|e| format!("{quoted} is not an SQL expression: {e}"))?;
+    match parser.peek_token().token {
+        Token::EOF => Ok(()),
+        token => Err(format!(
+            "{quoted} must be one SQL expression and nothing more, but goes on at `{token}`"
+        )),
+    }
+}
+
+/// Where each key of a policy file is written: its dotted path (`bind.customers.filter`) and
+/// line, read from the TOML parser's spans.
+#[derive(Debug, Clone, Default)]
+struct KeyLines(BTreeMap<String, usize>);
+
+impl KeyLines {
+    fn of(text: &str) -> KeyLines {
+        let mut lines = KeyLines::default();
+        if let Ok(root) = toml::de::DeTable::parse(text) {
+            lines.collect(text, root.get_ref(), "");
+        }
+        lines
+    }
+
+    fn collect(&mut self, text: &str, table: &toml::de::DeTable<'_>, prefix: &str) {
+        for (key, value) in table.iter() {
+            let path = if prefix.is_empty() {
+                key.get_ref().to_string()
+            } else {
+                format!("{prefix}.{}", key.get_ref())
+            };
+            let line = text
+                .get(..key.span().start)
+                .map_or(1, |before| before.matches('\n').count() + 1);
+            // A table written as several headers keeps the line of its first.
+            let known = self.0.entry(path.clone()).or_insert(line);
+            *known = (*known).min(line);
+            if let toml::de::DeValue::Table(inner) = value.get_ref() {
+                self.collect(text, inner, &path);
+            }
+        }
+    }
+
+    /// The line of `path`, or of its longest prefix that is written in the file.
+    fn line_of(&self, path: &str) -> Option<usize> {
+        let mut path = path;
+        loop {
+            if let Some(line) = self.0.get(path) {
+                return Some(*line);
+            }
+            path = path.rsplit_once('.')?.0;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -470,6 +565,47 @@ mod tests {
             error.contains("[role.eu.bind.rows] changes a binding"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn sql_that_does_not_parse_is_refused_at_its_line() {
+        let base = "version = 1\n[bind.rows]\nsource = \"t.csv\"\ncolumns = { x = \"X\" }\n";
+        let cases = [
+            (
+                format!("{base}filter = \"x = = 1\"\n"),
+                "p.toml:5: [bind.rows] filter `x = = 1` is not an SQL expression",
+            ),
+            (
+                format!("{base}mask = {{ x = \"left(X, 3)) UNION SELECT 1\" }}\n"),
+                "p.toml:5: [bind.rows] mask.x `left(X, 3)) UNION SELECT 1` must be one SQL expression and nothing more, but goes on at `)`",
+            ),
+            (
+                format!("{base}\n[role.eu.bind.rows]\nfilter = \"region = 'EU\"\n"),
+                "p.toml:7: [role.eu.bind.rows] filter `region = 'EU` is not valid SQL",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = parse(&text).unwrap_err().to_string();
+            assert!(error.starts_with(expected), "{error}");
+        }
+        assert!(parse(&format!("{base}filter = \"x > 1 AND y IN ('a', 'b')\"\n")).is_ok());
+    }
+
+    #[test]
+    fn keys_are_found_on_their_own_line() {
+        let text = "version = 1\n\n[limits]\nmemory = \"64 MiB\"\ninstances = 2\n[role.a.bind.rows]\nfilter = \"x\"\n[role.b]\n";
+        let lines = KeyLines::of(text);
+        assert_eq!(lines.line_of("limits.instances"), Some(5));
+        assert_eq!(lines.line_of("limits.batch-rows"), Some(3));
+        assert_eq!(lines.line_of("role"), Some(6));
+        assert_eq!(lines.line_of("role.b"), Some(8));
+        assert_eq!(lines.line_of("role.a.bind.rows.filter"), Some(7));
+        assert_eq!(
+            describe_key("role.a.bind.rows.mask.zip"),
+            "[role.a.bind.rows] mask.zip"
+        );
+        assert_eq!(describe_key("bind.rows.filter"), "[bind.rows] filter");
+        assert_eq!(describe_key("limits"), "[limits]");
     }
 
     #[test]

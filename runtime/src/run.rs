@@ -341,6 +341,17 @@ impl Runtime {
         Ok(summary)
     }
 
+    /// Everything a run checks before any guest code or row is touched, and nothing more:
+    /// the policy, the package's manifest, the grant, and every SQL snippet of the policy
+    /// planned against the table's schema. Writes nothing, not even an audit line.
+    pub fn check(&self, request: &RunRequest) -> Result<Grant, RunError> {
+        let policy = Policy::load(&request.policy, &request.base_dir)?;
+        let package = Package::load(&request.package_dir)?;
+        let grant = Grant::resolve(&package.manifest, &policy, request.role.as_deref())?;
+        self.open_source(&grant, &policy)?;
+        Ok(grant)
+    }
+
     /// The run itself; `facts` keeps what the audit trail and the usage record need even when
     /// it fails.
     fn execute(
@@ -406,12 +417,7 @@ impl Runtime {
 
         // The query is planned before any guest code is compiled: a filter, mask or column
         // expression that does not fit the table fails here, and no row has been read yet.
-        let mut source = TableSource::open(
-            &grant.input,
-            policy.limits.batch_rows as usize,
-            policy.limits.partition_rows,
-            Arc::clone(&self.tokio),
-        )?;
+        let mut source = self.open_source(&grant, policy)?;
 
         let compile_started = Instant::now();
         let (component, compile) = self
@@ -514,6 +520,33 @@ impl Runtime {
             incidents: totals.incidents.clone(),
             audit_log: policy.audit.as_ref().map(|a| a.log.clone()),
             audit_head: None,
+        })
+    }
+
+    /// Plans the grant's query on its table. SQL of the policy that does not fit the table is
+    /// reported as a policy error, at the line of the key that holds it.
+    fn open_source(&self, grant: &Grant, policy: &Policy) -> Result<TableSource, RunError> {
+        TableSource::open(
+            &grant.input,
+            policy.limits.batch_rows as usize,
+            policy.limits.partition_rows,
+            Arc::clone(&self.tokio),
+        )
+        .map_err(|error| match error {
+            DataError::PolicySql {
+                table,
+                key,
+                sql,
+                message,
+            } => RunError::Policy(policy.error_at(
+                &key,
+                format!(
+                    "{} `{sql}` does not fit {}: {message}",
+                    crate::policy::describe_key(&key),
+                    table.display()
+                ),
+            )),
+            other => RunError::Data(other),
         })
     }
 

@@ -191,6 +191,7 @@ impl TableSource {
             .iter()
             .map(|f| (f.name().clone(), f.data_type().clone()))
             .collect();
+        tokio.block_on(check_expressions(&context, grant, &table_columns, &path))?;
         let query = build_query(grant, &table_columns);
         let stream = tokio.block_on(async {
             let frame = context.sql(&query).await.map_err(|e| {
@@ -494,6 +495,70 @@ impl TableSource {
             message: format!("cannot convert column {index} to {ty}: {e}"),
         })
     }
+}
+
+/// Plans every SQL snippet of the grant on its own against the table, so that one that names a
+/// missing column or does not type-check is reported with the policy key it is written under.
+/// Planning reads the table's schema only, never a row.
+async fn check_expressions(
+    context: &SessionContext,
+    grant: &InputGrant,
+    table_columns: &[(String, DataType)],
+    path: &Path,
+) -> Result<(), DataError> {
+    let is_table_column = |name: &str| table_columns.iter().any(|(column, _)| column == name);
+    let mut checks: Vec<(&str, &str, String)> = Vec::new();
+    for (key, filter) in &grant.filters {
+        checks.push((
+            key,
+            filter,
+            format!("SELECT 1 FROM {SOURCE_TABLE} WHERE ({filter})"),
+        ));
+    }
+    for column in &grant.columns {
+        if let (Some(mask), Some(key)) = (&column.mask, &column.mask_key) {
+            checks.push((key, mask, format!("SELECT ({mask}) FROM {SOURCE_TABLE}")));
+        } else if !is_table_column(&column.source) {
+            let source = &column.source;
+            checks.push((
+                &column.source_key,
+                source,
+                format!("SELECT ({source}) FROM {SOURCE_TABLE}"),
+            ));
+        }
+    }
+    for key in &grant.key {
+        if !is_table_column(key) {
+            return Err(DataError::PolicySql {
+                table: path.to_owned(),
+                key: format!("bind.{}.key", grant.name),
+                sql: key.clone(),
+                message: format!(
+                    "the table has no column `{key}`; it has: {}",
+                    table_columns
+                        .iter()
+                        .map(|(name, _)| name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+    }
+    for (key, sql, query) in checks {
+        let planned = match context.sql(&query).await {
+            Ok(frame) => frame.into_optimized_plan().map(|_| ()),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = planned {
+            return Err(DataError::PolicySql {
+                table: path.to_owned(),
+                key: key.to_owned(),
+                sql: sql.to_owned(),
+                message: error.strip_backtrace().to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Whether row `row` of `left` has the same partition key as the first row of `right`.

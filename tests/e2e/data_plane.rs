@@ -115,14 +115,26 @@ fn a_parquet_source_scores_like_the_csv() {
     }
 }
 
-/// A filter naming a column the table lacks fails before any row is read, naming the table.
+/// A filter naming a column the table lacks fails before any row is read, as a policy error
+/// at the filter's line, naming the table.
 #[test]
 fn a_filter_on_a_missing_column_fails_before_reading() {
     let case = churn_case();
     add_to_binding(&case, "filter = \"Region = 'EU'\"");
     let error = case.run().unwrap_err();
     let message = error.to_string();
-    assert!(matches!(error, RunError::Data(_)), "{message}");
+    assert!(matches!(error, RunError::Policy(_)), "{message}");
+    let policy = std::fs::read_to_string(case.path("policy.toml")).unwrap();
+    let line = 1 + policy
+        .lines()
+        .position(|l| l.starts_with("filter = "))
+        .unwrap();
+    assert!(
+        message.contains(&format!(
+            "policy.toml:{line}: [bind.customers] filter `Region = 'EU'`"
+        )),
+        "{message}"
+    );
     assert!(message.contains("telco_churn.csv"), "{message}");
     assert!(message.contains("Region"), "{message}");
     assert!(!case.path("out/churn_scores.csv").exists());
@@ -232,4 +244,36 @@ fn a_parquet_sink_holds_typed_scores_in_order() {
         }
     }
     assert_eq!(row, 7043);
+}
+
+/// `cordon check` accepts the churn policy and says what it grants without running anything:
+/// no output, no audit trail, no usage record; a broken policy gets the same error as a run.
+#[test]
+fn check_validates_a_policy_without_running_it() {
+    let case = churn_case();
+    let output = case.cordon(&["check", "--package", "package", "--policy", "policy.toml"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("contract             text      <- Contract"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("held back   customerID"), "{stdout}");
+    assert!(!case.path("out").exists(), "check wrote into out/");
+
+    add_to_binding(
+        &case,
+        "mask = { contract = \"left(Contract, 3)) OR (1 = 1\" }",
+    );
+    let output = case.cordon(&["check", "--package", "package", "--policy", "policy.toml"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("[bind.customers] mask.contract `left(Contract, 3)) OR (1 = 1` must be one SQL expression"),
+        "{stderr}"
+    );
 }

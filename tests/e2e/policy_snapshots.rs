@@ -1,19 +1,23 @@
 //! Bad policies next to the exact error each must produce (tests/policy-snapshots/).
 
-use cordon::grant::Grant;
-use cordon::manifest::Manifest;
-use cordon::policy::Policy;
+use cordon::{RunRequest, Runtime, RuntimeConfig};
 
-use crate::support::root;
+use crate::support::{churn_case, root};
 
-/// The error a policy file gives when loaded for the churn example, with paths relative to the
-/// repository root; `None` if it loads.
-fn policy_error(path: &std::path::Path) -> Option<String> {
-    let manifest = Manifest::load(&root().join("examples/churn/cordon.toml")).unwrap();
-    let error = match Policy::load(path, &root()) {
-        Err(error) => error.to_string(),
-        Ok(policy) => Grant::resolve(&manifest, &policy, None).err()?.to_string(),
-    };
+/// The error `cordon check` gives for a policy file with the churn example, with paths relative
+/// to the repository root; `None` if the policy is good. The check covers everything a run
+/// checks before it starts: the policy, the grant, and the policy's SQL against the table.
+fn policy_error(runtime: &Runtime, path: &std::path::Path) -> Option<String> {
+    let case = churn_case();
+    let error = runtime
+        .check(&RunRequest {
+            package_dir: case.path("package"),
+            policy: path.to_owned(),
+            base_dir: root(),
+            role: None,
+        })
+        .err()?
+        .to_string();
     Some(error.replace(&format!("{}/", root().display()), ""))
 }
 
@@ -28,9 +32,10 @@ fn every_bad_policy_gives_its_snapshot_error() {
         .collect();
     cases.sort();
     assert!(cases.len() >= 10);
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
     let mut mismatches = Vec::new();
     for case in &cases {
-        let error = policy_error(case)
+        let error = policy_error(&runtime, case)
             .unwrap_or_else(|| panic!("{} loaded, but it is broken", case.display()));
         let snapshot = case.with_extension("err");
         if update {
