@@ -13,6 +13,7 @@
 //! Only the `cordon` binary reads environment variables or arguments; this library takes
 //! everything as explicit configuration.
 
+pub mod archive;
 pub mod audit;
 pub mod data;
 pub mod grant;
@@ -23,6 +24,7 @@ pub mod package;
 pub mod policy;
 pub mod run;
 pub mod sandbox;
+pub mod signing;
 pub mod sink;
 pub mod source;
 pub mod units;

@@ -30,6 +30,35 @@ enum Command {
     /// Check a policy against a package and its tables without running anything: the grant,
     /// and every filter, mask and column expression planned against the table (no row read).
     Check(CheckArgs),
+    /// Pack a provider's build directory into one NAME-VERSION.cordon file (deterministic).
+    Pack {
+        /// The directory holding cordon.toml, the component and the graphs.
+        dir: PathBuf,
+        /// Where to write the package.
+        #[arg(long, short, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Make an ed25519 key pair: <STEM>.key (private, mode 0600) and <STEM>.pub.
+    Keygen {
+        /// Path of the key files without extension, such as keys/acme-analytics.
+        stem: PathBuf,
+    },
+    /// Sign a .cordon package: adds a signature (model.sig) over the SHA-256 of every file.
+    Sign {
+        /// The private key, as `cordon keygen` writes it.
+        #[arg(long)]
+        key: PathBuf,
+        /// The package to sign, in place.
+        package: PathBuf,
+    },
+    /// Check a package's signature and digests against a policy's [trust] section.
+    Verify {
+        /// The .cordon package.
+        package: PathBuf,
+        /// The consumer's policy file.
+        #[arg(long)]
+        policy: PathBuf,
+    },
     /// Check or read an audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -55,9 +84,13 @@ enum AuditCommand {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// The package directory (holding cordon.toml).
+    /// The package: a signed .cordon file, or a build directory holding cordon.toml.
     #[arg(long)]
     package: PathBuf,
+    /// Run a package that is not signed. For local development only: a warning is printed on
+    /// every run and the audit trail records it.
+    #[arg(long)]
+    allow_unsigned: bool,
     /// The consumer's policy file.
     #[arg(long)]
     policy: PathBuf,
@@ -85,9 +118,12 @@ struct RunArgs {
 
 #[derive(clap::Args)]
 struct CheckArgs {
-    /// The package directory (holding cordon.toml).
+    /// The package: a signed .cordon file, or a build directory holding cordon.toml.
     #[arg(long)]
     package: PathBuf,
+    /// Accept a package that is not signed (local development only).
+    #[arg(long)]
+    allow_unsigned: bool,
     /// The consumer's policy file.
     #[arg(long)]
     policy: PathBuf,
@@ -104,6 +140,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Check(args) => check(args),
+        Command::Pack { dir, out } => pack(&dir, &out),
+        Command::Keygen { stem } => keygen(&stem),
+        Command::Sign { key, package } => sign(&key, &package),
+        Command::Verify { package, policy } => verify(&package, &policy),
         Command::Audit(AuditCommand::Verify { log, head }) => audit_verify(&log, head.as_deref()),
         Command::Audit(AuditCommand::Show { log }) => audit_show(&log),
     };
@@ -116,6 +156,67 @@ fn main() -> ExitCode {
     }
 }
 
+fn pack(dir: &Path, out: &Path) -> anyhow::Result<()> {
+    let package = cordon::package::Package::load(dir)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let path = out.join(package.file_name());
+    package.write(&path)?;
+    println!(
+        "{} ({} files, digest sha256:{}, unsigned)",
+        path.display(),
+        package.files.len(),
+        package.digest()
+    );
+    Ok(())
+}
+
+fn keygen(stem: &Path) -> anyhow::Result<()> {
+    let key = cordon::signing::generate_key()?;
+    let (private, public) = cordon::signing::write_key_pair(&key, stem)?;
+    let verifying = key.verifying_key();
+    println!("private key {} (keep it secret)", private.display());
+    println!("public key  {}", public.display());
+    println!("fingerprint {}", cordon::signing::fingerprint(&verifying));
+    println!(
+        "for a consumer's policy: [trust] <publisher> = [\"{}\"]",
+        cordon::signing::policy_form(&verifying)
+    );
+    Ok(())
+}
+
+fn sign(key: &Path, package_path: &Path) -> anyhow::Result<()> {
+    let key = cordon::signing::read_signing_key(key)?;
+    let package = cordon::package::Package::load(package_path)?;
+    let signature = cordon::signing::sign(&package, &key)?;
+    // The archive's bytes stay as they are; the signature goes after them, replacing any earlier.
+    cordon::archive::replace_signature(package_path, &signature)?;
+    println!(
+        "signed {} as {} with key {}",
+        package_path.display(),
+        package.manifest.publisher,
+        cordon::signing::fingerprint(&key.verifying_key())
+    );
+    Ok(())
+}
+
+fn verify(package_path: &Path, policy_path: &Path) -> anyhow::Result<()> {
+    let base_dir = std::env::current_dir().context("cannot read the current directory")?;
+    let policy = cordon::policy::Policy::load(policy_path, &base_dir)?;
+    let package = cordon::package::Package::load(package_path)?;
+    let verified =
+        cordon::signing::verify(&package, policy.trusted_keys(&package.manifest.publisher))?;
+    println!(
+        "ok: {} {} signed by {} with trusted key {}; {} files match the signed digests (sha256:{})",
+        package.manifest.name,
+        package.manifest.version,
+        verified.publisher,
+        verified.key_fingerprint,
+        package.files.len(),
+        verified.digest
+    );
+    Ok(())
+}
+
 fn check(args: CheckArgs) -> anyhow::Result<()> {
     let base_dir = std::env::current_dir().context("cannot read the current directory")?;
     // Nothing runs, so neither ONNX Runtime nor a compile cache is needed.
@@ -125,6 +226,7 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
         policy: args.policy.clone(),
         base_dir,
         role: args.role.clone(),
+        allow_unsigned: args.allow_unsigned,
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&grant)?);
@@ -207,11 +309,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let show_progress = !args.quiet && !args.json && std::io::stderr().is_terminal();
     let progress = ProgressBar::new(show_progress);
+    if args.allow_unsigned {
+        eprintln!(
+            "warning: --allow-unsigned: an unsigned package would run without any check of who made it; for local development only"
+        );
+    }
     let request = RunRequest {
         package_dir: args.package.clone(),
         policy: args.policy.clone(),
         base_dir,
         role: args.role.clone(),
+        allow_unsigned: args.allow_unsigned,
     };
     let summary = runtime
         .run(&request, &progress)
@@ -354,6 +462,16 @@ fn print_summary(summary: &RunSummary, onnxruntime: Option<&str>) {
         summary.rows_out, summary.input, summary.package, summary.version, summary.publisher
     );
     println!("  model        {}", summary.model_description);
+    match &summary.signature {
+        Some(signed) => println!(
+            "  package      sha256:{}, signed by {} (key {})",
+            summary.package_digest, signed.publisher, signed.key_fingerprint
+        ),
+        None => println!(
+            "  package      sha256:{}, UNSIGNED (--allow-unsigned)",
+            summary.package_digest
+        ),
+    }
     println!(
         "  output       {} -> {}",
         summary.output,
@@ -383,10 +501,11 @@ fn print_summary(summary: &RunSummary, onnxruntime: Option<&str>) {
         summary.compile_time_ms, summary.instantiate_time_us
     );
     println!(
-        "  sandbox      {} fuel, peak guest memory {:.1} MiB, peak tensors {:.2} MiB",
-        summary.fuel_consumed,
+        "  memory       peak guest {:.1} MiB, peak tensors {:.2} MiB, peak host process {:.0} MiB; {} fuel",
         mib(summary.peak_guest_memory_bytes),
-        mib(summary.peak_tensor_bytes)
+        mib(summary.peak_tensor_bytes),
+        mib(summary.host_peak_rss_bytes),
+        summary.fuel_consumed
     );
     println!(
         "  inference    {} calls, {:.3} s, graphs: {} (ONNX Runtime {})",

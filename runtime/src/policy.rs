@@ -182,6 +182,8 @@ struct RawPolicy {
     #[allow(dead_code)] // checked before this struct is parsed
     version: i64,
     #[serde(default)]
+    trust: BTreeMap<Name, Vec<String>>,
+    #[serde(default)]
     limits: Limits,
     #[serde(default)]
     inference: InferencePolicy,
@@ -200,6 +202,9 @@ struct RawPolicy {
 pub struct Policy {
     /// The file it came from, for error messages.
     pub path: PathBuf,
+    /// Publisher -> the public keys whose signatures this machine accepts for its packages.
+    #[serde(skip)]
+    pub trust: BTreeMap<Name, Vec<ed25519_dalek::VerifyingKey>>,
     pub limits: Limits,
     pub inference: InferencePolicy,
     pub bind: BTreeMap<Name, Binding>,
@@ -319,6 +324,21 @@ impl Policy {
             ));
         }
 
+        let mut trust = BTreeMap::new();
+        for (publisher, keys) in raw.trust {
+            let mut parsed = Vec::with_capacity(keys.len());
+            for key in keys {
+                let parsed_key = read_trusted_key(&key, base_dir).map_err(|why| {
+                    invalid(
+                        &format!("trust.{publisher}"),
+                        format!("trust.{publisher}: {why}"),
+                    )
+                })?;
+                parsed.push(parsed_key);
+            }
+            trust.insert(publisher, parsed);
+        }
+
         let mut bind = raw.bind;
         for (input, binding) in &mut bind {
             if binding.columns.is_empty() {
@@ -370,6 +390,7 @@ impl Policy {
 
         Ok(Policy {
             path: path.to_owned(),
+            trust,
             limits,
             inference,
             bind,
@@ -386,6 +407,11 @@ impl Policy {
         self.key_lines.line_of(path)
     }
 
+    /// The keys this policy trusts to sign `publisher`'s packages (none if it names none).
+    pub fn trusted_keys(&self, publisher: &Name) -> &[ed25519_dalek::VerifyingKey] {
+        self.trust.get(publisher).map_or(&[], Vec::as_slice)
+    }
+
     /// An error about the policy's key at dotted `path`, with that key's line.
     pub fn error_at(&self, path: &str, message: String) -> PolicyError {
         PolicyError::Invalid {
@@ -394,6 +420,18 @@ impl Policy {
             message,
         }
     }
+}
+
+/// A trusted key as the policy writes it: `ed25519:<base64>` inline, or the path of a public
+/// key file (SPKI PEM, as `cordon keygen` writes it) relative to `base_dir`.
+fn read_trusted_key(key: &str, base_dir: &Path) -> Result<ed25519_dalek::VerifyingKey, String> {
+    if key.starts_with(crate::signing::KEY_PREFIX) {
+        return crate::signing::parse_public_key(key).map_err(|e| e.to_string());
+    }
+    let path = base_dir.join(key);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read public key file {}: {e}", path.display()))?;
+    crate::signing::parse_public_key(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// A dotted key path as a reader finds it in the file: `bind.customers.filter` is

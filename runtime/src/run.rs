@@ -23,6 +23,7 @@ use crate::sandbox::{
     self, CacheOutcome, CallError, CompileCache, GuestState, Instance, LimitExceeded, LogRecord,
     SandboxEngine, TrapCause, bindings,
 };
+use crate::signing::{self, Verified, VerifyError};
 use crate::sink::Sink;
 use crate::source::{PartitionRead, TableSource};
 use crate::usage::{self, UsageError, UsageRecord};
@@ -36,6 +37,8 @@ pub enum RunError {
     Policy(#[from] PolicyError),
     #[error(transparent)]
     Grant(#[from] GrantError),
+    #[error(transparent)]
+    Signature(#[from] VerifyError),
     #[error(transparent)]
     Data(#[from] DataError),
     #[error(transparent)]
@@ -84,6 +87,7 @@ impl RunError {
     fn denial_kind(&self) -> Option<&'static str> {
         match self {
             RunError::Grant(_) => Some("grant"),
+            RunError::Signature(_) => Some("signature"),
             RunError::Limit(_)
             | RunError::CpuLimit { .. }
             | RunError::WallTime { .. }
@@ -121,6 +125,8 @@ pub struct RunRequest {
     pub base_dir: PathBuf,
     /// The policy role to run as; required when the policy defines roles.
     pub role: Option<String>,
+    /// Run a package without a valid signature (local development only).
+    pub allow_unsigned: bool,
 }
 
 /// Told about progress as rows are written.
@@ -142,6 +148,10 @@ pub struct RunSummary {
     pub version: String,
     pub publisher: String,
     pub component_sha256: String,
+    /// The package's digest over all its files (the signed root digest).
+    pub package_digest: String,
+    /// Who signed the package, or `None` when it ran unsigned under `allow_unsigned`.
+    pub signature: Option<Verified>,
     pub model_description: String,
     pub input: String,
     pub output: String,
@@ -157,6 +167,8 @@ pub struct RunSummary {
     pub rows_per_second: f64,
     pub fuel_consumed: u64,
     pub peak_guest_memory_bytes: u64,
+    /// The whole `cordon` process's peak resident memory at the end of the run (Linux).
+    pub host_peak_rss_bytes: u64,
     pub peak_tensor_bytes: u64,
     pub inference_calls: u64,
     pub inference_time_s: f64,
@@ -338,15 +350,21 @@ impl Runtime {
         summary.audit_head = trail.head();
         summary.wall_time_s = wall_time.as_secs_f64();
         summary.rows_per_second = summary.rows_out as f64 / wall_time.as_secs_f64().max(1e-9);
+        summary.host_peak_rss_bytes = usage::process_peak_rss();
         Ok(summary)
     }
 
     /// Everything a run checks before any guest code or row is touched, and nothing more:
-    /// the policy, the package's manifest, the grant, and every SQL snippet of the policy
+    /// the policy, the package and its signature, the grant, and every SQL snippet of the policy
     /// planned against the table's schema. Writes nothing, not even an audit line.
     pub fn check(&self, request: &RunRequest) -> Result<Grant, RunError> {
         let policy = Policy::load(&request.policy, &request.base_dir)?;
         let package = Package::load(&request.package_dir)?;
+        match signing::verify(&package, policy.trusted_keys(&package.manifest.publisher)) {
+            Ok(_) => {}
+            Err(VerifyError::Unsigned { .. }) if request.allow_unsigned => {}
+            Err(error) => return Err(error.into()),
+        }
         let grant = Grant::resolve(&package.manifest, &policy, request.role.as_deref())?;
         self.open_source(&grant, &policy)?;
         Ok(grant)
@@ -374,6 +392,17 @@ impl Runtime {
             }
         };
         let manifest = &package.manifest;
+        let signature = match signing::verify(&package, policy.trusted_keys(&manifest.publisher)) {
+            Ok(verified) => Some(verified),
+            Err(VerifyError::Unsigned { .. }) if request.allow_unsigned => None,
+            Err(error) => {
+                trail.record(
+                    "run-start",
+                    json!({ "package": request.package_dir, "policy": policy.path }),
+                )?;
+                return Err(error.into());
+            }
+        };
         facts.package = Some(PackageFacts {
             name: manifest.name.to_string(),
             version: manifest.version.clone(),
@@ -387,6 +416,11 @@ impl Runtime {
                 "version": manifest.version,
                 "publisher": manifest.publisher,
                 "component_sha256": package.component_sha256,
+                "package_digest": package.digest(),
+                "signature": match &signature {
+                    Some(verified) => json!(verified),
+                    None => json!("unsigned, run with allow-unsigned"),
+                },
                 "graphs": package.graphs.iter().map(|g| json!({
                     "name": g.spec.name, "sha256": g.sha256,
                 })).collect::<Vec<_>>(),
@@ -491,6 +525,8 @@ impl Runtime {
             version: manifest.version.clone(),
             publisher: manifest.publisher.to_string(),
             component_sha256: package.component_sha256.clone(),
+            package_digest: package.digest(),
+            signature,
             model_description: scored.model_description,
             input: grant.input.name.to_string(),
             output: grant.output.name.to_string(),
@@ -504,6 +540,7 @@ impl Runtime {
             rows_per_second: 0.0,
             fuel_consumed: totals.fuel_consumed,
             peak_guest_memory_bytes: totals.peak_memory,
+            host_peak_rss_bytes: 0,
             peak_tensor_bytes: totals.peak_tensor_bytes,
             inference_calls: totals.inference_calls,
             inference_time_s: totals.inference_time.as_secs_f64(),

@@ -61,6 +61,20 @@ pub fn append(path: &Path, record: &UsageRecord) -> Result<(), UsageError> {
     file.sync_data().map_err(error)
 }
 
+/// This process's peak resident set size so far (`VmHWM` in /proc/self/status), in bytes; 0
+/// where the kernel does not say. The kernel's own high-water mark for this process image:
+/// unlike a parent's `wait4` figure, it never includes the memory of whoever started it.
+pub fn process_peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(0)
+}
+
 /// User plus system CPU time of this process so far.
 pub fn process_cpu_time() -> std::time::Duration {
     // /proc/self/stat fields 14 and 15 (utime, stime) count clock ticks of all threads; Linux

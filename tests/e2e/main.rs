@@ -18,6 +18,7 @@ mod churn;
 mod data_plane;
 mod limits;
 mod output;
+mod packaging;
 mod partition;
 mod policy_snapshots;
 mod sandbox_policy;

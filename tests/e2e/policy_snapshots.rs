@@ -15,6 +15,7 @@ fn policy_error(runtime: &Runtime, path: &std::path::Path) -> Option<String> {
             policy: path.to_owned(),
             base_dir: root(),
             role: None,
+            allow_unsigned: true,
         })
         .err()?
         .to_string();

@@ -1,14 +1,13 @@
 //! Paths of the compiled test guests and example models, one constant per guest, emitted by
 //! `build.rs` (the pattern of wasmtime's test-programs artifacts crate). The end-to-end tests
 //! in `tests/e2e/` use them; the build fails if a guest is used by no test. [`telco_table`] makes
-//! the large tables the memory tests and benchmarks score; [`peak_rss`] measures a run's memory.
+//! the large tables the memory tests and benchmarks score.
 
 // Test helpers panic on a broken test setup: that is a failed test, with its reason.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 
-pub mod peak_rss;
 pub mod telco_table;
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
