@@ -17,6 +17,7 @@ pub mod archive;
 pub mod audit;
 pub mod data;
 pub mod grant;
+pub mod inspect;
 pub mod manifest;
 pub mod names;
 pub mod nn;
@@ -29,5 +30,6 @@ pub mod sink;
 pub mod source;
 pub mod units;
 pub mod usage;
+pub mod world;
 
 pub use run::{Progress, RunError, RunRequest, RunSummary, Runtime, RuntimeConfig};

@@ -51,6 +51,19 @@ enum Command {
         /// The package to sign, in place.
         package: PathBuf,
     },
+    /// The permissions screen: who made a package, whether its signature holds, what data it
+    /// asks for, what it writes, its graphs and their operators, and what its component
+    /// imports. Runs nothing.
+    Inspect {
+        /// The .cordon package (or a package directory).
+        package: PathBuf,
+        /// Verify the signature against this policy's [trust]; without it, it is only read.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Print it as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a package's signature and digests against a policy's [trust] section.
     Verify {
         /// The .cordon package.
@@ -143,6 +156,11 @@ fn main() -> ExitCode {
         Command::Pack { dir, out } => pack(&dir, &out),
         Command::Keygen { stem } => keygen(&stem),
         Command::Sign { key, package } => sign(&key, &package),
+        Command::Inspect {
+            package,
+            policy,
+            json,
+        } => inspect(&package, policy.as_deref(), json),
         Command::Verify { package, policy } => verify(&package, &policy),
         Command::Audit(AuditCommand::Verify { log, head }) => audit_verify(&log, head.as_deref()),
         Command::Audit(AuditCommand::Show { log }) => audit_show(&log),
@@ -214,6 +232,27 @@ fn verify(package_path: &Path, policy_path: &Path) -> anyhow::Result<()> {
         package.files.len(),
         verified.digest
     );
+    Ok(())
+}
+
+fn inspect(package_path: &Path, policy_path: Option<&Path>, json: bool) -> anyhow::Result<()> {
+    let package = cordon::package::Package::load(package_path)?;
+    let policy = match policy_path {
+        Some(path) => {
+            let base_dir = std::env::current_dir().context("cannot read the current directory")?;
+            Some(cordon::policy::Policy::load(path, &base_dir)?)
+        }
+        None => None,
+    };
+    let trusted = policy
+        .as_ref()
+        .map(|p| p.trusted_keys(&package.manifest.publisher));
+    let inspection = cordon::inspect::inspect(&package, trusted);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&inspection)?);
+    } else {
+        println!("{inspection}");
+    }
     Ok(())
 }
 

@@ -11,6 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::Deserialize;
 
 use crate::names::Name;
+use crate::units::ByteSize;
 
 /// The file name of the manifest inside a package.
 pub const MANIFEST_FILE: &str = "cordon.toml";
@@ -124,6 +125,21 @@ struct RawManifest {
     output: std::collections::BTreeMap<Name, RawOutput>,
     #[serde(default)]
     graph: Vec<GraphSpec>,
+    #[serde(default)]
+    resources: ResourceHints,
+}
+
+/// What the provider says the model needs, so that a consumer can set `[limits]` to fit before
+/// the first run fails. Hints only: the policy's limits are what the host enforces.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ResourceHints {
+    /// Linear memory one instance needs (compare `limits.memory`).
+    pub memory: Option<ByteSize>,
+    /// wasi:nn tensor bytes one instance holds at most (compare `limits.tensor-bytes`).
+    pub tensor_bytes: Option<ByteSize>,
+    /// Fuel one row costs, roughly (compare `limits.fuel-per-batch` over `limits.batch-rows`).
+    pub fuel_per_row: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -183,6 +199,7 @@ pub struct Manifest {
     pub input: InputSpec,
     pub output: OutputSpec,
     pub graphs: Vec<GraphSpec>,
+    pub resources: ResourceHints,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -285,6 +302,7 @@ impl Manifest {
                 columns: output.columns,
             },
             graphs: raw.graph,
+            resources: raw.resources,
         })
     }
 }

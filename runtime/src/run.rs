@@ -27,6 +27,7 @@ use crate::signing::{self, Verified, VerifyError};
 use crate::sink::Sink;
 use crate::source::{PartitionRead, TableSource};
 use crate::usage::{self, UsageError, UsageRecord};
+use crate::world::{ComponentWorld, WorldError};
 
 /// Everything that can end a run. Only `main` turns it into an exit code.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,12 @@ pub enum RunError {
     Grant(#[from] GrantError),
     #[error(transparent)]
     Signature(#[from] VerifyError),
+    #[error("{package}: {component} was refused: {why}")]
+    Component {
+        package: String,
+        component: String,
+        why: WorldError,
+    },
     #[error(transparent)]
     Data(#[from] DataError),
     #[error(transparent)]
@@ -88,6 +95,7 @@ impl RunError {
         match self {
             RunError::Grant(_) => Some("grant"),
             RunError::Signature(_) => Some("signature"),
+            RunError::Component { .. } => Some("component"),
             RunError::Limit(_)
             | RunError::CpuLimit { .. }
             | RunError::WallTime { .. }
@@ -105,6 +113,18 @@ impl RunError {
             TrapCause::Other(message) => RunError::Trap { message },
         }
     }
+}
+
+/// Reads what the component imports and exports before it is compiled: a model that asks for
+/// the network, or for anything this host does not offer, never gets that far.
+fn check_component(package: &Package) -> Result<(), RunError> {
+    ComponentWorld::read(&package.component)
+        .and_then(|world| world.check(package.manifest.input.mode))
+        .map_err(|why| RunError::Component {
+            package: package.path.display().to_string(),
+            component: package.manifest.component.clone(),
+            why,
+        })
 }
 
 /// Process-wide settings: where ONNX Runtime is and where compiled components are cached.
@@ -365,6 +385,7 @@ impl Runtime {
             Err(VerifyError::Unsigned { .. }) if request.allow_unsigned => {}
             Err(error) => return Err(error.into()),
         }
+        check_component(&package)?;
         let grant = Grant::resolve(&package.manifest, &policy, request.role.as_deref())?;
         self.open_source(&grant, &policy)?;
         Ok(grant)
@@ -428,6 +449,7 @@ impl Runtime {
                 "cordon_version": env!("CARGO_PKG_VERSION"),
             }),
         )?;
+        check_component(&package)?;
         let grant = Grant::resolve(manifest, policy, request.role.as_deref())?;
         trail.record(
             "grant",
@@ -456,7 +478,7 @@ impl Runtime {
         let compile_started = Instant::now();
         let (component, compile) = self
             .cache
-            .load(&self.engine.engine, &package.component)
+            .load(&self.engine.engine, &package.digest(), &package.component)
             .map_err(|e| RunError::Compile(e.into()))?;
         let compile_time = compile_started.elapsed();
 

@@ -274,6 +274,17 @@ fn bundle_bytes(payload: &[u8], signature: &Signature, key: &VerifyingKey) -> Ve
     bytes
 }
 
+/// The fingerprint of the key the signature says made it, read without checking anything: for
+/// the permissions screen, before a policy is at hand. `None` for an unsigned package or an
+/// unreadable signature.
+pub fn claimed_signer(package: &Package) -> Option<String> {
+    let bundle: Value = serde_json::from_slice(package.signature.as_ref()?).ok()?;
+    bundle
+        .pointer("/verificationMaterial/publicKey/hint")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
 /// What a verified signature established.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Verified {

@@ -96,30 +96,57 @@ fn cli_runs_the_churn_example_with_a_compile_cache() {
     assert_eq!(summary["compile"]["outcome"], "hit");
 }
 
-/// A truncated cache entry is noticed and rebuilt, never loaded.
+/// A truncated, corrupted or foreign cache entry is noticed and rebuilt, never loaded.
 #[test]
-fn a_truncated_cache_entry_is_rebuilt() {
+fn a_bad_cache_entry_is_rebuilt() {
     let case = churn_case();
     let cache_dir = case.path("cache");
     let cache = cordon::sandbox::CompileCache::new(Some(cache_dir.clone()));
     let engine = cordon::sandbox::SandboxEngine::new().unwrap();
     let wasm = std::fs::read(cordon_test_guests::CHURN_MODEL).unwrap();
-    let (_, first) = cache.load(&engine.engine, &wasm).unwrap();
+    let digest = "sha256:package-a";
+    let (_, first) = cache.load(&engine.engine, digest, &wasm).unwrap();
     assert_eq!(first, CacheOutcome::Miss);
     let entry = std::fs::read_dir(&cache_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
         .unwrap();
-    let bytes = std::fs::read(&entry).unwrap();
-    std::fs::write(&entry, &bytes[..bytes.len() / 2]).unwrap();
-    let (_, second) = cache.load(&engine.engine, &wasm).unwrap();
-    assert!(
-        matches!(second, CacheOutcome::Rebuilt(ref why) if why.contains("checksum")),
-        "{second:?}"
+    let good = std::fs::read(&entry).unwrap();
+    let rebuilt_because = |bytes: &[u8]| {
+        std::fs::write(&entry, bytes).unwrap();
+        match cache.load(&engine.engine, digest, &wasm).unwrap().1 {
+            CacheOutcome::Rebuilt(why) => why,
+            other => panic!("a bad entry was not rebuilt: {other:?}"),
+        }
+    };
+
+    // Truncated, and one flipped byte in the compiled code.
+    assert!(rebuilt_because(&good[..good.len() / 2]).contains("checksum"));
+    let mut flipped = good.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    assert!(rebuilt_because(&flipped).contains("checksum"));
+    // Foreign: not Cordon's, and another package's entry (same component) under this name.
+    assert!(rebuilt_because(b"\0asm\x01\0\0\0").contains("not a Cordon cache entry"));
+    let (_, other) = cache
+        .load(&engine.engine, "sha256:package-b", &wasm)
+        .unwrap();
+    assert_eq!(
+        other,
+        CacheOutcome::Miss,
+        "the package digest is part of the key"
     );
-    let (_, third) = cache.load(&engine.engine, &wasm).unwrap();
-    assert_eq!(third, CacheOutcome::Hit);
+    let other_entry = std::fs::read_dir(&cache_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| *p != entry && p.extension().is_some_and(|e| e == "cwasm"))
+        .unwrap();
+    assert!(rebuilt_because(&std::fs::read(other_entry).unwrap()).contains("another package"));
+
+    // Each rebuild wrote a good entry back.
+    let (_, last) = cache.load(&engine.engine, digest, &wasm).unwrap();
+    assert_eq!(last, CacheOutcome::Hit);
 }
 
 /// Every policy in policies/ parses.

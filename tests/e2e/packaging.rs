@@ -10,7 +10,7 @@ use cordon::signing;
 use crate::support::{Case, churn_case, read_csv};
 
 /// The churn example's build directory in `case/package`, packed into `case/dist`.
-fn packed_churn(case: &Case) -> PathBuf {
+pub(crate) fn packed_churn(case: &Case) -> PathBuf {
     let output = case.cordon(&["pack", "package", "--out", "dist"]);
     assert!(
         output.status.success(),
@@ -21,7 +21,7 @@ fn packed_churn(case: &Case) -> PathBuf {
 }
 
 /// A fresh key pair at `case/keys/<name>`.
-fn keygen(case: &Case, name: &str) -> PathBuf {
+pub(crate) fn keygen(case: &Case, name: &str) -> PathBuf {
     std::fs::create_dir_all(case.path("keys")).unwrap();
     let stem = format!("keys/{name}");
     let output = case.cordon(&["keygen", &stem]);
@@ -33,7 +33,7 @@ fn keygen(case: &Case, name: &str) -> PathBuf {
     case.path(&format!("{stem}.key"))
 }
 
-fn sign(case: &Case, key: &Path, package: &Path) {
+pub(crate) fn sign(case: &Case, key: &Path, package: &Path) {
     let output = case.cordon(&[
         "sign",
         "--key",
@@ -48,7 +48,7 @@ fn sign(case: &Case, key: &Path, package: &Path) {
 }
 
 /// Makes the policy trust `public_key` for the churn example's publisher.
-fn trust(case: &Case, public_key: &Path) {
+pub(crate) fn trust(case: &Case, public_key: &Path) {
     let policy = std::fs::read_to_string(case.path("policy.toml")).unwrap();
     let line = policy
         .lines()

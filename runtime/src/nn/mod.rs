@@ -14,6 +14,7 @@
 //! Guest mistakes (a wrong shape, an unknown graph) are wasi:nn errors the guest can handle;
 //! a broken limit traps and ends the run.
 
+pub mod graph_info;
 pub mod onnx;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,366 @@
+//! `cordon inspect`: the permissions screen. Everything a consumer should read before running a
+//! package, taken from the package itself without running or compiling anything: who made it
+//! and whether the signature holds, what it holds, what data it asks for, what it writes, which
+//! graphs it runs with which operators, what it says it needs, and what its component imports.
+
+use std::fmt::{self, Write as _};
+
+use ed25519_dalek::VerifyingKey;
+
+use crate::manifest::{ColumnSpec, ResourceHints};
+use crate::nn::graph_info::{self, GraphInfo};
+use crate::package::Package;
+use crate::sandbox::WASMTIME_VERSION;
+use crate::signing;
+use crate::world::{ComponentWorld, ImportVerdict};
+
+/// What `cordon inspect` shows; `--json` prints it as is.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Inspection {
+    pub package: PackageFacts,
+    pub signature: SignatureStatus,
+    pub files: Vec<FileFacts>,
+    pub input: InputFacts,
+    pub output: OutputFacts,
+    pub graphs: Vec<GraphFacts>,
+    pub resources: ResourceHints,
+    pub component: ComponentFacts,
+    /// The versions of the host that read it.
+    pub host: HostFacts,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PackageFacts {
+    pub name: String,
+    pub version: String,
+    pub publisher: String,
+    pub license: String,
+    pub description: String,
+    pub path: String,
+    /// `sha256:` root digest over every file's digest: what the signature covers.
+    pub digest: String,
+    /// SHA-256 of the compressed archive as stored, for a packed package.
+    pub archive_sha256: Option<String>,
+}
+
+/// The signature, as far as it could be checked.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SignatureStatus {
+    /// `verified`, `not-checked` (no policy given), `unsigned` or `refused`.
+    pub status: &'static str,
+    /// The key that signed it (verified) or says it did (otherwise).
+    pub key_fingerprint: Option<String>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FileFacts {
+    pub name: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InputFacts {
+    pub name: String,
+    pub mode: String,
+    pub columns: Vec<ColumnSpec>,
+    pub partition_by: Vec<String>,
+    pub order_by: Vec<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OutputFacts {
+    pub name: String,
+    pub columns: Vec<ColumnSpec>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GraphFacts {
+    pub name: String,
+    pub file: String,
+    pub format: String,
+    pub device: String,
+    pub bytes: u64,
+    pub sha256: String,
+    /// Operators and operator sets, when the graph could be read.
+    pub info: Option<GraphInfo>,
+    /// Why it could not be.
+    pub unreadable: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ComponentFacts {
+    pub file: String,
+    pub bytes: u64,
+    pub sha256: String,
+    /// `accepted`, or why `cordon run` would refuse it.
+    pub verdict: String,
+    pub world: Option<ComponentWorld>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HostFacts {
+    pub cordon: &'static str,
+    pub wasmtime: &'static str,
+}
+
+/// Inspects a loaded package; with `trusted` (the policy's keys for its publisher) the
+/// signature is verified, without it only read.
+pub fn inspect(package: &Package, trusted: Option<&[VerifyingKey]>) -> Inspection {
+    let manifest = &package.manifest;
+    let signature = signature_status(package, trusted);
+    let files = package
+        .file_digests()
+        .into_iter()
+        .map(|(name, sha256)| FileFacts {
+            bytes: package.files.get(&name).map_or(0, |b| b.len() as u64),
+            name,
+            sha256,
+        })
+        .collect();
+    let graphs = package
+        .graphs
+        .iter()
+        .map(|graph| {
+            let read = graph_info::read(&graph.bytes);
+            GraphFacts {
+                name: graph.spec.name.to_string(),
+                file: graph.spec.file.clone(),
+                format: "onnx".into(),
+                device: graph.spec.device.to_string(),
+                bytes: graph.bytes.len() as u64,
+                sha256: graph.sha256.clone(),
+                unreadable: read.as_ref().err().map(ToString::to_string),
+                info: read.ok(),
+            }
+        })
+        .collect();
+    let world = ComponentWorld::read(&package.component);
+    let verdict = match world
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|w| w.check(manifest.input.mode))
+    {
+        Ok(()) => "accepted".to_owned(),
+        Err(error) => format!("refused: {error}"),
+    };
+    let names = |names: &[crate::names::Name]| names.iter().map(|n| n.to_string()).collect();
+    Inspection {
+        package: PackageFacts {
+            name: manifest.name.to_string(),
+            version: manifest.version.clone(),
+            publisher: manifest.publisher.to_string(),
+            license: manifest.license.clone(),
+            description: manifest.description.clone(),
+            path: package.path.display().to_string(),
+            digest: format!("sha256:{}", package.digest()),
+            archive_sha256: package.archive_sha256.clone(),
+        },
+        signature,
+        files,
+        input: InputFacts {
+            name: manifest.input.name.to_string(),
+            mode: manifest.input.mode.to_string(),
+            columns: manifest.input.columns.clone(),
+            partition_by: names(&manifest.input.partition_by),
+            order_by: names(&manifest.input.order_by),
+        },
+        output: OutputFacts {
+            name: manifest.output.name.to_string(),
+            columns: manifest.output.columns.clone(),
+        },
+        graphs,
+        resources: manifest.resources.clone(),
+        component: ComponentFacts {
+            file: manifest.component.clone(),
+            bytes: package.component.len() as u64,
+            sha256: package.component_sha256.clone(),
+            verdict,
+            world: world.ok(),
+        },
+        host: HostFacts {
+            cordon: env!("CARGO_PKG_VERSION"),
+            wasmtime: WASMTIME_VERSION,
+        },
+    }
+}
+
+fn signature_status(package: &Package, trusted: Option<&[VerifyingKey]>) -> SignatureStatus {
+    let claimed = signing::claimed_signer(package);
+    if package.signature.is_none() {
+        return SignatureStatus {
+            status: "unsigned",
+            key_fingerprint: None,
+            detail: "no signature: `cordon run` refuses it (but for --allow-unsigned)".into(),
+        };
+    }
+    let Some(trusted) = trusted else {
+        return SignatureStatus {
+            status: "not-checked",
+            key_fingerprint: claimed,
+            detail: "signed, not checked: pass --policy to verify it against your [trust]".into(),
+        };
+    };
+    match signing::verify(package, trusted) {
+        Ok(verified) => SignatureStatus {
+            status: "verified",
+            key_fingerprint: Some(verified.key_fingerprint),
+            detail: format!(
+                "signed by a key your policy trusts for `{}`; every file matches the signed digests",
+                verified.publisher
+            ),
+        },
+        Err(error) => SignatureStatus {
+            status: "refused",
+            key_fingerprint: claimed,
+            detail: error.to_string(),
+        },
+    }
+}
+
+fn columns(columns: &[ColumnSpec]) -> String {
+    columns
+        .iter()
+        .map(|c| format!("{} ({})", c.name, c.ty))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A size for people: `81.1 KiB`.
+fn size(bytes: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let b = bytes as f64;
+    if b >= KIB * KIB {
+        format!("{:.1} MiB", b / (KIB * KIB))
+    } else if b >= KIB {
+        format!("{:.1} KiB", b / KIB)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+impl fmt::Display for Inspection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = &self.package;
+        writeln!(
+            f,
+            "{} {} by {}  ({})",
+            p.name, p.version, p.publisher, p.license
+        )?;
+        writeln!(f, "  {}", p.description)?;
+        writeln!(f, "  file        {}", p.path)?;
+        writeln!(f, "  digest      {}", p.digest)?;
+        let s = &self.signature;
+        writeln!(
+            f,
+            "signature     {}{}",
+            s.status,
+            s.key_fingerprint
+                .as_ref()
+                .map(|k| format!(", key {k}"))
+                .unwrap_or_default()
+        )?;
+        writeln!(f, "  {}", s.detail)?;
+
+        let input = &self.input;
+        writeln!(f, "reads         `{}`, {} mode", input.name, input.mode)?;
+        writeln!(f, "  columns     {}", columns(&input.columns))?;
+        if !input.partition_by.is_empty() {
+            writeln!(
+                f,
+                "  partitions  by {}, ordered by {}",
+                input.partition_by.join(", "),
+                input.order_by.join(", ")
+            )?;
+        }
+        writeln!(f, "writes        `{}`", self.output.name)?;
+        writeln!(f, "  columns     {}", columns(&self.output.columns))?;
+
+        for graph in &self.graphs {
+            writeln!(
+                f,
+                "graph         {} ({}, {}, {}, prefers {})",
+                graph.name,
+                graph.file,
+                graph.format,
+                size(graph.bytes),
+                graph.device
+            )?;
+            match (&graph.info, &graph.unreadable) {
+                (Some(info), _) => {
+                    let opsets = info
+                        .opsets
+                        .iter()
+                        .map(|(domain, version)| format!("{domain} {version}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let operators = info
+                        .operators
+                        .iter()
+                        .map(|(op, count)| format!("{op} ×{count}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    writeln!(f, "  opsets      {opsets}")?;
+                    writeln!(f, "  operators   {operators}")?;
+                }
+                (None, Some(why)) => writeln!(f, "  unreadable  {why}")?,
+                (None, None) => {}
+            }
+        }
+
+        let r = &self.resources;
+        let mut hints = String::new();
+        if let Some(memory) = r.memory {
+            let _ = write!(hints, "memory {memory}  ");
+        }
+        if let Some(tensors) = r.tensor_bytes {
+            let _ = write!(hints, "tensor-bytes {tensors}  ");
+        }
+        if let Some(fuel) = r.fuel_per_row {
+            let _ = write!(hints, "fuel-per-row {fuel}");
+        }
+        if hints.is_empty() {
+            hints.push_str("none given");
+        }
+        writeln!(f, "needs         {}", hints.trim_end())?;
+
+        let c = &self.component;
+        writeln!(
+            f,
+            "component     {} ({}, sha256:{}): {}",
+            c.file,
+            size(c.bytes),
+            c.sha256,
+            c.verdict
+        )?;
+        if let Some(world) = &c.world {
+            for import in &world.imports {
+                let mark = match import.verdict {
+                    ImportVerdict::Offered => "imports",
+                    ImportVerdict::Network | ImportVerdict::Unknown => "REFUSED",
+                };
+                writeln!(f, "  {mark:<11} {}: {}", import.name, import.note)?;
+            }
+            for export in &world.exports {
+                writeln!(f, "  exports     {export}")?;
+            }
+        }
+
+        writeln!(f, "files")?;
+        for file in &self.files {
+            writeln!(
+                f,
+                "  {:<28} {:>10}  sha256:{}",
+                file.name,
+                size(file.bytes),
+                file.sha256
+            )?;
+        }
+        write!(
+            f,
+            "read by cordon {} (wasmtime {}); nothing was run",
+            self.host.cordon, self.host.wasmtime
+        )
+    }
+}

@@ -1,0 +1,184 @@
+//! The permissions screen (`cordon inspect`) and the component checks: a model that imports
+//! anything outside the world Cordon offers is refused before it is compiled, naming the import.
+
+use serde_json::Value;
+
+use crate::packaging::{keygen, packed_churn, sign, trust};
+use crate::support::{Case, PROBE_MANIFEST, churn_case, probe_policy, probe_table};
+
+fn inspect_json(case: &Case, args: &[&str]) -> Value {
+    let mut all = vec!["inspect", "--json"];
+    all.extend_from_slice(args);
+    let output = case.cordon(&all);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn inspect_shows_what_a_signed_package_asks_for() {
+    let case = churn_case();
+    let key = keygen(&case, "acme");
+    let package = packed_churn(&case);
+    let package = package.to_str().unwrap();
+
+    let unsigned = inspect_json(&case, &[package]);
+    assert_eq!(unsigned["signature"]["status"], "unsigned");
+
+    sign(&case, &key, std::path::Path::new(package));
+    let unchecked = inspect_json(&case, &[package]);
+    assert_eq!(unchecked["signature"]["status"], "not-checked");
+    let fingerprint = unchecked["signature"]["key_fingerprint"].as_str().unwrap();
+    assert!(fingerprint.starts_with("sha256:"), "{fingerprint}");
+
+    // Against a policy that does not trust the key, then one that does.
+    let refused = inspect_json(&case, &[package, "--policy", "policy.toml"]);
+    assert_eq!(refused["signature"]["status"], "refused");
+    trust(&case, &key.with_extension("pub"));
+    let screen = inspect_json(&case, &[package, "--policy", "policy.toml"]);
+    assert_eq!(screen["signature"]["status"], "verified");
+    assert_eq!(screen["signature"]["key_fingerprint"], fingerprint);
+
+    assert_eq!(screen["package"]["name"], "telco-churn");
+    assert_eq!(screen["package"]["publisher"], "acme-analytics");
+    let columns: Vec<&str> = screen["input"]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(columns.contains(&"tenure") && columns.contains(&"contract"));
+    assert_eq!(screen["output"]["columns"][0]["name"], "churn_probability");
+
+    // The graph's operators, read from its bytes.
+    let graph = &screen["graphs"][0];
+    assert_eq!(graph["name"], "churn_gbt");
+    assert!(graph["bytes"].as_u64().unwrap() > 1000);
+    let operators = graph["info"]["operators"].as_object().unwrap();
+    assert!(
+        operators.keys().any(|op| op.contains("TreeEnsemble")),
+        "{operators:?}"
+    );
+
+    // The component: accepted, its imports listed, wasi:nn among them.
+    let component = &screen["component"];
+    assert_eq!(component["verdict"], "accepted");
+    let imports: Vec<&str> = component["world"]["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        imports.iter().any(|i| i.starts_with("wasi:nn/graph@")),
+        "{imports:?}"
+    );
+    assert!(!imports.iter().any(|i| i.starts_with("wasi:sockets/")));
+    assert_eq!(
+        component["world"]["exports"],
+        serde_json::json!(["cordon:model/scorer@0.1.0"])
+    );
+    let files: Vec<&str> = screen["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        ["cordon.toml", "graphs/churn_gbt.onnx", "model.wasm"]
+    );
+
+    // The text form says the same for people.
+    let output = case.cordon(&["inspect", package, "--policy", "policy.toml"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success());
+    for expected in [
+        "telco-churn 0.1.0 by acme-analytics",
+        "signature     verified",
+        fingerprint,
+        "reads         `customers`, row mode",
+        "graph         churn_gbt",
+        "imports     wasi:nn/graph@",
+        "nothing was run",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+/// A component with the given imports, each an empty instance, and no exports.
+fn component_importing(imports: &[&str]) -> Vec<u8> {
+    use wasm_encoder::{
+        Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection, InstanceType,
+    };
+    let mut types = ComponentTypeSection::new();
+    types.instance(&InstanceType::new());
+    let mut section = ComponentImportSection::new();
+    for name in imports {
+        section.import(*name, ComponentTypeRef::Instance(0));
+    }
+    let mut component = Component::new();
+    component.section(&types).section(&section);
+    component.finish()
+}
+
+fn refused_case(wasm: &[u8]) -> (Case, String) {
+    let case = Case::new();
+    case.write("input.csv", &probe_table(3));
+    case.write("policy.toml", &probe_policy(""));
+    std::fs::write(case.path("made.wasm"), wasm).unwrap();
+    case.package(
+        case.path("made.wasm").to_str().unwrap(),
+        PROBE_MANIFEST,
+        &[],
+    );
+    let output = case.cordon(&["run", "--package", "package", "--policy", "policy.toml"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(!case.path("out/results.csv").exists());
+    (case, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn imports_outside_the_world_are_refused_by_name() {
+    let (_, stderr) = refused_case(&component_importing(&[
+        "wasi:cli/environment@0.2.6",
+        "acme:exfil/upload@1.0.0",
+    ]));
+    assert!(
+        stderr.contains("imports `acme:exfil/upload@1.0.0`")
+            && stderr.contains("not part of the world Cordon offers"),
+        "{stderr}"
+    );
+
+    let (case, stderr) = refused_case(&component_importing(&["wasi:http/outgoing-handler@0.2.6"]));
+    assert!(
+        stderr.contains("imports `wasi:http/outgoing-handler@0.2.6`")
+            && stderr.contains("network access"),
+        "{stderr}"
+    );
+    // The permissions screen marks it too, and `cordon check` refuses it.
+    let text = String::from_utf8_lossy(&case.cordon(&["inspect", "package"]).stdout).into_owned();
+    assert!(
+        text.contains("REFUSED     wasi:http/outgoing-handler@0.2.6"),
+        "{text}"
+    );
+    let check = case.cordon(&["check", "--package", "package", "--policy", "policy.toml"]);
+    assert_eq!(check.status.code(), Some(2));
+
+    // A component that imports nothing forbidden but exports no scorer.
+    let (_, stderr) = refused_case(&component_importing(&["wasi:io/streams@0.2.6"]));
+    assert!(
+        stderr.contains("does not export `cordon:model/scorer@0.1.0`"),
+        "{stderr}"
+    );
+
+    // A core module is not a component.
+    let (_, stderr) = refused_case(b"\0asm\x01\0\0\0");
+    assert!(
+        stderr.contains("not a valid WebAssembly component"),
+        "{stderr}"
+    );
+}
