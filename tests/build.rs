@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Example models built from the main workspace: (package, constant).
-const EXAMPLES: [(&str, &str); 1] = [("churn-model", "CHURN_MODEL")];
+const EXAMPLES: [(&str, &str); 2] = [
+    ("churn-model", "CHURN_MODEL"),
+    ("forecast-model", "FORECAST_MODEL"),
+];
 
 fn main() -> Result<(), Box<dyn Error>> {
     let tests_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
@@ -31,7 +34,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         &["--workspace"],
         &target_dir,
     )?;
-    let mut example_args = Vec::new();
+    // The library only: an example may carry native tools (bins) that have no place in a guest.
+    let mut example_args = vec!["--lib"];
     for (package, _) in EXAMPLES {
         example_args.extend(["-p", package]);
     }

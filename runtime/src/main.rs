@@ -72,6 +72,31 @@ enum Command {
         #[arg(long)]
         policy: PathBuf,
     },
+    /// Draw a forecasting model's output: one small panel per series with its history, the
+    /// point forecast and the 80% and 95% intervals, as a PNG.
+    Plot {
+        /// The forecasts a run wrote: CSV with the series and time columns and yhat, lo80,
+        /// hi80, lo95, hi95.
+        forecasts: PathBuf,
+        /// The history the forecasts were made from (CSV).
+        #[arg(long)]
+        history: PathBuf,
+        /// The column naming the series, in both files.
+        #[arg(long)]
+        series: String,
+        /// The column holding the time label (sorted as text), in both files.
+        #[arg(long)]
+        time: String,
+        /// The history's value column.
+        #[arg(long)]
+        value: String,
+        /// The picture's title.
+        #[arg(long, default_value = "Forecasts")]
+        title: String,
+        /// Where to write the PNG.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
     /// Check or read an audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -162,6 +187,23 @@ fn main() -> ExitCode {
             json,
         } => inspect(&package, policy.as_deref(), json),
         Command::Verify { package, policy } => verify(&package, &policy),
+        Command::Plot {
+            forecasts,
+            history,
+            series,
+            time,
+            value,
+            title,
+            out,
+        } => plot(&cordon::plot::PlotRequest {
+            history: &history,
+            forecasts: &forecasts,
+            series: &series,
+            time: &time,
+            value: &value,
+            title: &title,
+            out: &out,
+        }),
         Command::Audit(AuditCommand::Verify { log, head }) => audit_verify(&log, head.as_deref()),
         Command::Audit(AuditCommand::Show { log }) => audit_show(&log),
     };
@@ -253,6 +295,18 @@ fn inspect(package_path: &Path, policy_path: Option<&Path>, json: bool) -> anyho
     } else {
         println!("{inspection}");
     }
+    Ok(())
+}
+
+fn plot(request: &cordon::plot::PlotRequest) -> anyhow::Result<()> {
+    let summary = cordon::plot::plot(request)?;
+    println!(
+        "{} ({} series, {}x{} px)",
+        request.out.display(),
+        summary.series,
+        summary.width,
+        summary.height
+    );
     Ok(())
 }
 

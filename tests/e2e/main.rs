@@ -16,6 +16,7 @@ mod audit;
 mod bounded_memory;
 mod churn;
 mod data_plane;
+mod forecast;
 mod inspect;
 mod limits;
 mod output;
