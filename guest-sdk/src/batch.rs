@@ -45,7 +45,7 @@ fn column_len(values: &wit::ColumnValues) -> usize {
         wit::ColumnValues::Float32(v) => v.len(),
         wit::ColumnValues::Int64(v) | wit::ColumnValues::Timestamp(v) => v.len(),
         wit::ColumnValues::Boolean(v) => v.len(),
-        wit::ColumnValues::Text(v) => v.len(),
+        wit::ColumnValues::Text(v) => v.offsets.len().saturating_sub(1),
     }
 }
 
@@ -105,19 +105,51 @@ impl<'a, T: Copy> Column<'a, T> {
 }
 
 /// A borrowed view of a text column. Nulls read as `None`.
+///
+/// The values arrive as one UTF-8 buffer and offsets (see `text-values` in the contract):
+/// reading a value borrows a slice of it, with no allocation per row.
 #[derive(Debug, Clone, Copy)]
 pub struct TextColumn<'a> {
-    values: &'a [String],
+    offsets: &'a [u32],
+    text: &'a str,
     validity: &'a [bool],
 }
 
 impl<'a> TextColumn<'a> {
+    /// Checks the layout once, so that reading rows is plain slicing: offsets start at 0,
+    /// never decrease, end at the buffer's length and fall on character boundaries.
+    fn new(
+        name: &str,
+        values: &'a wit::TextValues,
+        validity: &'a [bool],
+    ) -> Result<Self, ModelError> {
+        let malformed = |why: &str| ModelError::InvalidInput(format!("text column `{name}` {why}"));
+        let text = std::str::from_utf8(&values.bytes).map_err(|_| malformed("is not UTF-8"))?;
+        if values.offsets.first().is_some_and(|first| *first != 0)
+            || values.offsets.last().map_or(0, |last| *last as usize) != text.len()
+        {
+            return Err(malformed("has offsets that do not span its bytes"));
+        }
+        let mut previous = 0;
+        for offset in values.offsets.iter().map(|o| *o as usize) {
+            if offset < previous || !text.is_char_boundary(offset) {
+                return Err(malformed("has an offset that does not fall between values"));
+            }
+            previous = offset;
+        }
+        Ok(TextColumn {
+            offsets: &values.offsets,
+            text,
+            validity,
+        })
+    }
+
     pub fn len(&self) -> usize {
-        self.values.len()
+        self.offsets.len().saturating_sub(1)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.len() == 0
     }
 
     /// The value at `row`, or `None` where it is null or `row` is out of range.
@@ -125,20 +157,30 @@ impl<'a> TextColumn<'a> {
         if !self.validity.is_empty() && !self.validity.get(row).copied().unwrap_or(false) {
             return None;
         }
-        self.values.get(row).map(String::as_str)
+        let start = *self.offsets.get(row)? as usize;
+        let end = *self.offsets.get(row + 1)? as usize;
+        self.text.get(start..end)
     }
 
     /// Every row in order, nulls as `None`.
     pub fn iter(&self) -> impl Iterator<Item = Option<&'a str>> + 'a {
-        let validity = self.validity;
-        self.values
-            .iter()
-            .enumerate()
-            .map(move |(row, value)| match validity.get(row) {
-                Some(false) => None,
-                _ => Some(value.as_str()),
-            })
+        let column = *self;
+        (0..column.len()).map(move |row| column.get(row))
     }
+}
+
+/// Strings into one buffer and offsets; `None` past 4 GiB (offsets are u32).
+fn pack_text<S: AsRef<str>>(values: &[S]) -> Option<wit::TextValues> {
+    let total: usize = values.iter().map(|v| v.as_ref().len()).sum();
+    u32::try_from(total).ok()?;
+    let mut bytes = Vec::with_capacity(total);
+    let mut offsets = Vec::with_capacity(values.len() + 1);
+    offsets.push(0u32);
+    for value in values {
+        bytes.extend_from_slice(value.as_ref().as_bytes());
+        offsets.push(bytes.len() as u32);
+    }
+    Some(wit::TextValues { offsets, bytes })
 }
 
 macro_rules! typed_accessor {
@@ -219,10 +261,7 @@ impl Batch {
     pub fn texts(&self, name: &str) -> Result<TextColumn<'_>, ModelError> {
         let column = self.find(name)?;
         match &column.values {
-            wit::ColumnValues::Text(values) => Ok(TextColumn {
-                values,
-                validity: &column.validity,
-            }),
+            wit::ColumnValues::Text(values) => TextColumn::new(name, values, &column.validity),
             other => Err(wrong_type(name, ColumnType::Text, column_type(other))),
         }
     }
@@ -241,7 +280,10 @@ impl Batch {
                         render(v, valid)
                     }
                     wit::ColumnValues::Boolean(v) => render(v, valid),
-                    wit::ColumnValues::Text(v) => render(v, valid),
+                    wit::ColumnValues::Text(_) => match self.texts(&column.name) {
+                        Ok(text) => text.iter().map(|v| v.map(str::to_owned)).collect(),
+                        Err(_) => vec![None; self.num_rows],
+                    },
                 };
                 (column.name.clone(), rendered)
             })
@@ -277,6 +319,8 @@ fn render<T: ToString>(values: &[T], valid: impl Fn(usize) -> bool) -> Vec<Optio
 #[derive(Debug, Default)]
 pub struct BatchBuilder {
     columns: Vec<wit::Column>,
+    /// The first column that could not be laid out, reported by `build`.
+    error: Option<String>,
 }
 
 fn split_nulls<T: Default>(values: Vec<Option<T>>) -> (Vec<T>, Vec<bool>) {
@@ -341,10 +385,32 @@ impl BatchBuilder {
         /// Adds a column of booleans.
         bool, nullable_bool, Boolean, bool
     );
-    builder_methods!(
-        /// Adds a column of text.
-        text, nullable_text, Text, String
-    );
+    /// Adds a column of text.
+    pub fn text(self, name: &str, values: Vec<String>) -> Self {
+        self.text_column(name, &values, Vec::new())
+    }
+
+    /// Adds a column of text. `None` marks a null.
+    pub fn nullable_text(self, name: &str, values: Vec<Option<String>>) -> Self {
+        let (values, validity) = split_nulls(values);
+        self.text_column(name, &values, validity)
+    }
+
+    fn text_column(mut self, name: &str, values: &[String], validity: Vec<bool>) -> Self {
+        match pack_text(values) {
+            Some(text) => self.columns.push(wit::Column {
+                name: name.to_owned(),
+                values: wit::ColumnValues::Text(text),
+                validity,
+            }),
+            None => {
+                self.error.get_or_insert(format!(
+                    "output column `{name}` holds more than 4 GiB of text"
+                ));
+            }
+        }
+        self
+    }
     builder_methods!(
         /// Adds a column of timestamps (microseconds since the Unix epoch, UTC).
         timestamp, nullable_timestamp, Timestamp, i64
@@ -352,6 +418,9 @@ impl BatchBuilder {
 
     /// The batch, or an error if the columns differ in length or a name repeats.
     pub fn build(self) -> Result<Batch, ModelError> {
+        if let Some(error) = self.error {
+            return Err(ModelError::Internal(error));
+        }
         let num_rows = self.columns.first().map_or(0, |c| column_len(&c.values));
         for (index, column) in self.columns.iter().enumerate() {
             let len = column_len(&column.values);
@@ -413,6 +482,40 @@ mod tests {
         assert!(wrong.contains("column `n` is int64"), "{wrong}");
         let missing = batch.texts("zip").unwrap_err().to_string();
         assert!(missing.contains("no column `zip`"), "{missing}");
+    }
+
+    #[test]
+    fn text_is_sliced_from_one_buffer_and_a_bad_layout_is_refused() {
+        let batch = BatchBuilder::new()
+            .nullable_text("s", vec![Some("añb".into()), None, Some(String::new())])
+            .build()
+            .unwrap();
+        let s = batch.texts("s").unwrap();
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.iter().collect::<Vec<_>>(), [Some("añb"), None, Some("")]);
+
+        let bad = |offsets: Vec<u32>, bytes: &[u8]| {
+            Batch::from_wit(wit::Batch {
+                num_rows: 1,
+                columns: vec![wit::Column {
+                    name: "s".into(),
+                    values: wit::ColumnValues::Text(wit::TextValues {
+                        offsets,
+                        bytes: bytes.to_vec(),
+                    }),
+                    validity: Vec::new(),
+                }],
+            })
+        };
+        // Past the end, inside a character, not UTF-8.
+        for batch in [
+            bad(vec![0, 9], b"ab"),
+            bad(vec![0, 2, 4], "añb".as_bytes()),
+            bad(vec![0, 1], &[0xff]),
+        ] {
+            let error = batch.texts("s").unwrap_err().to_string();
+            assert!(error.contains("text column `s`"), "{error}");
+        }
     }
 
     #[test]
