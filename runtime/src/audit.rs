@@ -206,7 +206,24 @@ fn verify_reader<R: Read>(
         let Some(Value::String(recorded)) = object.remove("hash") else {
             return Err(broken("no `hash`".into()));
         };
-        if canonical_hash(&object) != recorded {
+        // The hash covers the line exactly as written, less its `hash` member (keys are
+        // sorted, so that member sits between `event` and `prev`). It is checked on the text,
+        // not on the parsed values written out again: a float's decimal text does not always
+        // parse back to the same f64, and a verifier must not call such a line edited.
+        let text = std::str::from_utf8(&buffer)
+            .map_err(|_| broken("not UTF-8 (edited?)".into()))?
+            .trim_end_matches('\n');
+        let member = format!("\"hash\":{},", Value::String(recorded.clone()));
+        let Some((before, after)) = text
+            .find(&member)
+            .and_then(|at| text.get(..at).zip(text.get(at + member.len()..)))
+        else {
+            return Err(broken(
+                "its `hash` is not where Cordon writes it (edited?)".into(),
+            ));
+        };
+        let hashed = format!("{before}{after}");
+        if hex::encode(Sha256::digest(hashed.as_bytes())) != recorded {
             return Err(broken(
                 "its content does not match its hash: the line was edited".into(),
             ));
@@ -320,6 +337,29 @@ mod tests {
         log.append("run-start", json!({})).unwrap();
         assert_eq!(verify(&path).unwrap().lines, 4);
         assert_eq!(verify(&path).unwrap().head.unwrap(), log.head());
+    }
+
+    /// Wall times and rates are floats; a line must verify whatever digits they have, even
+    /// where parsing the decimal text back does not give the very same f64.
+    #[test]
+    fn lines_with_any_float_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path, "run-1").unwrap();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..2_000 {
+            // A fixed pseudo-random sequence of values like wall_time_s.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let seconds = (x >> 11) as f64 / (1u64 << 53) as f64 * 100.0;
+            log.append(
+                "run-end",
+                json!({ "wall_time_s": seconds, "rate": 1.0 / seconds }),
+            )
+            .unwrap();
+        }
+        assert_eq!(verify(&path).unwrap().lines, 2_000);
     }
 
     #[test]
