@@ -1,9 +1,25 @@
 #!/usr/bin/env bash
 # The benchmarks, as BENCHMARKS.md reports them: figures on this machine, never pass/fail.
-# Installs the toolchain and ONNX Runtime if needed. CORDON_BENCH_ROWS and CORDON_BENCH_RUNS
-# change the large-table benchmark's size and repetitions.
+# Installs the toolchain and ONNX Runtime if needed, and the Python baseline's pinned packages
+# into target/bench-venv. Each benchmark writes target/bench/<name>.json.
+#   CORDON_BENCH_ROWS       rows of the large-table benchmark (default 10,000,000)
+#   CORDON_BENCH_E2E_ROWS   table sizes against Python, comma-separated (default 1,000,000)
+#   CORDON_BENCH_RUNS       runs per figure (default 3); CORDON_BENCH_PASSES for the
+#                           sandbox-overhead passes (default 5)
+#   CORDON_BENCH_ONLY       one benchmark: sandbox_overhead, end_to_end or large_table
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(scripts/setup.sh | tail -n 1)}"
-cargo bench --locked -p cordon-runtime --bench large_table
+venv=target/bench-venv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r runtime/benches/python/requirements.txt
+fi
+export CORDON_BENCH_PYTHON="$PWD/$venv/bin/python"
+
+for bench in sandbox_overhead end_to_end large_table; do
+  if [ -z "${CORDON_BENCH_ONLY:-}" ] || [ "$CORDON_BENCH_ONLY" = "$bench" ]; then
+    cargo bench --locked -p cordon-runtime --bench "$bench"
+  fi
+done

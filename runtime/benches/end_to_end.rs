@@ -1,0 +1,292 @@
+//! Benchmark: `cordon run` end to end against what a data team runs today, plus start-up and
+//! scaling with instances. Figures for BENCHMARKS.md, never pass/fail.
+//!
+//! - **Against Python**: the Telco rows replicated to `CORDON_BENCH_E2E_ROWS` (default 1,000,000;
+//!   a comma-separated list for several sizes), as CSV and as Parquet, scored into the same
+//!   format by the `cordon` binary (the churn package with the gradient-boosted or the
+//!   logistic-regression graph, policies/churn.toml's limits: 2 instances, 1,024-row batches,
+//!   one ONNX Runtime thread, compile cache warm) and by `benches/python/baseline.py` (pandas
+//!   read, the same features, onnxruntime `InferenceSession.run` in 1,024-row batches, pandas
+//!   write) run with `CORDON_BENCH_PYTHON` (scripts/bench.sh makes a virtual environment with
+//!   benches/python/requirements.txt). Both run `CORDON_BENCH_RUNS` times (default 3),
+//!   alternating; the ratio is taken within each round and its median reported.
+//! - **Start-up**: `cordon run` on a 16-row table, with the compile cache warm and with
+//!   `--no-cache`: the whole process, median of 10.
+//! - **Instances**: the largest Parquet table at 1 and 2 instances (this machine has 2 cores).
+//!
+//! Writes `target/bench/end_to_end.json`.
+
+// A benchmark stops on a broken setup: that is its failure, with its reason.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::error::Error;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use cordon_test_guests::telco_table::write_telco_parquet;
+use cordon_test_guests::{CHURN_MODEL, onnxruntime_library, root};
+
+const GRAPHS: [(&str, &str); 2] = [
+    ("gradient-boosted trees", "churn_gbt.onnx"),
+    ("logistic regression", "churn_logreg.onnx"),
+];
+
+fn telco() -> PathBuf {
+    root().join("examples/churn/data/telco_churn.csv")
+}
+
+/// The Telco table's rows repeated to `rows`, each with a fresh customerID, as CSV.
+fn write_telco_csv(rows: u64, path: &Path) -> Result<(), Box<dyn Error>> {
+    let text = std::fs::read_to_string(telco())?;
+    let mut lines = text.lines();
+    let header = lines.next().ok_or("empty table")?;
+    let body: Vec<&str> = lines.collect();
+    let partial = path.with_extension("csv.partial");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&partial)?);
+    writeln!(out, "{header}")?;
+    for i in 0..rows {
+        let line = body[(i % body.len() as u64) as usize];
+        let (_, rest) = line.split_once(',').ok_or("a line without a comma")?;
+        writeln!(out, "C{i:09},{rest}")?;
+    }
+    out.flush()?;
+    drop(out);
+    std::fs::rename(partial, path)?;
+    Ok(())
+}
+
+/// Generates the table once into target/bench-data/.
+fn table(rows: u64, format: &str) -> Result<PathBuf, Box<dyn Error>> {
+    let dir = root().join("target/bench-data");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("telco_{rows}.{format}"));
+    if !path.is_file() {
+        eprintln!("writing {rows} rows to {}", path.display());
+        match format {
+            "csv" => write_telco_csv(rows, &path)?,
+            _ => {
+                let partial = path.with_extension("parquet.partial");
+                write_telco_parquet(&telco(), rows, &partial)?;
+                std::fs::rename(&partial, &path)?;
+            }
+        }
+    }
+    Ok(path)
+}
+
+/// The churn package with `graph` under the name the guest asks for.
+fn package(dir: &Path, graph: &str) -> Result<PathBuf, Box<dyn Error>> {
+    let example = root().join("examples/churn");
+    let package = dir.join(format!("package-{graph}"));
+    std::fs::create_dir_all(package.join("graphs"))?;
+    std::fs::copy(example.join("cordon.toml"), package.join("cordon.toml"))?;
+    std::fs::copy(CHURN_MODEL, package.join("model.wasm"))?;
+    std::fs::copy(
+        example.join("graphs").join(graph),
+        package.join("graphs/churn_gbt.onnx"),
+    )?;
+    Ok(package)
+}
+
+/// policies/churn.toml reading `table`, writing `sink`, with `instances`.
+fn policy(
+    dir: &Path,
+    table: &Path,
+    sink: &Path,
+    rows: u64,
+    instances: u32,
+) -> Result<PathBuf, Box<dyn Error>> {
+    let text = std::fs::read_to_string(root().join("policies/churn.toml"))?
+        .replace(
+            "source = \"examples/churn/data/telco_churn.csv\"",
+            &format!("source = {:?}", table.display().to_string()),
+        )
+        .replace(
+            "sink = \"out/churn_scores.csv\"",
+            &format!("sink = {:?}", sink.display().to_string()),
+        )
+        .replace("output-rows = 1_000_000", &format!("output-rows = {rows}"))
+        .replace("instances = 2", &format!("instances = {instances}"));
+    let path = dir.join(format!("policy-{}.toml", std::process::id()));
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// Runs the `cordon` binary; returns the process's wall time in seconds.
+fn cordon(
+    dir: &Path,
+    package: &Path,
+    policy: &Path,
+    cache: Option<&Path>,
+) -> Result<f64, Box<dyn Error>> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cordon"));
+    command
+        .current_dir(dir)
+        .args(["run", "--allow-unsigned", "--quiet", "--json", "--package"])
+        .arg(package)
+        .arg("--policy")
+        .arg(policy)
+        .arg("--onnxruntime")
+        .arg(onnxruntime_library());
+    match cache {
+        Some(cache) => command.arg("--cache-dir").arg(cache),
+        None => command.arg("--no-cache"),
+    };
+    let started = Instant::now();
+    let output = command.output()?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !output.status.success() {
+        return Err(format!(
+            "cordon run failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    Ok(seconds)
+}
+
+/// Runs the Python baseline; returns the process's wall time in seconds.
+fn python(python: &str, graph: &Path, table: &Path, out: &Path) -> Result<f64, Box<dyn Error>> {
+    let started = Instant::now();
+    let output = Command::new(python)
+        .arg(root().join("runtime/benches/python/baseline.py"))
+        .arg(graph)
+        .arg(table)
+        .arg(out)
+        .arg("1024")
+        .output()?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !output.status.success() {
+        return Err(format!(
+            "the Python baseline failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    Ok(seconds)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let sizes: Vec<u64> = std::env::var("CORDON_BENCH_E2E_ROWS")
+        .unwrap_or_else(|_| "1000000".into())
+        .split(',')
+        .map(|s| s.trim().replace('_', "").parse())
+        .collect::<Result<_, _>>()?;
+    let runs: usize = std::env::var("CORDON_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let python_bin = std::env::var("CORDON_BENCH_PYTHON").ok();
+    let dir = tempfile::tempdir()?;
+    let cache = dir.path().join("cache");
+
+    let mut against_python = Vec::new();
+    for &rows in &sizes {
+        for format in ["csv", "parquet"] {
+            let table = table(rows, format)?;
+            for (label, graph) in GRAPHS {
+                let package = package(dir.path(), graph)?;
+                let sink = dir.path().join(format!("cordon_out.{format}"));
+                let policy = policy(dir.path(), &table, &sink, rows, 2)?;
+                // Warm the compile cache and the page cache once.
+                cordon(dir.path(), &package, &policy, Some(&cache))?;
+                let (mut cordon_rates, mut python_rates, mut ratios) =
+                    (Vec::new(), Vec::new(), Vec::new());
+                for _ in 0..runs {
+                    let ours = cordon(dir.path(), &package, &policy, Some(&cache))?;
+                    cordon_rates.push(rows as f64 / ours);
+                    if let Some(python_bin) = &python_bin {
+                        let out = dir.path().join(format!("python_out.{format}"));
+                        let theirs = python(
+                            python_bin,
+                            &root().join("examples/churn/graphs").join(graph),
+                            &table,
+                            &out,
+                        )?;
+                        python_rates.push(rows as f64 / theirs);
+                        ratios.push(theirs / ours);
+                    }
+                }
+                let cordon_rate = median(&mut cordon_rates);
+                let (python_rate, speedup) = if ratios.is_empty() {
+                    (None, None)
+                } else {
+                    (Some(median(&mut python_rates)), Some(median(&mut ratios)))
+                };
+                eprintln!(
+                    "{rows} rows {format:<7} {label:<24} cordon {cordon_rate:>9.0} rows/s, python {}, cordon/python {}",
+                    python_rate.map_or("(not run)".into(), |r| format!("{r:.0} rows/s")),
+                    speedup.map_or("-".into(), |s| format!("{s:.2}x")),
+                );
+                against_python.push(serde_json::json!({
+                    "rows": rows, "format": format, "graph": label,
+                    "cordon_rows_per_second": cordon_rate,
+                    "python_rows_per_second": python_rate,
+                    "cordon_speedup": speedup,
+                }));
+            }
+        }
+    }
+
+    // Start-up: a 16-row table, warm cache and no cache.
+    let small = dir.path().join("small.csv");
+    let text = std::fs::read_to_string(telco())?;
+    std::fs::write(
+        &small,
+        text.lines().take(17).collect::<Vec<_>>().join("\n") + "\n",
+    )?;
+    let package = package(dir.path(), "churn_gbt.onnx")?;
+    let policy_small = policy(dir.path(), &small, &dir.path().join("small_out.csv"), 16, 2)?;
+    cordon(dir.path(), &package, &policy_small, Some(&cache))?;
+    let mut warm: Vec<f64> = (0..10)
+        .map(|_| cordon(dir.path(), &package, &policy_small, Some(&cache)))
+        .collect::<Result<_, _>>()?;
+    let mut cold: Vec<f64> = (0..10)
+        .map(|_| cordon(dir.path(), &package, &policy_small, None))
+        .collect::<Result<_, _>>()?;
+    let (warm, cold) = (median(&mut warm) * 1e3, median(&mut cold) * 1e3);
+    eprintln!("start-up (16 rows, whole process): warm cache {warm:.1} ms, no cache {cold:.1} ms");
+
+    // Instances: the largest Parquet table, gradient-boosted graph.
+    let largest = *sizes.iter().max().unwrap_or(&1_000_000);
+    let table = table(largest, "parquet")?;
+    let mut scaling = Vec::new();
+    for instances in [1u32, 2] {
+        let sink = dir.path().join("scaling_out.parquet");
+        let policy = policy(dir.path(), &table, &sink, largest, instances)?;
+        let mut rates: Vec<f64> = (0..runs)
+            .map(|_| {
+                cordon(dir.path(), &package, &policy, Some(&cache)).map(|s| largest as f64 / s)
+            })
+            .collect::<Result<_, _>>()?;
+        let rate = median(&mut rates);
+        eprintln!("{largest} rows parquet, {instances} instance(s): {rate:.0} rows/s");
+        scaling.push(serde_json::json!({ "instances": instances, "rows_per_second": rate }));
+    }
+
+    let report = serde_json::json!({
+        "benchmark": "end_to_end",
+        "runs": runs,
+        "against_python": against_python,
+        "startup_ms": { "warm_cache": warm, "no_cache": cold, "rows": 16 },
+        "instances": { "rows": largest, "format": "parquet", "figures": scaling },
+    });
+    let out = root().join("target/bench/end_to_end.json");
+    std::fs::create_dir_all(root().join("target/bench"))?;
+    std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
+    println!("end_to_end: {}", out.display());
+    Ok(())
+}

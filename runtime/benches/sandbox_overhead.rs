@@ -1,0 +1,345 @@
+//! Benchmark: what the sandbox costs over running the same model natively, and how fast an
+//! instance starts. Figures for BENCHMARKS.md, never pass/fail.
+//!
+//! - **Overhead**: the churn guest scoring batches inside the sandbox (the batch copied in,
+//!   features encoded in the guest, the graph run through wasi:nn on the host, the scores copied
+//!   out) against the same feature encoding (the guest crate's own code, compiled natively) and
+//!   the same ONNX Runtime session pool (`LoadedGraph`, one thread) called directly from Rust.
+//!   Three graphs with the same interface (gradient-boosted trees, an MLP, logistic regression)
+//!   at 256, 4,096 and 65,536 rows per batch, 262,144 Telco rows per pass. Input batches are
+//!   prepared before the clock starts on both sides. Each figure is the median of the passes,
+//!   guest and native alternating, and the ratio is taken within each pass.
+//! - **Instantiation**: p50 and p99 of `Instance::new` from one `InstancePre` on the pooling
+//!   allocator, a fresh store each time, as every run's instances start.
+//!
+//! `cargo bench -p cordon-runtime --bench sandbox_overhead` (or `scripts/bench.sh`);
+//! `CORDON_BENCH_PASSES` changes the number of passes (default 5). Writes
+//! `target/bench/sandbox_overhead.json`.
+
+// A benchmark stops on a broken setup: that is its failure, with its reason.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::error::Error;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cordon::data::{Batch, Column, ColumnValues};
+use cordon::manifest::Device;
+use cordon::nn::onnx::{LoadedGraph, OnnxRuntime, SessionOptions};
+use cordon::nn::{ElementType, GraphRegistry, NnState, Tensor};
+use cordon::sandbox::{CompileCache, GuestState, Instance, SandboxEngine, bindings, linker};
+use cordon_guest::BatchBuilder;
+use cordon_test_guests::{CHURN_MODEL, onnxruntime_library, root};
+
+const ROWS: usize = 262_144;
+const BATCH_SIZES: [usize; 3] = [256, 4_096, 65_536];
+/// (what the report calls it, file under examples/churn/graphs/)
+const GRAPHS: [(&str, &str); 3] = [
+    ("gradient-boosted trees", "churn_gbt.onnx"),
+    ("MLP (64, 32)", "churn_mlp.onnx"),
+    ("logistic regression", "churn_logreg.onnx"),
+];
+const INSTANTIATIONS: usize = 2_000;
+/// Fuel and memory large enough never to stop a pass.
+const FUEL: u64 = u64::MAX / 4;
+const GUEST_MEMORY: u64 = 1 << 30;
+
+/// The ten columns the churn model reads, for every Telco row, repeated to `rows`.
+fn telco_batch(rows: usize) -> Result<Batch, Box<dyn Error>> {
+    let mut reader = csv::Reader::from_path(root().join("examples/churn/data/telco_churn.csv"))?;
+    let headers = reader.headers()?.clone();
+    let records: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>()?;
+    let field = |record: &csv::StringRecord, name: &str| -> String {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .and_then(|i| record.get(i))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    let cycle = || records.iter().cycle().take(rows);
+    let int = |name: &str| -> Result<Column, Box<dyn Error>> {
+        let values = cycle()
+            .map(|r| field(r, name).parse::<i64>())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(column(name, ColumnValues::Int64(values), Vec::new()))
+    };
+    let text = |name: &str| {
+        let values = cycle().map(|r| field(r, name)).collect();
+        column(name, ColumnValues::Text(values), Vec::new())
+    };
+    let monthly = cycle()
+        .map(|r| field(r, "MonthlyCharges").parse::<f64>())
+        .collect::<Result<Vec<_>, _>>()?;
+    // TotalCharges is blank for customers not billed yet: null, as the data plane reads it.
+    let total: Vec<Option<f64>> = cycle()
+        .map(|r| field(r, "TotalCharges").parse::<f64>().ok())
+        .collect();
+    let columns = vec![
+        renamed(int("tenure")?, "tenure"),
+        column(
+            "monthly_charges",
+            ColumnValues::Float64(monthly),
+            Vec::new(),
+        ),
+        column(
+            "total_charges",
+            ColumnValues::Float64(total.iter().map(|v| v.unwrap_or(0.0)).collect()),
+            total.iter().map(Option::is_some).collect(),
+        ),
+        renamed(int("SeniorCitizen")?, "senior_citizen"),
+        renamed(text("Contract"), "contract"),
+        renamed(text("PaymentMethod"), "payment_method"),
+        renamed(text("InternetService"), "internet_service"),
+        renamed(text("PaperlessBilling"), "paperless_billing"),
+        renamed(text("TechSupport"), "tech_support"),
+        renamed(text("OnlineSecurity"), "online_security"),
+    ];
+    Ok(Batch {
+        num_rows: rows,
+        columns,
+    })
+}
+
+fn column(name: &str, values: ColumnValues, validity: Vec<bool>) -> Column {
+    Column {
+        name: name.to_owned(),
+        values,
+        validity,
+    }
+}
+
+fn renamed(mut column: Column, name: &str) -> Column {
+    column.name = name.to_owned();
+    column
+}
+
+/// Rows `start..start + len` of every column.
+fn slice(batch: &Batch, start: usize, len: usize) -> Batch {
+    let end = (start + len).min(batch.num_rows);
+    let columns = batch
+        .columns
+        .iter()
+        .map(|c| {
+            let values = match &c.values {
+                ColumnValues::Int64(v) => ColumnValues::Int64(v[start..end].to_vec()),
+                ColumnValues::Float64(v) => ColumnValues::Float64(v[start..end].to_vec()),
+                ColumnValues::Text(v) => ColumnValues::Text(v[start..end].to_vec()),
+                other => other.clone(),
+            };
+            let validity = if c.validity.is_empty() {
+                Vec::new()
+            } else {
+                c.validity[start..end].to_vec()
+            };
+            column(&c.name, values, validity)
+        })
+        .collect();
+    Batch {
+        num_rows: end - start,
+        columns,
+    }
+}
+
+/// The same rows as the guest SDK's batch, for the native path.
+fn sdk_batch(batch: &Batch) -> cordon_guest::Batch {
+    let mut builder = BatchBuilder::new();
+    for c in &batch.columns {
+        let valid = |i: usize| c.validity.is_empty() || c.validity[i];
+        builder = match &c.values {
+            ColumnValues::Int64(v) => builder.i64(&c.name, v.clone()),
+            ColumnValues::Float64(v) => builder.nullable_f64(
+                &c.name,
+                v.iter()
+                    .enumerate()
+                    .map(|(i, x)| valid(i).then_some(*x))
+                    .collect(),
+            ),
+            ColumnValues::Text(v) => builder.text(&c.name, v.clone()),
+            _ => builder,
+        };
+    }
+    builder.build().expect("a well-formed batch")
+}
+
+/// Native: encode with the guest crate's code, run the graph, take P(churn).
+fn score_natively(graph: &LoadedGraph, batch: &cordon_guest::Batch) -> Vec<f64> {
+    let features = churn_model::features::encode_batch(batch).expect("features");
+    let rows = batch.num_rows();
+    let tensor = Tensor {
+        dimensions: vec![rows as u32, churn_model::features::FEATURE_COUNT as u32],
+        ty: ElementType::F32,
+        data: features.iter().flat_map(|f| f.to_le_bytes()).collect(),
+    };
+    let outputs = graph
+        .compute(vec![("features".to_owned(), tensor)])
+        .expect("the graph runs");
+    let (_, probabilities) = outputs
+        .iter()
+        .find(|(name, _)| name == "probabilities")
+        .expect("probabilities");
+    probabilities
+        .data
+        .chunks_exact(8)
+        .map(|pair| f64::from(f32::from_le_bytes(pair[4..8].try_into().unwrap())))
+        .collect()
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[index]
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let passes: usize = std::env::var("CORDON_BENCH_PASSES")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+    let onnxruntime = OnnxRuntime::load(&onnxruntime_library())?;
+    let engine = SandboxEngine::new()?;
+    let cache_dir = tempfile::tempdir()?;
+    let wasm = std::fs::read(CHURN_MODEL)?;
+    let (component, _) = CompileCache::new(Some(cache_dir.path().to_owned())).load(
+        &engine.engine,
+        "bench",
+        &wasm,
+    )?;
+    let pre = bindings::ModelPre::new(linker(&engine.engine)?.instantiate_pre(&component)?)?;
+    let options = SessionOptions {
+        device: Device::Cpu,
+        threads: 1,
+    };
+    let deadline = || Instant::now() + Duration::from_secs(3600);
+    let table = telco_batch(ROWS)?;
+
+    let mut overhead = Vec::new();
+    for (label, file) in GRAPHS {
+        let bytes: Arc<[u8]> =
+            std::fs::read(root().join("examples/churn/graphs").join(file))?.into();
+        let graph = Arc::new(LoadedGraph::load(
+            &onnxruntime,
+            "churn_gbt",
+            bytes,
+            options,
+        )?);
+        // The guest asks for `churn_gbt`; every graph here has its interface.
+        let registry: Arc<GraphRegistry> =
+            Arc::new([("churn_gbt".to_owned(), Arc::clone(&graph))].into());
+        for batch_rows in BATCH_SIZES {
+            let batches: Vec<Batch> = (0..ROWS)
+                .step_by(batch_rows)
+                .map(|start| slice(&table, start, batch_rows))
+                .collect();
+            let native_batches: Vec<cordon_guest::Batch> = batches.iter().map(sdk_batch).collect();
+            let mut instance = Instance::new(
+                &engine.engine,
+                &pre,
+                GuestState::new(
+                    NnState::new(Arc::clone(&registry), None, GUEST_MEMORY),
+                    GUEST_MEMORY,
+                ),
+                FUEL,
+                deadline(),
+            )?;
+            let (mut guest_rates, mut native_rates, mut ratios) =
+                (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..passes {
+                let inputs = batches.clone();
+                let started = Instant::now();
+                let mut checksum = 0.0;
+                for batch in inputs {
+                    let output = instance
+                        .score(batch, FUEL, deadline())
+                        .map_err(|e| format!("the guest failed: {e:?}"))?;
+                    if let Some(ColumnValues::Float64(p)) =
+                        output.columns.first().map(|c| &c.values)
+                    {
+                        checksum += p.iter().sum::<f64>();
+                    }
+                }
+                let guest = started.elapsed().as_secs_f64();
+
+                let started = Instant::now();
+                let mut native_checksum = 0.0;
+                for batch in &native_batches {
+                    native_checksum += score_natively(&graph, batch).iter().sum::<f64>();
+                }
+                let native = started.elapsed().as_secs_f64();
+                // Same rows, same graph: the same scores, or the comparison means nothing.
+                assert!(
+                    (checksum - native_checksum).abs() < 1e-6 * ROWS as f64,
+                    "guest and native disagree: {checksum} vs {native_checksum}"
+                );
+                guest_rates.push(ROWS as f64 / guest);
+                native_rates.push(ROWS as f64 / native);
+                ratios.push(guest / native);
+            }
+            let (guest, native, ratio) = (
+                median(&mut guest_rates),
+                median(&mut native_rates),
+                median(&mut ratios),
+            );
+            eprintln!(
+                "{label:<24} batch {batch_rows:>6}: guest {guest:>10.0} rows/s, native {native:>10.0} rows/s, guest/native time {ratio:.3}"
+            );
+            overhead.push(serde_json::json!({
+                "graph": label,
+                "batch_rows": batch_rows,
+                "guest_rows_per_second": guest,
+                "native_rows_per_second": native,
+                "guest_over_native_time": ratio,
+            }));
+        }
+    }
+
+    // Instantiation from the InstancePre, as each run's instances start.
+    let registry: Arc<GraphRegistry> = Arc::new(GraphRegistry::new());
+    let mut times = Vec::with_capacity(INSTANTIATIONS);
+    for _ in 0..INSTANTIATIONS {
+        let state = GuestState::new(
+            NnState::new(Arc::clone(&registry), None, GUEST_MEMORY),
+            256 << 20,
+        );
+        let started = Instant::now();
+        let instance = Instance::new(&engine.engine, &pre, state, FUEL, deadline())?;
+        times.push(started.elapsed());
+        drop(instance);
+    }
+    times.sort();
+    let (p50, p99) = (percentile(&times, 0.50), percentile(&times, 0.99));
+    eprintln!(
+        "instantiation ({INSTANTIATIONS}x): p50 {:.1} µs, p99 {:.1} µs",
+        p50.as_secs_f64() * 1e6,
+        p99.as_secs_f64() * 1e6
+    );
+
+    let report = serde_json::json!({
+        "benchmark": "sandbox_overhead",
+        "rows_per_pass": ROWS,
+        "passes": passes,
+        "onnxruntime_threads": 1,
+        "overhead": overhead,
+        "instantiation": {
+            "count": INSTANTIATIONS,
+            "p50_us": p50.as_secs_f64() * 1e6,
+            "p99_us": p99.as_secs_f64() * 1e6,
+        },
+    });
+    let out = root().join("target/bench/sandbox_overhead.json");
+    std::fs::create_dir_all(root().join("target/bench"))?;
+    std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
+    println!("sandbox_overhead: {}", out.display());
+    Ok(())
+}
