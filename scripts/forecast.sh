@@ -22,7 +22,7 @@ plot() {
 "$cordon" run --package "$package" --policy policies/forecast.toml "$@"
 plot out/forecasts.csv "Domestic visitor nights (millions): 8-quarter forecasts" out/forecasts.png
 
-"$cordon" run --package "$package" --policy policies/forecast-backtest.toml --quiet "$@"
+"$cordon" run --package "$package" --policy policies/forecast-backtest.toml "$@"
 plot out/backtest-forecasts.csv "Backtest: 2015Q1-2016Q4 held out, forecast against what happened" out/backtest.png
 cargo run --release --locked --quiet -p forecast-model --bin forecast-accuracy -- \
   "$history" out/backtest-forecasts.csv
