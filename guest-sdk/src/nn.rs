@@ -111,23 +111,47 @@ pub struct Tensor {
 macro_rules! typed_tensor {
     ($from:ident, $to:ident, $ty:ty, $element:ident) => {
         /// A tensor of the given dimensions (row-major) from these values.
+        ///
+        /// WebAssembly is little-endian, so the values' memory already is the tensor's byte
+        /// layout: it is handed to the host as it is, with no conversion value by value (that
+        /// loop was a large share of a small model's work per row inside the sandbox).
         pub fn $from(dimensions: &[u32], values: &[$ty]) -> Tensor {
-            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            Tensor::from_bytes(dimensions, ElementType::$element, bytes)
+            #[cfg(target_endian = "little")]
+            let raw = tensor::Tensor::new(
+                dimensions,
+                ElementType::$element.to_wit(),
+                bytemuck::cast_slice(values),
+            );
+            #[cfg(not(target_endian = "little"))]
+            let raw = {
+                let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                tensor::Tensor::new(dimensions, ElementType::$element.to_wit(), &bytes)
+            };
+            Tensor { raw }
         }
 
-        /// The tensor's values, if its element type matches.
+        /// The tensor's values, if its element type matches. Trailing bytes that do not make a
+        /// whole value are ignored.
         pub fn $to(&self) -> Result<Vec<$ty>, NnError> {
             self.expect_type(ElementType::$element)?;
             const SIZE: usize = std::mem::size_of::<$ty>();
-            Ok(self
-                .raw
-                .data()
+            let bytes = self.raw.data();
+            let whole = bytes.len() / SIZE;
+            let bytes = bytes.get(..whole * SIZE).unwrap_or_default();
+            #[cfg(target_endian = "little")]
+            {
+                // One copy of the bytes into place, not a conversion per value.
+                let mut values = vec![<$ty>::default(); whole];
+                bytemuck::cast_slice_mut::<$ty, u8>(&mut values).copy_from_slice(bytes);
+                Ok(values)
+            }
+            #[cfg(not(target_endian = "little"))]
+            Ok(bytes
                 .chunks_exact(SIZE)
                 .map(|chunk| {
-                    let mut bytes = [0u8; SIZE];
-                    bytes.copy_from_slice(chunk);
-                    <$ty>::from_le_bytes(bytes)
+                    let mut value = [0u8; SIZE];
+                    value.copy_from_slice(chunk);
+                    <$ty>::from_le_bytes(value)
                 })
                 .collect())
         }
