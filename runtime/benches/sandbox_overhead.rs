@@ -28,7 +28,7 @@ use std::error::Error;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cordon::data::{Batch, Column, ColumnValues};
+use cordon::data::{Batch, Column, ColumnValues, TextValues};
 use cordon::manifest::Device;
 use cordon::nn::onnx::{LoadedGraph, OnnxRuntime, SessionOptions};
 use cordon::nn::{ElementType, GraphRegistry, NnState, Tensor};
@@ -71,7 +71,8 @@ fn telco_batch(rows: usize) -> Result<Batch, Box<dyn Error>> {
         Ok(column(name, ColumnValues::Int64(values), Vec::new()))
     };
     let text = |name: &str| {
-        let values = cycle().map(|r| field(r, name)).collect();
+        let values: Vec<String> = cycle().map(|r| field(r, name)).collect();
+        let values = TextValues::from_strs(values.iter().map(String::as_str)).unwrap();
         column(name, ColumnValues::Text(values), Vec::new())
     };
     let monthly = cycle()
@@ -130,7 +131,9 @@ fn slice(batch: &Batch, start: usize, len: usize) -> Batch {
             let values = match &c.values {
                 ColumnValues::Int64(v) => ColumnValues::Int64(v[start..end].to_vec()),
                 ColumnValues::Float64(v) => ColumnValues::Float64(v[start..end].to_vec()),
-                ColumnValues::Text(v) => ColumnValues::Text(v[start..end].to_vec()),
+                ColumnValues::Text(v) => ColumnValues::Text(
+                    TextValues::from_strs(v.iter().skip(start).take(end - start)).unwrap(),
+                ),
                 other => other.clone(),
             };
             let validity = if c.validity.is_empty() {
@@ -161,7 +164,7 @@ fn sdk_batch(batch: &Batch) -> cordon_guest::Batch {
                     .map(|(i, x)| valid(i).then_some(*x))
                     .collect(),
             ),
-            ColumnValues::Text(v) => builder.text(&c.name, v.clone()),
+            ColumnValues::Text(v) => builder.text(&c.name, v.iter().map(str::to_owned).collect()),
             _ => builder,
         };
     }

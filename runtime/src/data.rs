@@ -76,8 +76,113 @@ pub enum ColumnValues {
     Float32(Vec<f32>),
     Int64(Vec<i64>),
     Boolean(Vec<bool>),
-    Text(Vec<String>),
+    Text(TextValues),
     Timestamp(Vec<i64>),
+}
+
+/// Text values in one buffer: row i is `bytes[offsets[i]..offsets[i + 1]]`. It is the layout
+/// of Arrow's string arrays and of the sandbox boundary (`text-values` in the contract), so
+/// text goes from the table to the guest as two copies, never one allocation per value.
+///
+/// Invariant, kept by every constructor: `offsets` starts at 0, never decreases, ends at
+/// `bytes.len()`, and every slice between two offsets is valid UTF-8.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextValues {
+    offsets: Vec<u32>,
+    bytes: Vec<u8>,
+}
+
+impl Default for TextValues {
+    fn default() -> Self {
+        TextValues::with_capacity(0)
+    }
+}
+
+impl TextValues {
+    pub fn with_capacity(rows: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        TextValues {
+            offsets,
+            bytes: Vec::new(),
+        }
+    }
+
+    /// Appends a value; `false` (and nothing appended) past 4 GiB of text.
+    #[must_use]
+    pub fn push(&mut self, value: &str) -> bool {
+        let Ok(end) = u32::try_from(self.bytes.len() + value.len()) else {
+            return false;
+        };
+        self.bytes.extend_from_slice(value.as_bytes());
+        self.offsets.push(end);
+        true
+    }
+
+    /// The values of `strings`, or `None` past 4 GiB of text.
+    pub fn from_strs<'a>(strings: impl IntoIterator<Item = &'a str>) -> Option<Self> {
+        let mut text = TextValues::default();
+        for value in strings {
+            if !text.push(value) {
+                return None;
+            }
+        }
+        Some(text)
+    }
+
+    /// Takes a layout from outside (a model's output), checking the invariant: offsets from 0,
+    /// in order, ending at the buffer's length, cutting it into UTF-8.
+    pub fn from_parts(offsets: Vec<u32>, bytes: Vec<u8>) -> Result<Self, String> {
+        if offsets.first().is_some_and(|first| *first != 0) {
+            return Err("its offsets do not start at 0".into());
+        }
+        if offsets.last().map_or(0, |last| *last as usize) != bytes.len() {
+            return Err("its offsets do not end at the length of its bytes".into());
+        }
+        for pair in offsets.windows(2) {
+            let [start, end] = pair else { continue };
+            if start > end {
+                return Err("its offsets decrease".into());
+            }
+            let slice = bytes
+                .get(*start as usize..*end as usize)
+                .ok_or("an offset is past its bytes")?;
+            std::str::from_utf8(slice).map_err(|_| "a value is not UTF-8".to_string())?;
+        }
+        let offsets = if offsets.is_empty() { vec![0] } else { offsets };
+        Ok(TextValues { offsets, bytes })
+    }
+
+    /// The layout, for the boundary.
+    pub fn into_parts(self) -> (Vec<u32>, Vec<u8>) {
+        (self.offsets, self.bytes)
+    }
+
+    pub fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of text, all values together.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The value at `row`.
+    pub fn get(&self, row: usize) -> Option<&str> {
+        let start = *self.offsets.get(row)? as usize;
+        let end = *self.offsets.get(row + 1)? as usize;
+        // The invariant makes this valid UTF-8; a failed check reads as a missing value.
+        std::str::from_utf8(self.bytes.get(start..end)?).ok()
+    }
+
+    /// Every value in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        (0..self.len()).map(|row| self.get(row).unwrap_or_default())
+    }
 }
 
 impl ColumnValues {
@@ -87,7 +192,7 @@ impl ColumnValues {
             ColumnType::Float32 => ColumnValues::Float32(Vec::with_capacity(capacity)),
             ColumnType::Int64 => ColumnValues::Int64(Vec::with_capacity(capacity)),
             ColumnType::Boolean => ColumnValues::Boolean(Vec::with_capacity(capacity)),
-            ColumnType::Text => ColumnValues::Text(Vec::with_capacity(capacity)),
+            ColumnType::Text => ColumnValues::Text(TextValues::with_capacity(capacity)),
             ColumnType::Timestamp => ColumnValues::Timestamp(Vec::with_capacity(capacity)),
         }
     }
@@ -124,7 +229,7 @@ impl ColumnValues {
             ColumnValues::Float32(v) => v.len() * 4,
             ColumnValues::Int64(v) | ColumnValues::Timestamp(v) => v.len() * 8,
             ColumnValues::Boolean(v) => v.len(),
-            ColumnValues::Text(v) => v.iter().map(|s| s.len() + 8).sum(),
+            ColumnValues::Text(v) => v.byte_len() + 4 * (v.len() + 1),
         }
     }
 }
@@ -181,7 +286,10 @@ impl ColumnValues {
             ColumnValues::Int64(v) => ColumnValues::Int64(vec![*v.get(row)?; times]),
             ColumnValues::Timestamp(v) => ColumnValues::Timestamp(vec![*v.get(row)?; times]),
             ColumnValues::Boolean(v) => ColumnValues::Boolean(vec![*v.get(row)?; times]),
-            ColumnValues::Text(v) => ColumnValues::Text(vec![v.get(row)?.clone(); times]),
+            ColumnValues::Text(v) => {
+                let value = v.get(row)?;
+                ColumnValues::Text(TextValues::from_strs(std::iter::repeat_n(value, times))?)
+            }
         })
     }
 
@@ -195,7 +303,7 @@ impl ColumnValues {
                 v.get(row).map_or(Value::Null, |x| (*x).into())
             }
             ColumnValues::Boolean(v) => v.get(row).map_or(Value::Null, |x| (*x).into()),
-            ColumnValues::Text(v) => v.get(row).map_or(Value::Null, |x| x.as_str().into()),
+            ColumnValues::Text(v) => v.get(row).map_or(Value::Null, |x| x.into()),
         }
     }
 }
@@ -228,4 +336,26 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     temp.as_file().sync_all()?;
     temp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_values_check_their_layout() {
+        let text = TextValues::from_strs(["a", "", "ñ"]).unwrap();
+        assert_eq!(text.len(), 3);
+        assert_eq!(text.get(2), Some("ñ"));
+        assert_eq!(text.get(3), None);
+        let (offsets, bytes) = text.clone().into_parts();
+        assert_eq!(TextValues::from_parts(offsets, bytes).unwrap(), text);
+        assert!(TextValues::from_parts(vec![0, 2], "ñ".as_bytes()[..1].to_vec()).is_err());
+        assert!(TextValues::from_parts(vec![0, 1, 2], "ñ".as_bytes().to_vec()).is_err());
+        assert!(
+            TextValues::from_parts(Vec::new(), Vec::new())
+                .unwrap()
+                .is_empty()
+        );
+    }
 }

@@ -72,8 +72,6 @@ pub enum RunError {
     },
     #[error("the model's output for batch {batch} was refused: {reason}")]
     InvalidOutput { batch: u64, reason: String },
-    #[error("batch {batch} cannot be handed to the model: {reason}")]
-    Boundary { batch: u64, reason: String },
     #[error("output-rows limit: the run would write more than {limit} rows (limits.output-rows)")]
     OutputRows { limit: u64 },
     #[error("cannot compile the model's component")]
@@ -1042,10 +1040,6 @@ fn score_one(
                 reason,
             }),
         },
-        Err(CallError::Input(reason)) => WorkerMessage::Failed(RunError::Boundary {
-            batch: index,
-            reason,
-        }),
         Err(CallError::Output(reason)) => WorkerMessage::Failed(RunError::InvalidOutput {
             batch: index,
             reason,

@@ -266,7 +266,7 @@ fn format_cell(values: &ColumnValues, row: usize) -> String {
         ColumnValues::Float32(v) => v.get(row).map(|x| x.to_string()),
         ColumnValues::Int64(v) | ColumnValues::Timestamp(v) => v.get(row).map(|x| x.to_string()),
         ColumnValues::Boolean(v) => v.get(row).map(|x| x.to_string()),
-        ColumnValues::Text(v) => v.get(row).cloned(),
+        ColumnValues::Text(v) => v.get(row).map(str::to_owned),
     }
     .unwrap_or_default()
 }
@@ -348,7 +348,7 @@ impl ParquetSink {
                 ColumnValues::Text(v) => Arc::new(
                     v.iter()
                         .enumerate()
-                        .map(|(row, s)| valid(row).then_some(s.as_str()))
+                        .map(|(row, s)| valid(row).then_some(s))
                         .collect::<StringArray>(),
                 ),
             };

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use datafusion::arrow::compute::{cast, concat_batches, partition};
 use datafusion::arrow::datatypes::{
     DataType, Field, Float32Type, Float64Type, Int64Type, Schema, TimeUnit,
@@ -27,7 +27,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 
-use crate::data::{Batch, Column, ColumnValues, DataError, HeldBack, KeyedBatch};
+use crate::data::{Batch, Column, ColumnValues, DataError, HeldBack, KeyedBatch, TextValues};
 use crate::grant::InputGrant;
 use crate::manifest::{ColumnType, InputMode};
 
@@ -443,18 +443,9 @@ impl TableSource {
                     ColumnValues::Boolean((0..rows).map(|row| flags.value(row)).collect())
                 }
                 ColumnType::Text => {
-                    let strings = array.as_string::<i32>();
-                    ColumnValues::Text(
-                        (0..rows)
-                            .map(|row| {
-                                if strings.is_null(row) {
-                                    String::new()
-                                } else {
-                                    strings.value(row).to_owned()
-                                }
-                            })
-                            .collect(),
-                    )
+                    ColumnValues::Text(text_values(array.as_string::<i32>()).ok_or_else(|| {
+                        self.internal(format!("column `{name}`: text past 4 GiB"))
+                    })?)
                 }
             };
             columns.push(Column {
@@ -666,4 +657,63 @@ fn build_query(grant: &InputGrant, table_columns: &[(String, DataType)]) -> Stri
         query.push_str(&format!(" ORDER BY {}", sort.join(", ")));
     }
     query
+}
+
+/// Arrow's string array as the boundary's layout: its offsets and bytes copied as they are.
+/// Where a row is null the value is left empty, whatever bytes Arrow keeps in the slot: some
+/// kernels (`nullif`, say) only mark a value null and keep it, and it must not reach a model.
+fn text_values(strings: &StringArray) -> Option<TextValues> {
+    if strings.null_count() == 0 {
+        let offsets = strings.value_offsets();
+        let first = *offsets.first()?;
+        let last = *offsets.last()?;
+        let bytes = strings
+            .value_data()
+            .get(usize::try_from(first).ok()?..usize::try_from(last).ok()?)?
+            .to_vec();
+        let offsets = offsets
+            .iter()
+            .map(|o| u32::try_from(o - first).ok())
+            .collect::<Option<Vec<u32>>>()?;
+        return TextValues::from_parts(offsets, bytes).ok();
+    }
+    TextValues::from_strs((0..strings.len()).map(|row| {
+        if strings.is_null(row) {
+            ""
+        } else {
+            strings.value(row)
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::BooleanArray;
+    use datafusion::arrow::compute::nullif;
+
+    use super::*;
+
+    #[test]
+    fn text_keeps_arrows_layout_and_drops_what_a_null_slot_still_holds() {
+        let names = StringArray::from(vec!["Ada", "secret", "Grace"]);
+        let text = text_values(&names).unwrap();
+        assert_eq!(text.iter().collect::<Vec<_>>(), ["Ada", "secret", "Grace"]);
+
+        // nullif marks row 1 null but keeps its bytes in the array's buffer.
+        let hidden = nullif(&names, &BooleanArray::from(vec![false, true, false])).unwrap();
+        let hidden = hidden.as_string::<i32>();
+        assert!(hidden.is_null(1));
+        assert!(
+            hidden.value_data().windows(6).any(|w| w == b"secret"),
+            "the kernel kept the bytes, which is what this test is about"
+        );
+        let text = text_values(hidden).unwrap();
+        assert_eq!(text.iter().collect::<Vec<_>>(), ["Ada", "", "Grace"]);
+        assert_eq!(text.byte_len(), "AdaGrace".len());
+
+        // A slice of a larger array starts at a non-zero offset.
+        let sliced = names.slice(1, 2);
+        let text = text_values(&sliced).unwrap();
+        assert_eq!(text.iter().collect::<Vec<_>>(), ["secret", "Grace"]);
+    }
 }

@@ -230,8 +230,6 @@ pub struct Instance {
 /// How a `score` call failed.
 #[derive(Debug)]
 pub enum CallError {
-    /// The batch cannot be laid out for the boundary (a text column over 4 GiB).
-    Input(String),
     /// What the model returned is malformed (text offsets that do not fit its bytes).
     Output(String),
     /// The model returned its `model-error`.
@@ -288,7 +286,7 @@ impl Instance {
     ) -> Result<data::Batch, CallError> {
         self.store.set_fuel(fuel).map_err(CallError::Trap)?;
         set_deadline(&mut self.store, deadline);
-        let input = to_wit(batch).map_err(CallError::Input)?;
+        let input = to_wit(batch);
         let result = self
             .model
             .cordon_model_scorer()
@@ -345,81 +343,34 @@ pub fn sanitize(text: &str, max_bytes: usize) -> String {
     out
 }
 
-fn to_wit(batch: data::Batch) -> Result<wit::Batch, String> {
-    let columns = batch
-        .columns
-        .into_iter()
-        .map(|c| {
-            let values = match c.values {
-                data::ColumnValues::Float64(v) => wit::ColumnValues::Float64(v),
-                data::ColumnValues::Float32(v) => wit::ColumnValues::Float32(v),
-                data::ColumnValues::Int64(v) => wit::ColumnValues::Int64(v),
-                data::ColumnValues::Boolean(v) => wit::ColumnValues::Boolean(v),
-                data::ColumnValues::Text(v) => wit::ColumnValues::Text(
-                    pack_text(&v).ok_or_else(|| {
-                        format!(
-                            "text column `{}` holds more than 4 GiB, which cannot cross into the sandbox in one batch (lower limits.batch-rows)",
-                            c.name
-                        )
-                    })?,
-                ),
-                data::ColumnValues::Timestamp(v) => wit::ColumnValues::Timestamp(v),
-            };
-            Ok(wit::Column {
+fn to_wit(batch: data::Batch) -> wit::Batch {
+    wit::Batch {
+        num_rows: u32::try_from(batch.num_rows).unwrap_or(u32::MAX),
+        columns: batch
+            .columns
+            .into_iter()
+            .map(|c| wit::Column {
                 name: c.name,
-                values,
+                values: match c.values {
+                    data::ColumnValues::Float64(v) => wit::ColumnValues::Float64(v),
+                    data::ColumnValues::Float32(v) => wit::ColumnValues::Float32(v),
+                    data::ColumnValues::Int64(v) => wit::ColumnValues::Int64(v),
+                    data::ColumnValues::Boolean(v) => wit::ColumnValues::Boolean(v),
+                    // Already the boundary's layout: moved, not copied.
+                    data::ColumnValues::Text(v) => {
+                        let (offsets, bytes) = v.into_parts();
+                        wit::ColumnValues::Text(wit::TextValues { offsets, bytes })
+                    }
+                    data::ColumnValues::Timestamp(v) => wit::ColumnValues::Timestamp(v),
+                },
                 validity: c.validity,
             })
-        })
-        .collect::<Result<_, String>>()?;
-    Ok(wit::Batch {
-        num_rows: u32::try_from(batch.num_rows).unwrap_or(u32::MAX),
-        columns,
-    })
+            .collect(),
+    }
 }
 
-/// Strings into one buffer and offsets; `None` past 4 GiB (offsets are u32).
-fn pack_text(values: &[String]) -> Option<wit::TextValues> {
-    let total: usize = values.iter().map(String::len).sum();
-    u32::try_from(total).ok()?;
-    let mut bytes = Vec::with_capacity(total);
-    let mut offsets = Vec::with_capacity(values.len() + 1);
-    offsets.push(0u32);
-    for value in values {
-        bytes.extend_from_slice(value.as_bytes());
-        offsets.push(bytes.len() as u32);
-    }
-    Some(wit::TextValues { offsets, bytes })
-}
-
-/// The model's text back into strings. The model is not trusted: offsets must start at 0,
-/// never decrease, end at the buffer's length, and cut it into valid UTF-8.
-fn unpack_text(name: &str, text: wit::TextValues) -> Result<Vec<String>, String> {
-    let malformed = |why: &str| format!("text column `{name}` is malformed: {why}");
-    if text.offsets.first().is_some_and(|first| *first != 0) {
-        return Err(malformed("its offsets do not start at 0"));
-    }
-    if text.offsets.last().map_or(0, |last| *last as usize) != text.bytes.len() {
-        return Err(malformed(
-            "its offsets do not end at the length of its bytes",
-        ));
-    }
-    text.offsets
-        .windows(2)
-        .map(|pair| {
-            let (start, end) = match pair {
-                [start, end] if start <= end => (*start as usize, *end as usize),
-                _ => return Err(malformed("its offsets decrease")),
-            };
-            let slice = text
-                .bytes
-                .get(start..end)
-                .ok_or_else(|| malformed("an offset is past its bytes"))?;
-            String::from_utf8(slice.to_vec()).map_err(|_| malformed("a value is not UTF-8"))
-        })
-        .collect()
-}
-
+/// The model's batch for the host. The model is not trusted: its text layout is checked
+/// (offsets in order, inside the buffer, cutting it into UTF-8) before anything reads it.
 fn from_wit(batch: wit::Batch) -> Result<data::Batch, String> {
     let columns = batch
         .columns
@@ -430,7 +381,10 @@ fn from_wit(batch: wit::Batch) -> Result<data::Batch, String> {
                 wit::ColumnValues::Float32(v) => data::ColumnValues::Float32(v),
                 wit::ColumnValues::Int64(v) => data::ColumnValues::Int64(v),
                 wit::ColumnValues::Boolean(v) => data::ColumnValues::Boolean(v),
-                wit::ColumnValues::Text(v) => data::ColumnValues::Text(unpack_text(&c.name, v)?),
+                wit::ColumnValues::Text(v) => data::ColumnValues::Text(
+                    data::TextValues::from_parts(v.offsets, v.bytes)
+                        .map_err(|why| format!("text column `{}` is malformed: {why}", c.name))?,
+                ),
                 wit::ColumnValues::Timestamp(v) => data::ColumnValues::Timestamp(v),
             };
             Ok(data::Column {
@@ -487,38 +441,49 @@ pub fn mean(durations: &[Duration]) -> Duration {
 mod tests {
     use super::*;
 
-    fn text(offsets: Vec<u32>, bytes: &[u8]) -> wit::TextValues {
-        wit::TextValues {
-            offsets,
-            bytes: bytes.to_vec(),
+    fn batch_with_text(offsets: Vec<u32>, bytes: &[u8]) -> wit::Batch {
+        wit::Batch {
+            num_rows: offsets.len().saturating_sub(1) as u32,
+            columns: vec![wit::Column {
+                name: "zip".into(),
+                values: wit::ColumnValues::Text(wit::TextValues {
+                    offsets,
+                    bytes: bytes.to_vec(),
+                }),
+                validity: Vec::new(),
+            }],
         }
     }
 
     #[test]
-    fn text_round_trips_through_one_buffer() {
-        let values = vec![
-            "Month-to-month".to_owned(),
-            String::new(),
-            "Ünïcode".to_owned(),
-        ];
-        let packed = pack_text(&values).unwrap();
-        assert_eq!(packed.offsets.len(), 4);
-        assert_eq!(unpack_text("c", packed).unwrap(), values);
-        let empty = pack_text(&[]).unwrap();
-        assert_eq!(empty.offsets, [0]);
-        assert!(unpack_text("c", empty).unwrap().is_empty());
+    fn text_crosses_as_one_buffer_and_comes_back() {
+        let values = ["Month-to-month", "", "Ünïcode"];
+        let text = data::TextValues::from_strs(values).unwrap();
+        let batch = data::Batch {
+            num_rows: 3,
+            columns: vec![data::Column {
+                name: "c".into(),
+                values: data::ColumnValues::Text(text.clone()),
+                validity: Vec::new(),
+            }],
+        };
+        let back = from_wit(to_wit(batch)).unwrap();
+        assert_eq!(back.columns[0].values, data::ColumnValues::Text(text));
     }
 
     #[test]
     fn a_models_malformed_text_is_refused_by_name() {
         let cases = [
-            (text(vec![1, 2], b"ab"), "do not start at 0"),
-            (text(vec![0, 1], b"ab"), "do not end at the length"),
-            (text(vec![0, 2, 1, 2], b"ab"), "decrease"),
-            (text(vec![0, 1, 2], &[0xc3, 0xa9]), "not UTF-8"),
+            (batch_with_text(vec![1, 2], b"ab"), "do not start at 0"),
+            (
+                batch_with_text(vec![0, 1], b"ab"),
+                "do not end at the length",
+            ),
+            (batch_with_text(vec![0, 2, 1, 2], b"ab"), "decrease"),
+            (batch_with_text(vec![0, 1, 2], &[0xc3, 0xa9]), "not UTF-8"),
         ];
         for (malformed, why) in cases {
-            let error = unpack_text("zip", malformed).unwrap_err();
+            let error = from_wit(malformed).unwrap_err();
             assert!(error.contains("`zip`") && error.contains(why), "{error}");
         }
     }
