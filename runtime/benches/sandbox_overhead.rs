@@ -9,6 +9,8 @@
 //!   at 256, 4,096 and 65,536 rows per batch, 262,144 Telco rows per pass. Input batches are
 //!   prepared before the clock starts on both sides. Each figure is the median of the passes,
 //!   guest and native alternating, and the ratio is taken within each pass.
+//! - **Fuel metering**: the logistic-regression pass on two engines that differ only in
+//!   `consume_fuel`, to see what CPU limits by fuel cost.
 //! - **Instantiation**: p50 and p99 of `Instance::new` from one `InstancePre` on the pooling
 //!   allocator, a fresh store each time, as every run's instances start.
 //!
@@ -32,6 +34,7 @@ use cordon::data::{Batch, Column, ColumnValues, TextValues};
 use cordon::manifest::Device;
 use cordon::nn::onnx::{LoadedGraph, OnnxRuntime, SessionOptions};
 use cordon::nn::{ElementType, GraphRegistry, NnState, Tensor};
+use cordon::sandbox::bindings::cordon::model::types as wit;
 use cordon::sandbox::{CompileCache, GuestState, Instance, SandboxEngine, bindings, linker};
 use cordon_guest::BatchBuilder;
 use cordon_test_guests::{CHURN_MODEL, onnxruntime_library, root};
@@ -147,6 +150,30 @@ fn slice(batch: &Batch, start: usize, len: usize) -> Batch {
     Batch {
         num_rows: end - start,
         columns,
+    }
+}
+
+/// The batch as the contract's type, for calling the guest without `Instance`.
+fn wit_batch(batch: Batch) -> wit::Batch {
+    wit::Batch {
+        num_rows: batch.num_rows as u32,
+        columns: batch
+            .columns
+            .into_iter()
+            .map(|c| wit::Column {
+                name: c.name,
+                values: match c.values {
+                    ColumnValues::Int64(v) => wit::ColumnValues::Int64(v),
+                    ColumnValues::Float64(v) => wit::ColumnValues::Float64(v),
+                    ColumnValues::Text(v) => {
+                        let (offsets, bytes) = v.into_parts();
+                        wit::ColumnValues::Text(wit::TextValues { offsets, bytes })
+                    }
+                    other => panic!("the Telco batch has no {:?} column", other.column_type()),
+                },
+                validity: c.validity,
+            })
+            .collect(),
     }
 }
 
@@ -307,6 +334,61 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
     }
 
+    // What fuel metering costs: the same guest, graph and batches on two engines that differ
+    // only in `consume_fuel`, called directly (no Instance bookkeeping on either side).
+    let logistic: Arc<[u8]> =
+        std::fs::read(root().join("examples/churn/graphs/churn_logreg.onnx"))?.into();
+    let graph = Arc::new(LoadedGraph::load(
+        &onnxruntime,
+        "churn_gbt",
+        logistic,
+        options,
+    )?);
+    let registry: Arc<GraphRegistry> = Arc::new([("churn_gbt".to_owned(), graph)].into());
+    let batches: Vec<wit::Batch> = (0..ROWS)
+        .step_by(4_096)
+        .map(|start| wit_batch(slice(&table, start, 4_096)))
+        .collect();
+    let mut metered = Vec::new();
+    for fuel in [true, false] {
+        let mut config = wasmtime::Config::new();
+        config
+            .wasm_component_model(true)
+            .consume_fuel(fuel)
+            .epoch_interruption(true);
+        let engine = wasmtime::Engine::new(&config)?;
+        let component = wasmtime::component::Component::new(&engine, &wasm)?;
+        let pre = bindings::ModelPre::new(linker(&engine)?.instantiate_pre(&component)?)?;
+        let state = GuestState::new(
+            NnState::new(Arc::clone(&registry), None, GUEST_MEMORY),
+            GUEST_MEMORY,
+        );
+        let mut store = wasmtime::Store::new(&engine, state);
+        if fuel {
+            store.set_fuel(FUEL)?;
+        }
+        store.set_epoch_deadline(u64::MAX / 4);
+        let model = pre.instantiate(&mut store)?;
+        let mut rates = Vec::new();
+        for _ in 0..passes {
+            let inputs = batches.clone();
+            let started = Instant::now();
+            for input in &inputs {
+                model
+                    .cordon_model_scorer()
+                    .call_score(&mut store, input)?
+                    .map_err(|e| format!("the guest failed: {e:?}"))?;
+            }
+            rates.push(ROWS as f64 / started.elapsed().as_secs_f64());
+        }
+        metered.push(median(&mut rates));
+    }
+    let (with_fuel, without_fuel) = (metered[0], metered[1]);
+    eprintln!(
+        "fuel metering (logistic regression, batch 4096): {with_fuel:.0} rows/s with fuel, {without_fuel:.0} without ({:.3}x)",
+        without_fuel / with_fuel
+    );
+
     // Instantiation from the InstancePre, as each run's instances start.
     let registry: Arc<GraphRegistry> = Arc::new(GraphRegistry::new());
     let mut times = Vec::with_capacity(INSTANTIATIONS);
@@ -334,6 +416,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         "passes": passes,
         "onnxruntime_threads": 1,
         "overhead": overhead,
+        "fuel_metering": {
+            "graph": "logistic regression",
+            "batch_rows": 4_096,
+            "rows_per_second_with_fuel": with_fuel,
+            "rows_per_second_without_fuel": without_fuel,
+        },
         "instantiation": {
             "count": INSTANTIATIONS,
             "p50_us": p50.as_secs_f64() * 1e6,
