@@ -35,7 +35,9 @@ use cordon::manifest::Device;
 use cordon::nn::onnx::{LoadedGraph, OnnxRuntime, SessionOptions};
 use cordon::nn::{ElementType, GraphRegistry, NnState, Tensor};
 use cordon::sandbox::bindings::cordon::model::types as wit;
-use cordon::sandbox::{CompileCache, GuestState, Instance, SandboxEngine, bindings, linker};
+use cordon::sandbox::{
+    CompileCache, GuestState, Instance, SandboxEngine, bindings, linker, to_wit,
+};
 use cordon_guest::BatchBuilder;
 use cordon_test_guests::{CHURN_MODEL, onnxruntime_library, root};
 
@@ -150,30 +152,6 @@ fn slice(batch: &Batch, start: usize, len: usize) -> Batch {
     Batch {
         num_rows: end - start,
         columns,
-    }
-}
-
-/// The batch as the contract's type, for calling the guest without `Instance`.
-fn wit_batch(batch: Batch) -> wit::Batch {
-    wit::Batch {
-        num_rows: batch.num_rows as u32,
-        columns: batch
-            .columns
-            .into_iter()
-            .map(|c| wit::Column {
-                name: c.name,
-                values: match c.values {
-                    ColumnValues::Int64(v) => wit::ColumnValues::Int64(v),
-                    ColumnValues::Float64(v) => wit::ColumnValues::Float64(v),
-                    ColumnValues::Text(v) => {
-                        let (offsets, bytes) = v.into_parts();
-                        wit::ColumnValues::Text(wit::TextValues { offsets, bytes })
-                    }
-                    other => panic!("the Telco batch has no {:?} column", other.column_type()),
-                },
-                validity: c.validity,
-            })
-            .collect(),
     }
 }
 
@@ -347,7 +325,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let registry: Arc<GraphRegistry> = Arc::new([("churn_gbt".to_owned(), graph)].into());
     let batches: Vec<wit::Batch> = (0..ROWS)
         .step_by(4_096)
-        .map(|start| wit_batch(slice(&table, start, 4_096)))
+        .map(|start| to_wit(slice(&table, start, 4_096)))
         .collect();
     let mut metered = Vec::new();
     for fuel in [true, false] {

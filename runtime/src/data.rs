@@ -85,11 +85,11 @@ pub enum ColumnValues {
 /// text goes from the table to the guest as two copies, never one allocation per value.
 ///
 /// Invariant, kept by every constructor: `offsets` starts at 0, never decreases, ends at
-/// `bytes.len()`, and every slice between two offsets is valid UTF-8.
+/// `text.len()`, and every offset falls between characters, so reading a row is slicing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TextValues {
     offsets: Vec<u32>,
-    bytes: Vec<u8>,
+    text: String,
 }
 
 impl Default for TextValues {
@@ -104,17 +104,17 @@ impl TextValues {
         offsets.push(0);
         TextValues {
             offsets,
-            bytes: Vec::new(),
+            text: String::new(),
         }
     }
 
     /// Appends a value; `false` (and nothing appended) past 4 GiB of text.
     #[must_use]
     pub fn push(&mut self, value: &str) -> bool {
-        let Ok(end) = u32::try_from(self.bytes.len() + value.len()) else {
+        let Ok(end) = u32::try_from(self.text.len() + value.len()) else {
             return false;
         };
-        self.bytes.extend_from_slice(value.as_bytes());
+        self.text.push_str(value);
         self.offsets.push(end);
         true
     }
@@ -139,23 +139,22 @@ impl TextValues {
         if offsets.last().map_or(0, |last| *last as usize) != bytes.len() {
             return Err("its offsets do not end at the length of its bytes".into());
         }
-        for pair in offsets.windows(2) {
-            let [start, end] = pair else { continue };
-            if start > end {
-                return Err("its offsets decrease".into());
-            }
-            let slice = bytes
-                .get(*start as usize..*end as usize)
-                .ok_or("an offset is past its bytes")?;
-            std::str::from_utf8(slice).map_err(|_| "a value is not UTF-8".to_string())?;
+        if offsets.windows(2).any(|pair| pair.first() > pair.get(1)) {
+            return Err("its offsets decrease".into());
+        }
+        // One UTF-8 check of the whole buffer, then every offset between two characters:
+        // together the same as every value being UTF-8.
+        let text = String::from_utf8(bytes).map_err(|_| "a value is not UTF-8".to_string())?;
+        if !offsets.iter().all(|o| text.is_char_boundary(*o as usize)) {
+            return Err("a value is not UTF-8 (an offset cuts a character)".into());
         }
         let offsets = if offsets.is_empty() { vec![0] } else { offsets };
-        Ok(TextValues { offsets, bytes })
+        Ok(TextValues { offsets, text })
     }
 
     /// The layout, for the boundary.
     pub fn into_parts(self) -> (Vec<u32>, Vec<u8>) {
-        (self.offsets, self.bytes)
+        (self.offsets, self.text.into_bytes())
     }
 
     pub fn len(&self) -> usize {
@@ -168,15 +167,14 @@ impl TextValues {
 
     /// Bytes of text, all values together.
     pub fn byte_len(&self) -> usize {
-        self.bytes.len()
+        self.text.len()
     }
 
     /// The value at `row`.
     pub fn get(&self, row: usize) -> Option<&str> {
         let start = *self.offsets.get(row)? as usize;
         let end = *self.offsets.get(row + 1)? as usize;
-        // The invariant makes this valid UTF-8; a failed check reads as a missing value.
-        std::str::from_utf8(self.bytes.get(start..end)?).ok()
+        self.text.get(start..end)
     }
 
     /// Every value in order.

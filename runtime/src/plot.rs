@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::sync::OnceLock;
 
 use plotters::prelude::*;
 
@@ -209,13 +209,16 @@ fn read_rows(
 }
 
 fn register_font() -> Result<(), PlotError> {
-    static REGISTER: Once = Once::new();
-    let mut result = Ok(());
-    REGISTER.call_once(|| {
-        result = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
-            .map_err(|_| PlotError::Draw("the embedded font does not load".into()));
+    // Once per process; every later call gets the first call's outcome.
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let loaded = *REGISTERED.get_or_init(|| {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()
     });
-    result
+    if loaded {
+        Ok(())
+    } else {
+        Err(PlotError::Draw("the embedded font does not load".into()))
+    }
 }
 
 fn draw(

@@ -115,6 +115,22 @@ impl RunError {
     }
 }
 
+/// Loads the package and checks its signature against the policy's `[trust]`; an unsigned
+/// package passes only with `allow_unsigned` (then without a `Verified`).
+fn load_verified(
+    request: &RunRequest,
+    policy: &Policy,
+) -> Result<(Package, Option<Verified>), RunError> {
+    let package = Package::load(&request.package_dir)?;
+    let trusted = policy.trusted_keys(&package.manifest.publisher);
+    let signature = match signing::verify(&package, trusted) {
+        Ok(verified) => Some(verified),
+        Err(VerifyError::Unsigned { .. }) if request.allow_unsigned => None,
+        Err(error) => return Err(error.into()),
+    };
+    Ok((package, signature))
+}
+
 /// Reads what the component imports and exports before it is compiled: a model that asks for
 /// the network, or for anything this host does not offer, never gets that far.
 fn check_component(package: &Package) -> Result<(), RunError> {
@@ -379,12 +395,7 @@ impl Runtime {
     /// planned against the table's schema. Writes nothing, not even an audit line.
     pub fn check(&self, request: &RunRequest) -> Result<Grant, RunError> {
         let policy = Policy::load(&request.policy, &request.base_dir)?;
-        let package = Package::load(&request.package_dir)?;
-        match signing::verify(&package, policy.trusted_keys(&package.manifest.publisher)) {
-            Ok(_) => {}
-            Err(VerifyError::Unsigned { .. }) if request.allow_unsigned => {}
-            Err(error) => return Err(error.into()),
-        }
+        let (package, _) = load_verified(request, &policy)?;
         check_component(&package)?;
         let grant = Grant::resolve(&package.manifest, &policy, request.role.as_deref())?;
         self.open_source(&grant, &policy)?;
@@ -402,28 +413,18 @@ impl Runtime {
         started: Instant,
         progress: &dyn Progress,
     ) -> Result<RunSummary, RunError> {
-        let package = match Package::load(&request.package_dir) {
-            Ok(package) => package,
+        let (package, signature) = match load_verified(request, policy) {
+            Ok(loaded) => loaded,
             Err(error) => {
+                // What the run was asked to start, for the denial that follows.
                 trail.record(
                     "run-start",
                     json!({ "package": request.package_dir, "policy": policy.path }),
                 )?;
-                return Err(error.into());
+                return Err(error);
             }
         };
         let manifest = &package.manifest;
-        let signature = match signing::verify(&package, policy.trusted_keys(&manifest.publisher)) {
-            Ok(verified) => Some(verified),
-            Err(VerifyError::Unsigned { .. }) if request.allow_unsigned => None,
-            Err(error) => {
-                trail.record(
-                    "run-start",
-                    json!({ "package": request.package_dir, "policy": policy.path }),
-                )?;
-                return Err(error.into());
-            }
-        };
         facts.package = Some(PackageFacts {
             name: manifest.name.to_string(),
             version: manifest.version.clone(),

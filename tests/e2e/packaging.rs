@@ -337,20 +337,15 @@ fn hostile_archives_fail_fast_with_a_clear_message() {
     assert!(error.contains("refused as a decompression bomb"), "{error}");
 
     let mut twice = Vec::new();
-    raw_entry(
-        &mut twice,
-        "cordon.toml",
-        tar::EntryType::Regular,
-        manifest.len() as u64,
-        manifest,
-    );
-    raw_entry(
-        &mut twice,
-        "cordon.toml",
-        tar::EntryType::Regular,
-        manifest.len() as u64,
-        manifest,
-    );
+    for _ in 0..2 {
+        raw_entry(
+            &mut twice,
+            "cordon.toml",
+            tar::EntryType::Regular,
+            manifest.len() as u64,
+            manifest,
+        );
+    }
     twice.extend_from_slice(&end);
     let error = hostile(&case, "twice.cordon", &twice);
     assert!(

@@ -3,8 +3,9 @@
 //! Compiling a component takes about 100 ms; loading a compiled one about a quarter of a
 //! millisecond. Loading runs native code from the cache's bytes, so an entry is used only when
 //! it provably is what this process would compile itself:
-//! - its file name is the key: SHA-256 over the package's digest, the component's digest, the
-//!   engine's configuration hash and the wasmtime version ([`WASMTIME_VERSION`]);
+//! - its file name is the key: SHA-256 over the package's digest (which covers the component's
+//!   own digest), the engine's configuration hash and the wasmtime version
+//!   ([`WASMTIME_VERSION`]);
 //! - its first bytes are a header with a magic string, that same key and the SHA-256 of the
 //!   compiled bytes that follow.
 //!
@@ -67,7 +68,7 @@ impl CompileCache {
         let Some(dir) = &self.dir else {
             return Ok((Component::new(engine, wasm)?, CacheOutcome::Disabled));
         };
-        let key = cache_key(engine, package_digest, wasm);
+        let key = cache_key(engine, package_digest);
         let entry = dir.join(format!("{key}.cwasm"));
 
         let outcome = match read_verified(&entry, &key) {
@@ -101,7 +102,7 @@ impl CompileCache {
     }
 }
 
-fn cache_key(engine: &Engine, package_digest: &str, wasm: &[u8]) -> String {
+fn cache_key(engine: &Engine, package_digest: &str) -> String {
     let mut engine_hasher = std::collections::hash_map::DefaultHasher::new();
     engine
         .precompile_compatibility_hash()
@@ -110,7 +111,6 @@ fn cache_key(engine: &Engine, package_digest: &str, wasm: &[u8]) -> String {
     for part in [
         MAGIC.as_slice(),
         package_digest.as_bytes(),
-        &Sha256::digest(wasm),
         &engine_hasher.finish().to_le_bytes(),
         WASMTIME_VERSION.as_bytes(),
         env!("CARGO_PKG_VERSION").as_bytes(),

@@ -343,7 +343,8 @@ pub fn sanitize(text: &str, max_bytes: usize) -> String {
     out
 }
 
-fn to_wit(batch: data::Batch) -> wit::Batch {
+/// A batch in the contract's types, as `score` hands it over (public for the benchmarks).
+pub fn to_wit(batch: data::Batch) -> wit::Batch {
     wit::Batch {
         num_rows: u32::try_from(batch.num_rows).unwrap_or(u32::MAX),
         columns: batch
