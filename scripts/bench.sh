@@ -7,6 +7,7 @@
 #   CORDON_BENCH_RUNS       runs per figure (default 3); CORDON_BENCH_PASSES for the
 #                           sandbox-overhead passes (default 5)
 #   CORDON_BENCH_ONLY       one benchmark: sandbox_overhead, end_to_end or large_table
+#   CORDON_BENCH_PROFILE    sandbox_overhead runs only the guest, for perf (BENCHMARKS.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -11,12 +11,20 @@
 //!   guest and native alternating, and the ratio is taken within each pass.
 //! - **Fuel metering**: the logistic-regression pass on two engines that differ only in
 //!   `consume_fuel`, to see what CPU limits by fuel cost.
+//! - **Native split**: at 4,096 rows per batch, how the native side's time divides between the
+//!   feature encoding and the graph: the encoding is the part the guest runs as WebAssembly.
 //! - **Instantiation**: p50 and p99 of `Instance::new` from one `InstancePre` on the pooling
 //!   allocator, a fresh store each time, as every run's instances start.
 //!
 //! `cargo bench -p cordon-runtime --bench sandbox_overhead` (or `scripts/bench.sh`);
 //! `CORDON_BENCH_PASSES` changes the number of passes (default 5). Writes
 //! `target/bench/sandbox_overhead.json`.
+//!
+//! **Profiling the guest**: `CORDON_BENCH_PROFILE=1` runs only the guest on the logistic-
+//! regression graph (batch 4,096, 60 passes) on an engine that writes `/tmp/perf-<pid>.map`,
+//! so that `perf record -g` names the JIT-compiled guest functions; `CORDON_BENCH_GUEST` points
+//! at another build of the churn component (one built with `CARGO_PROFILE_GUEST_STRIP=false`
+//! keeps its function names). BENCHMARKS.md shows the commands.
 
 // A benchmark stops on a broken setup: that is its failure, with its reason.
 #![allow(
@@ -50,6 +58,9 @@ const GRAPHS: [(&str, &str); 3] = [
     ("logistic regression", "churn_logreg.onnx"),
 ];
 const INSTANTIATIONS: usize = 2_000;
+/// The batch size of the targets, for the native split and the profile.
+const SPLIT_BATCH_ROWS: usize = 4_096;
+const PROFILE_PASSES: usize = 60;
 /// Fuel and memory large enough never to stop a pass.
 const FUEL: u64 = u64::MAX / 4;
 const GUEST_MEMORY: u64 = 1 << 30;
@@ -199,6 +210,69 @@ fn score_natively(graph: &LoadedGraph, batch: &cordon_guest::Batch) -> Vec<f64> 
         .collect()
 }
 
+/// The churn guest on an engine of its own, called directly (no `Instance` bookkeeping): with
+/// or without fuel metering, with or without a profiler.
+fn direct_guest(
+    wasm: &[u8],
+    registry: Arc<GraphRegistry>,
+    fuel: bool,
+    profiler: wasmtime::ProfilingStrategy,
+) -> Result<(wasmtime::Store<GuestState>, bindings::Model), Box<dyn Error>> {
+    let mut config = wasmtime::Config::new();
+    config
+        .wasm_component_model(true)
+        .consume_fuel(fuel)
+        .epoch_interruption(true)
+        .profiler(profiler);
+    let engine = wasmtime::Engine::new(&config)?;
+    let component = wasmtime::component::Component::new(&engine, wasm)?;
+    let pre = bindings::ModelPre::new(linker(&engine)?.instantiate_pre(&component)?)?;
+    let state = GuestState::new(NnState::new(registry, None, GUEST_MEMORY), GUEST_MEMORY);
+    let mut store = wasmtime::Store::new(&engine, state);
+    if fuel {
+        store.set_fuel(FUEL)?;
+    }
+    store.set_epoch_deadline(u64::MAX / 4);
+    let model = pre.instantiate(&mut store)?;
+    Ok((store, model))
+}
+
+/// The guest alone on the logistic-regression graph, on an engine with wasmtime's perf map,
+/// for `perf record`: the graph costs least there, so the guest's own work shows most.
+fn profile_guest(
+    onnxruntime: &OnnxRuntime,
+    options: SessionOptions,
+    table: &Batch,
+    wasm: &[u8],
+) -> Result<(), Box<dyn Error>> {
+    let bytes: Arc<[u8]> =
+        std::fs::read(root().join("examples/churn/graphs/churn_logreg.onnx"))?.into();
+    let graph = Arc::new(LoadedGraph::load(onnxruntime, "churn_gbt", bytes, options)?);
+    let registry: Arc<GraphRegistry> = Arc::new([("churn_gbt".to_owned(), graph)].into());
+    let (mut store, model) =
+        direct_guest(wasm, registry, true, wasmtime::ProfilingStrategy::PerfMap)?;
+    let batches: Vec<wit::Batch> = (0..ROWS)
+        .step_by(SPLIT_BATCH_ROWS)
+        .map(|start| to_wit(slice(table, start, SPLIT_BATCH_ROWS)))
+        .collect();
+    let started = Instant::now();
+    for _ in 0..PROFILE_PASSES {
+        for input in &batches {
+            model
+                .cordon_model_scorer()
+                .call_score(&mut store, input)?
+                .map_err(|e| format!("the guest failed: {e:?}"))?;
+        }
+    }
+    let rows = (PROFILE_PASSES * ROWS) as f64;
+    eprintln!(
+        "profile: {rows} rows through the guest at {:.0} rows/s; perf map /tmp/perf-{}.map",
+        rows / started.elapsed().as_secs_f64(),
+        std::process::id()
+    );
+    Ok(())
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -218,7 +292,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     let onnxruntime = OnnxRuntime::load(&onnxruntime_library())?;
     let engine = SandboxEngine::new()?;
     let cache_dir = tempfile::tempdir()?;
-    let wasm = std::fs::read(CHURN_MODEL)?;
+    // Relative to the repository root (cargo runs a bench in its package's directory).
+    let guest_path = root().join(std::env::var("CORDON_BENCH_GUEST").unwrap_or(CHURN_MODEL.into()));
+    let wasm = std::fs::read(&guest_path).map_err(|e| format!("{}: {e}", guest_path.display()))?;
+    let profiling = std::env::var_os("CORDON_BENCH_PROFILE").is_some();
     let (component, _) = CompileCache::new(Some(cache_dir.path().to_owned())).load(
         &engine.engine,
         "bench",
@@ -232,7 +309,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     let deadline = || Instant::now() + Duration::from_secs(3600);
     let table = telco_batch(ROWS)?;
 
+    if profiling {
+        return profile_guest(&onnxruntime, options, &table, &wasm);
+    }
+
     let mut overhead = Vec::new();
+    let mut native_split = Vec::new();
     for (label, file) in GRAPHS {
         let bytes: Arc<[u8]> =
             std::fs::read(root().join("examples/churn/graphs").join(file))?.into();
@@ -310,6 +392,37 @@ fn main() -> Result<(), Box<dyn Error>> {
                 "guest_over_native_time": ratio,
             }));
         }
+
+        // Where the native side's time goes, at the batch size of the targets.
+        let native_batches: Vec<cordon_guest::Batch> = (0..ROWS)
+            .step_by(SPLIT_BATCH_ROWS)
+            .map(|start| sdk_batch(&slice(&table, start, SPLIT_BATCH_ROWS)))
+            .collect();
+        let (mut encode_times, mut whole_times) = (Vec::new(), Vec::new());
+        for _ in 0..passes {
+            let (mut encode, mut whole) = (Duration::ZERO, Duration::ZERO);
+            for batch in &native_batches {
+                let started = Instant::now();
+                std::hint::black_box(churn_model::features::encode_batch(batch).expect("features"));
+                encode += started.elapsed();
+                let started = Instant::now();
+                std::hint::black_box(score_natively(&graph, batch));
+                whole += started.elapsed();
+            }
+            encode_times.push(encode.as_secs_f64() * 1e9 / ROWS as f64);
+            whole_times.push(whole.as_secs_f64() * 1e9 / ROWS as f64);
+        }
+        let (encode, whole) = (median(&mut encode_times), median(&mut whole_times));
+        eprintln!(
+            "{label:<24} native, batch {SPLIT_BATCH_ROWS}: {whole:.1} ns/row, of which encoding {encode:.1} ns/row ({:.0}%)",
+            100.0 * encode / whole
+        );
+        native_split.push(serde_json::json!({
+            "graph": label,
+            "batch_rows": SPLIT_BATCH_ROWS,
+            "native_ns_per_row": whole,
+            "encoding_ns_per_row": encode,
+        }));
     }
 
     // What fuel metering costs: the same guest, graph and batches on two engines that differ
@@ -329,24 +442,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         .collect();
     let mut metered = Vec::new();
     for fuel in [true, false] {
-        let mut config = wasmtime::Config::new();
-        config
-            .wasm_component_model(true)
-            .consume_fuel(fuel)
-            .epoch_interruption(true);
-        let engine = wasmtime::Engine::new(&config)?;
-        let component = wasmtime::component::Component::new(&engine, &wasm)?;
-        let pre = bindings::ModelPre::new(linker(&engine)?.instantiate_pre(&component)?)?;
-        let state = GuestState::new(
-            NnState::new(Arc::clone(&registry), None, GUEST_MEMORY),
-            GUEST_MEMORY,
-        );
-        let mut store = wasmtime::Store::new(&engine, state);
-        if fuel {
-            store.set_fuel(FUEL)?;
-        }
-        store.set_epoch_deadline(u64::MAX / 4);
-        let model = pre.instantiate(&mut store)?;
+        let (mut store, model) = direct_guest(
+            &wasm,
+            Arc::clone(&registry),
+            fuel,
+            wasmtime::ProfilingStrategy::None,
+        )?;
         let mut rates = Vec::new();
         for _ in 0..passes {
             let inputs = batches.clone();
@@ -394,6 +495,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         "passes": passes,
         "onnxruntime_threads": 1,
         "overhead": overhead,
+        "native_split": native_split,
         "fuel_metering": {
             "graph": "logistic regression",
             "batch_rows": 4_096,

@@ -1,8 +1,8 @@
 //! Feature encoding: the consumer's columns to the 17 float32 features the graph was trained on.
 //!
 //! This is the contract with `training/train.py` (`encode`): the same order, the same category
-//! lists, the same handling of blanks. `tests/churn_example.rs` checks every row of the Telco
-//! sample against the features the training script wrote.
+//! lists, the same handling of blanks. `tests/e2e/churn.rs` checks the scores of every Telco
+//! row against the ones the training script wrote (`training/reference.csv`).
 
 use cordon_guest::{Batch, ModelError};
 
