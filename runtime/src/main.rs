@@ -579,9 +579,13 @@ fn print_summary(summary: &RunSummary, onnxruntime: Option<&str>) {
         "  rows         {} in, {} out, {calls} on {} instance(s)",
         summary.rows_in, summary.rows_out, summary.instances
     );
+    let first_batch = match summary.first_batch_ms {
+        Some(ms) => format!("first batch after {ms:.1} ms"),
+        None => "no batch".to_string(),
+    };
     println!(
-        "  time         {:.3} s wall, {:.0} rows/s",
-        summary.wall_time_s, summary.rows_per_second
+        "  time         {:.3} s wall, {:.0} rows/s; {first_batch} (+ {:.1} ms runtime setup)",
+        summary.wall_time_s, summary.rows_per_second, summary.runtime_setup_ms
     );
     let compile = match &summary.compile {
         cordon::sandbox::CacheOutcome::Hit => "from the compile cache".to_string(),

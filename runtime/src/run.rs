@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded};
@@ -201,6 +201,13 @@ pub struct RunSummary {
     pub instances: u32,
     pub wall_time_s: f64,
     pub rows_per_second: f64,
+    /// Start-up: from the start of this run to the first batch handed to a sandbox (policy,
+    /// package and signature, query plan, compile or cache, graphs, instantiation). `None`
+    /// when no batch was scored.
+    pub first_batch_ms: Option<f64>,
+    /// The one-time setup of the `Runtime` this run used (ONNX Runtime loaded, engine built):
+    /// for `cordon run`, the rest of the process's start-up before the run.
+    pub runtime_setup_ms: f64,
     pub fuel_consumed: u64,
     pub peak_guest_memory_bytes: u64,
     /// The whole `cordon` process's peak resident memory at the end of the run (Linux).
@@ -289,11 +296,14 @@ pub struct Runtime {
     graphs: Mutex<HashMap<GraphKey, Arc<LoadedGraph>>>,
     /// Drives DataFusion's reads.
     tokio: Arc<tokio::runtime::Runtime>,
+    /// How long `new` took, reported with each run's start-up.
+    setup_time: Duration,
 }
 
 impl Runtime {
     /// Starts the engine and loads ONNX Runtime, so that a missing library fails here.
     pub fn new(config: RuntimeConfig) -> Result<Runtime, RunError> {
+        let started = Instant::now();
         let engine = SandboxEngine::new()
             .map_err(|e| RunError::Internal(format!("cannot start wasmtime: {e:#}")))?;
         let onnxruntime = match &config.onnxruntime {
@@ -314,6 +324,7 @@ impl Runtime {
             cache: CompileCache::new(config.cache_dir),
             graphs: Mutex::new(HashMap::new()),
             tokio: Arc::new(tokio),
+            setup_time: started.elapsed(),
         })
     }
 
@@ -561,6 +572,10 @@ impl Runtime {
             instances: policy.limits.instances,
             wall_time_s: 0.0,
             rows_per_second: 0.0,
+            first_batch_ms: scored
+                .first_batch_at
+                .map(|at| at.saturating_duration_since(started).as_secs_f64() * 1e3),
+            runtime_setup_ms: self.setup_time.as_secs_f64() * 1e3,
             fuel_consumed: totals.fuel_consumed,
             peak_guest_memory_bytes: totals.peak_memory,
             host_peak_rss_bytes: 0,
@@ -783,6 +798,8 @@ enum WorkerMessage {
 struct Scored {
     rows_out: u64,
     batches: u64,
+    /// When the first batch was handed to a sandbox.
+    first_batch_at: Option<Instant>,
     sink: PathBuf,
     model_description: String,
 }
@@ -841,17 +858,20 @@ fn score_all_into(
     let (keys_tx, keys_rx) = unbounded::<(u64, HeldBack)>();
     let (result_tx, result_rx) = unbounded::<WorkerMessage>();
     let abort = AtomicBool::new(false);
+    let first_batch_at = OnceLock::new();
 
     let outcome = std::thread::scope(|scope| -> Result<(u64, u64), RunError> {
         for (mut instance, instantiate_time) in started_instances {
             let work_rx = work_rx.clone();
             let result_tx = result_tx.clone();
             let abort = &abort;
+            let first_batch_at = &first_batch_at;
             scope.spawn(move || {
                 for (index, first_row, batch) in work_rx.iter() {
                     if abort.load(Ordering::Relaxed) {
                         break;
                     }
+                    first_batch_at.get_or_init(Instant::now);
                     let message =
                         score_one(setup, &mut instance, index, first_row, batch, &grant.output);
                     let failed = matches!(message, WorkerMessage::Failed(_));
@@ -955,6 +975,7 @@ fn score_all_into(
     Ok(Scored {
         rows_out,
         batches,
+        first_batch_at: first_batch_at.into_inner(),
         sink,
         model_description,
     })

@@ -17,6 +17,10 @@ fn churn_scores_match_the_training_reference() {
     assert_eq!(summary.rows_out, 7043);
     assert_eq!(summary.batches, 7);
     assert_eq!(summary.inference_calls, 7);
+    // Start-up is reported, and the first batch falls inside the run.
+    let first_batch_ms = summary.first_batch_ms.expect("a first batch");
+    assert!(first_batch_ms > 0.0 && first_batch_ms <= summary.wall_time_s * 1e3);
+    assert!(summary.runtime_setup_ms > 0.0);
     assert_matches_reference(&case);
 }
 

@@ -51,6 +51,22 @@ fn a_filter_scores_exactly_the_matching_rows() {
     }
 }
 
+/// A filter that keeps no row is a run that scores nothing: an output with only its header,
+/// no batch, and no first-batch time in the summary.
+#[test]
+fn a_filter_that_keeps_no_row_scores_nothing() {
+    let case = churn_case();
+    add_to_binding(&case, "filter = \"Contract = 'Ten year'\"");
+    let summary = case.run().unwrap();
+    assert_eq!(
+        (summary.rows_in, summary.rows_out, summary.batches),
+        (0, 0, 0)
+    );
+    assert_eq!(summary.first_batch_ms, None);
+    let output = std::fs::read_to_string(case.path("out/churn_scores.csv")).unwrap();
+    assert_eq!(output.trim_end(), "customerID,churn_probability");
+}
+
 /// A mask changes what the model sees: the echo guest reports the masked value only.
 #[test]
 fn a_mask_changes_what_the_guest_sees() {
