@@ -280,10 +280,12 @@ impl Batch {
                         render(v, valid)
                     }
                     wit::ColumnValues::Boolean(v) => render(v, valid),
-                    wit::ColumnValues::Text(_) => match self.texts(&column.name) {
-                        Ok(text) => text.iter().map(|v| v.map(str::to_owned)).collect(),
-                        Err(_) => vec![None; self.num_rows],
-                    },
+                    wit::ColumnValues::Text(v) => {
+                        match TextColumn::new(&column.name, v, &column.validity) {
+                            Ok(text) => text.iter().map(|v| v.map(str::to_owned)).collect(),
+                            Err(_) => vec![None; self.num_rows],
+                        }
+                    }
                 };
                 (column.name.clone(), rendered)
             })

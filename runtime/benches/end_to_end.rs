@@ -161,38 +161,31 @@ fn cordon_with_summary(
         Some(cache) => command.arg("--cache-dir").arg(cache),
         None => command.arg("--no-cache"),
     };
+    let (seconds, stdout) = timed(&mut command, "cordon run")?;
+    Ok((seconds, serde_json::from_slice(&stdout)?))
+}
+
+/// Runs a whole process; returns its wall time in seconds and its standard output.
+fn timed(command: &mut Command, what: &str) -> Result<(f64, Vec<u8>), Box<dyn Error>> {
     let started = Instant::now();
     let output = command.output()?;
     let seconds = started.elapsed().as_secs_f64();
     if !output.status.success() {
-        return Err(format!(
-            "cordon run failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .into());
+        return Err(format!("{what} failed: {}", String::from_utf8_lossy(&output.stderr)).into());
     }
-    Ok((seconds, serde_json::from_slice(&output.stdout)?))
+    Ok((seconds, output.stdout))
 }
 
 /// Runs the Python baseline; returns the process's wall time in seconds.
 fn python(python: &str, graph: &Path, table: &Path, out: &Path) -> Result<f64, Box<dyn Error>> {
-    let started = Instant::now();
-    let output = Command::new(python)
+    let mut command = Command::new(python);
+    command
         .arg(root().join("runtime/benches/python/baseline.py"))
         .arg(graph)
         .arg(table)
         .arg(out)
-        .arg("1024")
-        .output()?;
-    let seconds = started.elapsed().as_secs_f64();
-    if !output.status.success() {
-        return Err(format!(
-            "the Python baseline failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .into());
-    }
-    Ok(seconds)
+        .arg("1024");
+    timed(&mut command, "the Python baseline").map(|(seconds, _)| seconds)
 }
 
 fn median(values: &mut [f64]) -> f64 {

@@ -194,7 +194,8 @@ fn score_natively(graph: &LoadedGraph, batch: &cordon_guest::Batch) -> Vec<f64> 
     let tensor = Tensor {
         dimensions: vec![rows as u32, churn_model::features::FEATURE_COUNT as u32],
         ty: ElementType::F32,
-        data: features.iter().flat_map(|f| f.to_le_bytes()).collect(),
+        // One copy of the values' memory, as the guest hands its tensor over (little-endian).
+        data: bytemuck::cast_slice(&features).to_vec(),
     };
     let outputs = graph
         .compute(vec![("features".to_owned(), tensor)])

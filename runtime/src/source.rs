@@ -442,11 +442,10 @@ impl TableSource {
                     let flags = array.as_boolean();
                     ColumnValues::Boolean((0..rows).map(|row| flags.value(row)).collect())
                 }
-                ColumnType::Text => {
-                    ColumnValues::Text(text_values(array.as_string::<i32>()).ok_or_else(|| {
-                        self.internal(format!("column `{name}`: text past 4 GiB"))
-                    })?)
-                }
+                ColumnType::Text => ColumnValues::Text(
+                    text_values(array.as_string::<i32>())
+                        .map_err(|why| self.internal(format!("column `{name}`: {why}")))?,
+                ),
             };
             columns.push(Column {
                 name: name.clone(),
@@ -662,20 +661,26 @@ fn build_query(grant: &InputGrant, table_columns: &[(String, DataType)]) -> Stri
 /// Arrow's string array as the boundary's layout: its offsets and bytes copied as they are.
 /// Where a row is null the value is left empty, whatever bytes Arrow keeps in the slot: some
 /// kernels (`nullif`, say) only mark a value null and keep it, and it must not reach a model.
-fn text_values(strings: &StringArray) -> Option<TextValues> {
+fn text_values(strings: &StringArray) -> Result<TextValues, String> {
+    const TOO_LONG: &str = "text past 4 GiB in one batch";
     if strings.null_count() == 0 {
         let offsets = strings.value_offsets();
-        let first = *offsets.first()?;
-        let last = *offsets.last()?;
-        let bytes = strings
-            .value_data()
-            .get(usize::try_from(first).ok()?..usize::try_from(last).ok()?)?
+        let (first, last) = match (offsets.first(), offsets.last()) {
+            (Some(first), Some(last)) => (*first, *last),
+            _ => return Ok(TextValues::default()),
+        };
+        let bytes = usize::try_from(first)
+            .ok()
+            .zip(usize::try_from(last).ok())
+            .and_then(|(first, last)| strings.value_data().get(first..last))
+            .ok_or("Arrow offsets outside the array's data")?
             .to_vec();
         let offsets = offsets
             .iter()
             .map(|o| u32::try_from(o - first).ok())
-            .collect::<Option<Vec<u32>>>()?;
-        return TextValues::from_parts(offsets, bytes).ok();
+            .collect::<Option<Vec<u32>>>()
+            .ok_or(TOO_LONG)?;
+        return TextValues::from_parts(offsets, bytes);
     }
     TextValues::from_strs((0..strings.len()).map(|row| {
         if strings.is_null(row) {
@@ -684,6 +689,7 @@ fn text_values(strings: &StringArray) -> Option<TextValues> {
             strings.value(row)
         }
     }))
+    .ok_or_else(|| TOO_LONG.to_string())
 }
 
 #[cfg(test)]
