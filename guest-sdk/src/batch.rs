@@ -56,11 +56,17 @@ pub struct Batch {
     columns: Vec<wit::Column>,
 }
 
+/// Whether `row` is null by a column's validity bytes (0 is null; no bytes, no nulls). A row
+/// past the end counts as null, so that reading it gives `None`.
+fn is_null(validity: &[u8], row: usize) -> bool {
+    !validity.is_empty() && validity.get(row).is_none_or(|valid| *valid == 0)
+}
+
 /// A borrowed view of one column of a primitive type. Nulls read as `None`.
 #[derive(Debug, Clone, Copy)]
 pub struct Column<'a, T> {
     values: &'a [T],
-    validity: &'a [bool],
+    validity: &'a [u8],
 }
 
 impl<'a, T: Copy> Column<'a, T> {
@@ -83,7 +89,7 @@ impl<'a, T: Copy> Column<'a, T> {
 
     /// Whether the value at `row` is null.
     pub fn is_null(&self, row: usize) -> bool {
-        !self.validity.is_empty() && !self.validity.get(row).copied().unwrap_or(false)
+        is_null(self.validity, row)
     }
 
     /// Every row in order, nulls as `None`.
@@ -92,10 +98,7 @@ impl<'a, T: Copy> Column<'a, T> {
         self.values
             .iter()
             .enumerate()
-            .map(move |(row, value)| match validity.get(row) {
-                Some(false) => None,
-                _ => Some(*value),
-            })
+            .map(move |(row, value)| (!is_null(validity, row)).then_some(*value))
     }
 
     /// The raw values, with placeholders (0, false) where a row is null.
@@ -112,31 +115,46 @@ impl<'a, T: Copy> Column<'a, T> {
 pub struct TextColumn<'a> {
     offsets: &'a [u32],
     text: &'a str,
-    validity: &'a [bool],
+    validity: &'a [u8],
 }
 
 impl<'a> TextColumn<'a> {
     /// Checks the layout once, so that reading rows is plain slicing: offsets start at 0,
     /// never decrease, end at the buffer's length and fall on character boundaries.
+    ///
+    /// Text from a table is nearly always ASCII, which is checked eight bytes at a time (a
+    /// word on WebAssembly is four, which is what `str::from_utf8`'s fast path reads); every
+    /// offset into ASCII is a character boundary, so only non-ASCII text pays for the full
+    /// UTF-8 check and the per-offset boundary check.
     fn new(
         name: &str,
         values: &'a wit::TextValues,
-        validity: &'a [bool],
+        validity: &'a [u8],
     ) -> Result<Self, ModelError> {
         let malformed = |why: &str| ModelError::InvalidInput(format!("text column `{name}` {why}"));
-        let text = std::str::from_utf8(&values.bytes).map_err(|_| malformed("is not UTF-8"))?;
+        let bytes = values.bytes.as_slice();
         if values.offsets.first().is_some_and(|first| *first != 0)
-            || values.offsets.last().map_or(0, |last| *last as usize) != text.len()
+            || values.offsets.last().map_or(0, |last| *last as usize) != bytes.len()
         {
             return Err(malformed("has offsets that do not span its bytes"));
         }
-        let mut previous = 0;
-        for offset in values.offsets.iter().map(|o| *o as usize) {
-            if offset < previous || !text.is_char_boundary(offset) {
-                return Err(malformed("has an offset that does not fall between values"));
-            }
-            previous = offset;
+        if !non_decreasing(&values.offsets) {
+            return Err(malformed("has offsets that decrease"));
         }
+        let text = if is_ascii(bytes) {
+            // SAFETY: ASCII is UTF-8, and any cut between two ASCII bytes is a char boundary.
+            unsafe { std::str::from_utf8_unchecked(bytes) }
+        } else {
+            let text = std::str::from_utf8(bytes).map_err(|_| malformed("is not UTF-8"))?;
+            if !values
+                .offsets
+                .iter()
+                .all(|offset| text.is_char_boundary(*offset as usize))
+            {
+                return Err(malformed("has an offset inside a character"));
+            }
+            text
+        };
         Ok(TextColumn {
             offsets: &values.offsets,
             text,
@@ -154,12 +172,17 @@ impl<'a> TextColumn<'a> {
 
     /// The value at `row`, or `None` where it is null or `row` is out of range.
     pub fn get(&self, row: usize) -> Option<&'a str> {
-        if !self.validity.is_empty() && !self.validity.get(row).copied().unwrap_or(false) {
+        if is_null(self.validity, row) {
             return None;
         }
-        let start = *self.offsets.get(row)? as usize;
-        let end = *self.offsets.get(row + 1)? as usize;
-        self.text.get(start..end)
+        match self.offsets.get(row..row.checked_add(2)?)? {
+            &[start, end] => {
+                // SAFETY: `new` proved that offsets never decrease, that the last one is the
+                // text's length and that each falls on a character boundary.
+                Some(unsafe { self.text.get_unchecked(start as usize..end as usize) })
+            }
+            _ => None,
+        }
     }
 
     /// Every row in order, nulls as `None`.
@@ -167,6 +190,34 @@ impl<'a> TextColumn<'a> {
         let column = *self;
         (0..column.len()).map(move |row| column.get(row))
     }
+}
+
+/// Whether no offset is below the one before it. Eight at a time without an early exit: a loop
+/// on WebAssembly pays the sandbox's fuel and interruption checks per iteration, not per value.
+fn non_decreasing(offsets: &[u32]) -> bool {
+    let mut previous = 0;
+    let mut ordered = true;
+    let mut step = |offset: &u32| {
+        ordered &= *offset >= previous;
+        previous = *offset;
+    };
+    let mut chunks = offsets.chunks_exact(8);
+    for chunk in chunks.by_ref() {
+        chunk.iter().for_each(&mut step);
+    }
+    chunks.remainder().iter().for_each(&mut step);
+    ordered
+}
+
+/// Whether every byte is below 0x80, eight bytes at a time.
+fn is_ascii(bytes: &[u8]) -> bool {
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    let mut words = bytes.chunks_exact(8);
+    let high = words
+        .by_ref()
+        .map(bytemuck::pod_read_unaligned::<u64>)
+        .fold(0, |seen, word| seen | word);
+    high & HIGH_BITS == 0 && words.remainder().is_ascii()
 }
 
 /// Strings into one buffer and offsets; `None` past 4 GiB (offsets are u32).
@@ -272,7 +323,7 @@ impl Batch {
         self.columns
             .iter()
             .map(|column| {
-                let valid = |row: usize| column.validity.get(row).copied().unwrap_or(true);
+                let valid = |row: usize| !is_null(&column.validity, row);
                 let rendered: Vec<Option<String>> = match &column.values {
                     wit::ColumnValues::Float64(v) => render(v, valid),
                     wit::ColumnValues::Float32(v) => render(v, valid),
@@ -325,14 +376,14 @@ pub struct BatchBuilder {
     error: Option<String>,
 }
 
-fn split_nulls<T: Default>(values: Vec<Option<T>>) -> (Vec<T>, Vec<bool>) {
+fn split_nulls<T: Default>(values: Vec<Option<T>>) -> (Vec<T>, Vec<u8>) {
     let has_nulls = values.iter().any(Option::is_none);
     let mut validity = Vec::with_capacity(if has_nulls { values.len() } else { 0 });
     let values = values
         .into_iter()
         .map(|value| {
             if has_nulls {
-                validity.push(value.is_some());
+                validity.push(u8::from(value.is_some()));
             }
             value.unwrap_or_default()
         })
@@ -398,7 +449,7 @@ impl BatchBuilder {
         self.text_column(name, &values, validity)
     }
 
-    fn text_column(mut self, name: &str, values: &[String], validity: Vec<bool>) -> Self {
+    fn text_column(mut self, name: &str, values: &[String], validity: Vec<u8>) -> Self {
         match pack_text(values) {
             Some(text) => self.columns.push(wit::Column {
                 name: name.to_owned(),
@@ -478,6 +529,30 @@ mod tests {
     }
 
     #[test]
+    fn validity_bytes_mark_nulls_by_zero() {
+        let column = |validity: Vec<u8>| {
+            Batch::from_wit(wit::Batch {
+                num_rows: 3,
+                columns: vec![wit::Column {
+                    name: "x".into(),
+                    values: wit::ColumnValues::Int64(vec![1, 2, 3]),
+                    validity,
+                }],
+            })
+        };
+        let batch = column(vec![1, 0, 7]);
+        let x = batch.i64s("x").unwrap();
+        assert_eq!(x.iter().collect::<Vec<_>>(), [Some(1), None, Some(3)]);
+        // A validity list shorter than the column leaves the rows past its end null.
+        let batch = column(vec![1]);
+        let short = batch.i64s("x").unwrap();
+        assert_eq!(short.iter().collect::<Vec<_>>(), [Some(1), None, None]);
+        let batch = column(Vec::new());
+        let none = batch.i64s("x").unwrap();
+        assert_eq!(none.iter().collect::<Vec<_>>(), [Some(1), Some(2), Some(3)]);
+    }
+
+    #[test]
     fn wrong_type_and_missing_column_name_the_column() {
         let batch = BatchBuilder::new().i64("n", vec![1]).build().unwrap();
         let wrong = batch.f64s("n").unwrap_err().to_string();
@@ -509,9 +584,10 @@ mod tests {
                 }],
             })
         };
-        // Past the end, inside a character, not UTF-8.
+        // Past the end, decreasing, inside a character, not UTF-8.
         for batch in [
             bad(vec![0, 9], b"ab"),
+            bad(vec![0, 2, 1, 2], b"ab"),
             bad(vec![0, 2, 4], "añb".as_bytes()),
             bad(vec![0, 1], &[0xff]),
         ] {

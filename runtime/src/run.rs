@@ -77,7 +77,7 @@ pub enum RunError {
     #[error("cannot compile the model's component")]
     Compile(#[source] anyhow::Error),
     #[error(
-        "cannot prepare the model's instances (does the component export cordon:model/scorer@0.1.0?)"
+        "cannot prepare the model's instances (does the component export cordon:model/scorer@0.2.0?)"
     )]
     Link(#[source] anyhow::Error),
     #[error(transparent)]

@@ -12,7 +12,7 @@ use std::fmt;
 use wasmparser::{Parser, Payload};
 
 /// The contract's version, as the component's import and export names carry it.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// The wasi:nn version Cordon's host implements.
 pub const WASI_NN_VERSION: &str = "0.2.0-rc-2024-10-28";
@@ -204,6 +204,14 @@ fn judge(name: &str) -> Import {
     if name == format!("cordon:model/types@{CONTRACT_VERSION}") {
         return import(ImportVerdict::Offered, "the contract's types");
     }
+    if name.starts_with("cordon:model/") {
+        // A model built with another release's guest SDK: the types differ (0.2.0 changed how
+        // validity crosses), so it is refused by name rather than by a type mismatch later.
+        return import(
+            ImportVerdict::Unknown,
+            "another version of Cordon's contract than this host speaks (cordon:model@0.2.0); rebuild the model with the matching cordon-guest SDK",
+        );
+    }
     if let Some((_, note)) = OFFERED_WASI.iter().find(|(prefix, _)| {
         name.strip_prefix(prefix)
             .and_then(|rest| rest.split_once('@'))
@@ -233,7 +241,7 @@ mod tests {
             verdict("wasi:nn/graph@0.2.0-rc-2024-10-28"),
             ImportVerdict::Offered
         );
-        assert_eq!(verdict("cordon:model/log@0.1.0"), ImportVerdict::Offered);
+        assert_eq!(verdict("cordon:model/log@0.2.0"), ImportVerdict::Offered);
         assert_eq!(verdict("wasi:sockets/tcp@0.2.6"), ImportVerdict::Network);
         assert_eq!(
             verdict("wasi:http/outgoing-handler@0.2.6"),
@@ -246,7 +254,13 @@ mod tests {
         );
         assert_eq!(verdict("wasi:keyvalue/store@0.2.0"), ImportVerdict::Unknown);
         assert_eq!(verdict("acme:exfil/upload"), ImportVerdict::Unknown);
-        assert_eq!(verdict("cordon:model/log@0.2.0"), ImportVerdict::Unknown);
+        assert_eq!(verdict("cordon:model/log@0.1.0"), ImportVerdict::Unknown);
+        // The note names the version this host speaks; it is a literal, so it must follow.
+        let note = judge("cordon:model/types@0.1.0").note;
+        assert!(
+            note.contains(&format!("cordon:model@{CONTRACT_VERSION}")),
+            "{note}"
+        );
     }
 
     #[test]
@@ -269,20 +283,20 @@ mod tests {
             imports: vec![judge("wasi:cli/environment@0.2.6")],
             exports: exports.iter().map(|e| e.to_string()).collect(),
         };
-        assert!(world(&["cordon:model/scorer@0.1.0"]).check("row").is_ok());
+        assert!(world(&["cordon:model/scorer@0.2.0"]).check("row").is_ok());
         assert!(matches!(
             world(&[]).check("row"),
             Err(WorldError::MissingExport { .. })
         ));
         assert!(matches!(
             world(&[
-                "cordon:model/scorer@0.1.0",
+                "cordon:model/scorer@0.2.0",
                 "wasi:http/incoming-handler@0.2.6"
             ])
             .check("row"),
             Err(WorldError::ExtraExport { .. })
         ));
-        let mut refused = world(&["cordon:model/scorer@0.1.0"]);
+        let mut refused = world(&["cordon:model/scorer@0.2.0"]);
         refused.imports.push(judge("wasi:sockets/tcp@0.2.6"));
         let error = refused.check("row").unwrap_err().to_string();
         assert!(error.contains("`wasi:sockets/tcp@0.2.6`"), "{error}");

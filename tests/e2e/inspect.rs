@@ -79,7 +79,7 @@ fn inspect_shows_what_a_signed_package_asks_for() {
     assert!(!imports.iter().any(|i| i.starts_with("wasi:sockets/")));
     assert_eq!(
         component["world"]["exports"],
-        serde_json::json!(["cordon:model/scorer@0.1.0"])
+        serde_json::json!(["cordon:model/scorer@0.2.0"])
     );
     let files: Vec<&str> = screen["files"]
         .as_array()
@@ -171,7 +171,7 @@ fn imports_outside_the_world_are_refused_by_name() {
     // A component that imports nothing forbidden but exports no scorer.
     let (_, stderr) = refused_case(&component_importing(&["wasi:io/streams@0.2.6"]));
     assert!(
-        stderr.contains("does not export `cordon:model/scorer@0.1.0`"),
+        stderr.contains("does not export `cordon:model/scorer@0.2.0`"),
         "{stderr}"
     );
 

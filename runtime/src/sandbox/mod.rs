@@ -364,7 +364,8 @@ pub fn to_wit(batch: data::Batch) -> wit::Batch {
                     }
                     data::ColumnValues::Timestamp(v) => wit::ColumnValues::Timestamp(v),
                 },
-                validity: c.validity,
+                // One byte per flag, as the contract carries it (the same layout: no copy).
+                validity: c.validity.into_iter().map(u8::from).collect(),
             })
             .collect(),
     }
@@ -391,7 +392,7 @@ fn from_wit(batch: wit::Batch) -> Result<data::Batch, String> {
             Ok(data::Column {
                 name: c.name,
                 values,
-                validity: c.validity,
+                validity: c.validity.into_iter().map(|valid| valid != 0).collect(),
             })
         })
         .collect::<Result<_, String>>()?;
@@ -457,7 +458,7 @@ mod tests {
     }
 
     #[test]
-    fn text_crosses_as_one_buffer_and_comes_back() {
+    fn text_and_validity_cross_as_buffers_and_come_back() {
         let values = ["Month-to-month", "", "Ünïcode"];
         let text = data::TextValues::from_strs(values).unwrap();
         let batch = data::Batch {
@@ -465,11 +466,19 @@ mod tests {
             columns: vec![data::Column {
                 name: "c".into(),
                 values: data::ColumnValues::Text(text.clone()),
-                validity: Vec::new(),
+                validity: vec![true, false, true],
             }],
         };
-        let back = from_wit(to_wit(batch)).unwrap();
+        let lowered = to_wit(batch);
+        assert_eq!(lowered.columns[0].validity, [1, 0, 1]);
+        let back = from_wit(lowered).unwrap();
         assert_eq!(back.columns[0].values, data::ColumnValues::Text(text));
+        assert_eq!(back.columns[0].validity, [true, false, true]);
+
+        // From a model, any byte but 0 is a present value.
+        let mut output = batch_with_text(vec![0, 1, 2], b"ab");
+        output.columns[0].validity = vec![0, 7];
+        assert_eq!(from_wit(output).unwrap().columns[0].validity, [false, true]);
     }
 
     #[test]
