@@ -148,8 +148,10 @@ fn slice(batch: &Batch, start: usize, len: usize) -> Batch {
             let values = match &c.values {
                 ColumnValues::Int64(v) => ColumnValues::Int64(v[start..end].to_vec()),
                 ColumnValues::Float64(v) => ColumnValues::Float64(v[start..end].to_vec()),
+                // By index: skipping through `iter()` would walk every earlier row per slice.
                 ColumnValues::Text(v) => ColumnValues::Text(
-                    TextValues::from_strs(v.iter().skip(start).take(end - start)).unwrap(),
+                    TextValues::from_strs((start..end).map(|row| v.get(row).unwrap_or_default()))
+                        .unwrap(),
                 ),
                 other => other.clone(),
             };
