@@ -168,6 +168,15 @@ fn imports_outside_the_world_are_refused_by_name() {
     let check = case.cordon(&["check", "--package", "package", "--policy", "policy.toml"]);
     assert_eq!(check.status.code(), Some(2));
 
+    // A model built against an older contract: refused by name, with what to do about it.
+    let (_, stderr) = refused_case(&component_importing(&["cordon:model/types@0.1.0"]));
+    assert!(
+        stderr.contains("imports `cordon:model/types@0.1.0`")
+            && stderr.contains("another version of Cordon's contract")
+            && stderr.contains("cordon:model@0.2.0"),
+        "{stderr}"
+    );
+
     // A component that imports nothing forbidden but exports no scorer.
     let (_, stderr) = refused_case(&component_importing(&["wasi:io/streams@0.2.6"]));
     assert!(
