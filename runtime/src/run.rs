@@ -77,7 +77,9 @@ pub enum RunError {
     #[error("cannot compile the model's component")]
     Compile(#[source] anyhow::Error),
     #[error(
-        "cannot prepare the model's instances (does the component export cordon:model/scorer@0.2.0?)"
+        "cannot prepare the model's instances (does the component export {}@{}?)",
+        crate::world::SCORER_EXPORT,
+        crate::world::CONTRACT_VERSION
     )]
     Link(#[source] anyhow::Error),
     #[error(transparent)]
