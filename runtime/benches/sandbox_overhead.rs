@@ -59,7 +59,7 @@ const GRAPHS: [(&str, &str); 3] = [
     ("logistic regression", "churn_logreg.onnx"),
 ];
 const INSTANTIATIONS: usize = 2_000;
-/// The batch size of the targets, for the native split and the profile.
+/// The batch size of the targets, for the native split, fuel metering and the profile.
 const SPLIT_BATCH_ROWS: usize = 4_096;
 const PROFILE_PASSES: usize = 60;
 /// Fuel and memory large enough never to stop a pass.
@@ -241,6 +241,48 @@ fn direct_guest(
     Ok((store, model))
 }
 
+/// One of the churn graphs, loaded and registered under the name the guest asks for
+/// (`churn_gbt`): every graph here has its interface.
+fn churn_graph(
+    onnxruntime: &OnnxRuntime,
+    options: SessionOptions,
+    file: &str,
+) -> Result<(Arc<LoadedGraph>, Arc<GraphRegistry>), Box<dyn Error>> {
+    let bytes: Arc<[u8]> = std::fs::read(root().join("examples/churn/graphs").join(file))?.into();
+    let graph = Arc::new(LoadedGraph::load(onnxruntime, "churn_gbt", bytes, options)?);
+    let registry: Arc<GraphRegistry> =
+        Arc::new([("churn_gbt".to_owned(), Arc::clone(&graph))].into());
+    Ok((graph, registry))
+}
+
+/// The whole table in the contract's types, `SPLIT_BATCH_ROWS` rows per batch, for calling the
+/// guest directly.
+fn wit_batches(table: &Batch) -> Vec<wit::Batch> {
+    (0..ROWS)
+        .step_by(SPLIT_BATCH_ROWS)
+        .map(|start| to_wit(slice(table, start, SPLIT_BATCH_ROWS)))
+        .collect()
+}
+
+/// Where the native side's time goes on `batches`: (whole, encoding), ns per row, medians.
+fn native_split(graph: &LoadedGraph, batches: &[cordon_guest::Batch], passes: usize) -> (f64, f64) {
+    let (mut encode_times, mut whole_times) = (Vec::new(), Vec::new());
+    for _ in 0..passes {
+        let (mut encode, mut whole) = (Duration::ZERO, Duration::ZERO);
+        for batch in batches {
+            let started = Instant::now();
+            std::hint::black_box(churn_model::features::encode_batch(batch).expect("features"));
+            encode += started.elapsed();
+            let started = Instant::now();
+            std::hint::black_box(score_natively(graph, batch));
+            whole += started.elapsed();
+        }
+        encode_times.push(encode.as_secs_f64() * 1e9 / ROWS as f64);
+        whole_times.push(whole.as_secs_f64() * 1e9 / ROWS as f64);
+    }
+    (median(&mut whole_times), median(&mut encode_times))
+}
+
 /// The guest alone on the logistic-regression graph, on an engine with wasmtime's perf map,
 /// for `perf record`: the graph costs least there, so the guest's own work shows most.
 fn profile_guest(
@@ -249,16 +291,10 @@ fn profile_guest(
     table: &Batch,
     wasm: &[u8],
 ) -> Result<(), Box<dyn Error>> {
-    let bytes: Arc<[u8]> =
-        std::fs::read(root().join("examples/churn/graphs/churn_logreg.onnx"))?.into();
-    let graph = Arc::new(LoadedGraph::load(onnxruntime, "churn_gbt", bytes, options)?);
-    let registry: Arc<GraphRegistry> = Arc::new([("churn_gbt".to_owned(), graph)].into());
+    let (_, registry) = churn_graph(onnxruntime, options, "churn_logreg.onnx")?;
     let (mut store, model) =
         direct_guest(wasm, registry, true, wasmtime::ProfilingStrategy::PerfMap)?;
-    let batches: Vec<wit::Batch> = (0..ROWS)
-        .step_by(SPLIT_BATCH_ROWS)
-        .map(|start| to_wit(slice(table, start, SPLIT_BATCH_ROWS)))
-        .collect();
+    let batches = wit_batches(table);
     let started = Instant::now();
     for _ in 0..PROFILE_PASSES {
         for input in &batches {
@@ -318,19 +354,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
 
     let mut overhead = Vec::new();
-    let mut native_split = Vec::new();
+    let mut native_splits = Vec::new();
     for (label, file) in GRAPHS {
-        let bytes: Arc<[u8]> =
-            std::fs::read(root().join("examples/churn/graphs").join(file))?.into();
-        let graph = Arc::new(LoadedGraph::load(
-            &onnxruntime,
-            "churn_gbt",
-            bytes,
-            options,
-        )?);
-        // The guest asks for `churn_gbt`; every graph here has its interface.
-        let registry: Arc<GraphRegistry> =
-            Arc::new([("churn_gbt".to_owned(), Arc::clone(&graph))].into());
+        let (graph, registry) = churn_graph(&onnxruntime, options, file)?;
         for batch_rows in BATCH_SIZES {
             let batches: Vec<Batch> = (0..ROWS)
                 .step_by(batch_rows)
@@ -398,55 +424,28 @@ fn main() -> Result<(), Box<dyn Error>> {
                 "native_rows_per_second": native,
                 "guest_over_native_time": ratio,
             }));
-        }
 
-        // Where the native side's time goes, at the batch size of the targets.
-        let native_batches: Vec<cordon_guest::Batch> = (0..ROWS)
-            .step_by(SPLIT_BATCH_ROWS)
-            .map(|start| sdk_batch(&slice(&table, start, SPLIT_BATCH_ROWS)))
-            .collect();
-        let (mut encode_times, mut whole_times) = (Vec::new(), Vec::new());
-        for _ in 0..passes {
-            let (mut encode, mut whole) = (Duration::ZERO, Duration::ZERO);
-            for batch in &native_batches {
-                let started = Instant::now();
-                std::hint::black_box(churn_model::features::encode_batch(batch).expect("features"));
-                encode += started.elapsed();
-                let started = Instant::now();
-                std::hint::black_box(score_natively(&graph, batch));
-                whole += started.elapsed();
+            // Where the native side's time goes, at the batch size of the targets.
+            if batch_rows == SPLIT_BATCH_ROWS {
+                let (whole, encode) = native_split(&graph, &native_batches, passes);
+                eprintln!(
+                    "{label:<24} native, batch {SPLIT_BATCH_ROWS}: {whole:.1} ns/row, of which encoding {encode:.1} ns/row ({:.0}%)",
+                    100.0 * encode / whole
+                );
+                native_splits.push(serde_json::json!({
+                    "graph": label,
+                    "batch_rows": SPLIT_BATCH_ROWS,
+                    "native_ns_per_row": whole,
+                    "encoding_ns_per_row": encode,
+                }));
             }
-            encode_times.push(encode.as_secs_f64() * 1e9 / ROWS as f64);
-            whole_times.push(whole.as_secs_f64() * 1e9 / ROWS as f64);
         }
-        let (encode, whole) = (median(&mut encode_times), median(&mut whole_times));
-        eprintln!(
-            "{label:<24} native, batch {SPLIT_BATCH_ROWS}: {whole:.1} ns/row, of which encoding {encode:.1} ns/row ({:.0}%)",
-            100.0 * encode / whole
-        );
-        native_split.push(serde_json::json!({
-            "graph": label,
-            "batch_rows": SPLIT_BATCH_ROWS,
-            "native_ns_per_row": whole,
-            "encoding_ns_per_row": encode,
-        }));
     }
 
     // What fuel metering costs: the same guest, graph and batches on two engines that differ
     // only in `consume_fuel`, called directly (no Instance bookkeeping on either side).
-    let logistic: Arc<[u8]> =
-        std::fs::read(root().join("examples/churn/graphs/churn_logreg.onnx"))?.into();
-    let graph = Arc::new(LoadedGraph::load(
-        &onnxruntime,
-        "churn_gbt",
-        logistic,
-        options,
-    )?);
-    let registry: Arc<GraphRegistry> = Arc::new([("churn_gbt".to_owned(), graph)].into());
-    let batches: Vec<wit::Batch> = (0..ROWS)
-        .step_by(4_096)
-        .map(|start| to_wit(slice(&table, start, 4_096)))
-        .collect();
+    let (_, registry) = churn_graph(&onnxruntime, options, "churn_logreg.onnx")?;
+    let batches = wit_batches(&table);
     let mut metered = Vec::new();
     for fuel in [true, false] {
         let (mut store, model) = direct_guest(
@@ -471,7 +470,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     let (with_fuel, without_fuel) = (metered[0], metered[1]);
     eprintln!(
-        "fuel metering (logistic regression, batch 4096): {with_fuel:.0} rows/s with fuel, {without_fuel:.0} without ({:.3}x)",
+        "fuel metering (logistic regression, batch {SPLIT_BATCH_ROWS}): {with_fuel:.0} rows/s with fuel, {without_fuel:.0} without ({:.3}x)",
         without_fuel / with_fuel
     );
 
@@ -502,10 +501,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         "passes": passes,
         "onnxruntime_threads": 1,
         "overhead": overhead,
-        "native_split": native_split,
+        "native_split": native_splits,
         "fuel_metering": {
             "graph": "logistic regression",
-            "batch_rows": 4_096,
+            "batch_rows": SPLIT_BATCH_ROWS,
             "rows_per_second_with_fuel": with_fuel,
             "rows_per_second_without_fuel": without_fuel,
         },

@@ -665,9 +665,8 @@ fn text_values(strings: &StringArray) -> Result<TextValues, String> {
     const TOO_LONG: &str = "text past 4 GiB in one batch";
     if strings.null_count() == 0 {
         let offsets = strings.value_offsets();
-        let (first, last) = match (offsets.first(), offsets.last()) {
-            (Some(first), Some(last)) => (*first, *last),
-            _ => return Ok(TextValues::default()),
+        let (Some(&first), Some(&last)) = (offsets.first(), offsets.last()) else {
+            return Ok(TextValues::default());
         };
         let bytes = usize::try_from(first)
             .ok()
