@@ -7,11 +7,19 @@
 #   CORDON_BENCH_RUNS       runs per figure (default 3); CORDON_BENCH_PASSES for the
 #                           sandbox-overhead passes (default 5)
 #   CORDON_BENCH_ONLY       one benchmark: sandbox_overhead, end_to_end or large_table
+#   CORDON_BENCH_INSTANCES  instance counts of end_to_end's scaling, comma-separated
+#                           (default 1, 2, 4, ... up to the machine's cores, at most 16)
+#   CORDON_BENCH_GPU        also run the MLP and logistic regression on CUDA, with ONNX
+#                           Runtime from the onnxruntime-gpu wheel (scripts/setup.sh --gpu)
 #   CORDON_BENCH_PROFILE    sandbox_overhead runs only the guest, for perf (BENCHMARKS.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(scripts/setup.sh | tail -n 1)}"
+if [ -n "${CORDON_BENCH_GPU:-}" ]; then
+  export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(scripts/setup.sh --gpu | tail -n 1)}"
+else
+  export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(scripts/setup.sh | tail -n 1)}"
+fi
 venv=target/bench-venv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"

@@ -13,7 +13,10 @@
 //! - **Start-up**: `cordon run` on a 16-row table, with the compile cache warm and with
 //!   `--no-cache`, median of 10: the time before the first batch reaches a sandbox (the run's
 //!   summary: `runtime_setup_ms` + `first_batch_ms`) and the whole process, timed from outside.
-//! - **Instances**: the largest Parquet table at 1 and 2 instances (this machine has 2 cores).
+//! - **Instances**: the largest Parquet table at 1, 2, 4, ... instances up to this machine's cores
+//!   (at most 16; `CORDON_BENCH_INSTANCES` lists other counts), the gradient-boosted graph and the
+//!   MLP on the CPU and, with `CORDON_BENCH_GPU` set (ONNX Runtime from `scripts/setup.sh --gpu`),
+//!   the MLP on CUDA at the policy's 1,024 rows per batch and at 16,384.
 //!
 //! Writes `target/bench/end_to_end.json`.
 
@@ -31,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use cordon::manifest::Device;
 use cordon_test_guests::telco_table::write_telco_parquet;
 use cordon_test_guests::{CHURN_MODEL, onnxruntime_library, root};
 
@@ -82,12 +86,36 @@ fn table(rows: u64, format: &str) -> Result<PathBuf, Box<dyn Error>> {
     Ok(path)
 }
 
-/// The churn package with `graph` under the name the guest asks for.
-fn package(dir: &Path, graph: &str) -> Result<PathBuf, Box<dyn Error>> {
+/// `text` with the one line that starts `key = ` set to `key = value`; an error if the file
+/// being edited no longer has that setting, so a benchmark never runs unchanged by mistake.
+fn with_setting(text: &str, key: &str, value: &str) -> Result<String, Box<dyn Error>> {
+    let prefix = format!("{key} = ");
+    let mut found = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            if line.starts_with(&prefix) {
+                found = true;
+                format!("{prefix}{value}")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    if !found {
+        return Err(format!("no `{key}` setting to change").into());
+    }
+    Ok(lines.join("\n") + "\n")
+}
+
+/// The churn package with `graph` under the name the guest asks for, preferring `device`.
+fn package(dir: &Path, graph: &str, device: Device) -> Result<PathBuf, Box<dyn Error>> {
     let example = root().join("examples/churn");
-    let package = dir.join(format!("package-{graph}"));
+    let package = dir.join(format!("package-{graph}-{device}"));
     std::fs::create_dir_all(package.join("graphs"))?;
-    std::fs::copy(example.join("cordon.toml"), package.join("cordon.toml"))?;
+    let manifest = std::fs::read_to_string(example.join("cordon.toml"))?;
+    let manifest = with_setting(&manifest, "device", &format!("{:?}", device.to_string()))?;
+    std::fs::write(package.join("cordon.toml"), manifest)?;
     std::fs::copy(CHURN_MODEL, package.join("model.wasm"))?;
     std::fs::copy(
         example.join("graphs").join(graph),
@@ -96,25 +124,41 @@ fn package(dir: &Path, graph: &str) -> Result<PathBuf, Box<dyn Error>> {
     Ok(package)
 }
 
-/// policies/churn.toml reading `table`, writing `sink`, with `instances`.
+/// How a run is set up beyond its table and sink.
+#[derive(Clone, Copy)]
+struct Limits {
+    instances: u32,
+    batch_rows: u32,
+    /// The one device the policy allows graphs on.
+    device: Device,
+}
+
+/// policies/churn.toml's own limits.
+const CHURN_POLICY_LIMITS: Limits = Limits {
+    instances: 2,
+    batch_rows: 1024,
+    device: Device::Cpu,
+};
+
+/// policies/churn.toml reading `table`, writing `sink`, allowing `rows` outputs, with `limits`.
 fn policy(
     dir: &Path,
     table: &Path,
     sink: &Path,
     rows: u64,
-    instances: u32,
+    limits: Limits,
 ) -> Result<PathBuf, Box<dyn Error>> {
-    let text = std::fs::read_to_string(root().join("policies/churn.toml"))?
-        .replace(
-            "source = \"examples/churn/data/telco_churn.csv\"",
-            &format!("source = {:?}", table.display().to_string()),
-        )
-        .replace(
-            "sink = \"out/churn_scores.csv\"",
-            &format!("sink = {:?}", sink.display().to_string()),
-        )
-        .replace("output-rows = 1_000_000", &format!("output-rows = {rows}"))
-        .replace("instances = 2", &format!("instances = {instances}"));
+    let mut text = std::fs::read_to_string(root().join("policies/churn.toml"))?;
+    for (key, value) in [
+        ("source", format!("{:?}", table.display().to_string())),
+        ("sink", format!("{:?}", sink.display().to_string())),
+        ("output-rows", rows.to_string()),
+        ("instances", limits.instances.to_string()),
+        ("batch-rows", limits.batch_rows.to_string()),
+        ("devices", format!("[{:?}]", limits.device.to_string())),
+    ] {
+        text = with_setting(&text, key, &value)?;
+    }
     let path = dir.join(format!("policy-{}.toml", std::process::id()));
     std::fs::write(&path, text)?;
     Ok(path)
@@ -188,6 +232,22 @@ fn python(python: &str, graph: &Path, table: &Path, out: &Path) -> Result<f64, B
     timed(&mut command, "the Python baseline").map(|(seconds, _)| seconds)
 }
 
+/// `CORDON_BENCH_INSTANCES` (comma-separated), else 1, 2, 4, ... up to this machine's cores,
+/// at most 16.
+fn instance_counts() -> Result<Vec<u32>, Box<dyn Error>> {
+    if let Ok(list) = std::env::var("CORDON_BENCH_INSTANCES") {
+        return Ok(list
+            .split(',')
+            .map(|n| n.trim().parse())
+            .collect::<Result<_, _>>()?);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    Ok((0..=4)
+        .map(|power| 1u32 << power)
+        .take_while(|&count| count <= cores.min(16))
+        .collect())
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -213,9 +273,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         for format in ["csv", "parquet"] {
             let table = table(rows, format)?;
             for (label, graph) in GRAPHS {
-                let package = package(dir.path(), graph)?;
+                let package = package(dir.path(), graph, Device::Cpu)?;
                 let sink = dir.path().join(format!("cordon_out.{format}"));
-                let policy = policy(dir.path(), &table, &sink, rows, 2)?;
+                let policy = policy(dir.path(), &table, &sink, rows, CHURN_POLICY_LIMITS)?;
                 // Warm the compile cache and the page cache once.
                 cordon(dir.path(), &package, &policy, Some(&cache))?;
                 let (mut cordon_rates, mut python_rates, mut ratios) =
@@ -263,16 +323,17 @@ fn main() -> Result<(), Box<dyn Error>> {
         &small,
         text.lines().take(17).collect::<Vec<_>>().join("\n") + "\n",
     )?;
-    let package = package(dir.path(), "churn_gbt.onnx")?;
-    let policy_small = policy(dir.path(), &small, &dir.path().join("small_out.csv"), 16, 2)?;
-    cordon(dir.path(), &package, &policy_small, Some(&cache))?;
+    let gbt_package = package(dir.path(), "churn_gbt.onnx", Device::Cpu)?;
+    let small_out = dir.path().join("small_out.csv");
+    let policy_small = policy(dir.path(), &small, &small_out, 16, CHURN_POLICY_LIMITS)?;
+    cordon(dir.path(), &gbt_package, &policy_small, Some(&cache))?;
     // (whole process ms, ms before the first batch) per run
     let startup = |cache: Option<&Path>| -> Result<(f64, f64), Box<dyn Error>> {
         let mut whole = Vec::new();
         let mut first_batch = Vec::new();
         for _ in 0..10 {
             let (seconds, summary) =
-                cordon_with_summary(dir.path(), &package, &policy_small, cache)?;
+                cordon_with_summary(dir.path(), &gbt_package, &policy_small, cache)?;
             whole.push(seconds * 1e3);
             first_batch.push(startup_before_first_batch(&summary)?);
         }
@@ -284,21 +345,50 @@ fn main() -> Result<(), Box<dyn Error>> {
         "start-up (16 rows): before the first batch {warm_first_batch:.1} ms with the cache warm, {cold_first_batch:.1} ms without; whole process {warm:.1} / {cold:.1} ms"
     );
 
-    // Instances: the largest Parquet table, gradient-boosted graph.
+    // Instances: the largest Parquet table, each configuration at each instance count.
     let largest = *sizes.iter().max().unwrap_or(&1_000_000);
     let table = table(largest, "parquet")?;
+    let sink = dir.path().join("scaling_out.parquet");
+    let mut configurations = vec![
+        (
+            "gradient-boosted trees",
+            "churn_gbt.onnx",
+            Device::Cpu,
+            1024,
+        ),
+        ("MLP (64, 32)", "churn_mlp.onnx", Device::Cpu, 1024),
+    ];
+    if std::env::var_os("CORDON_BENCH_GPU").is_some() {
+        // A GPU pays per call (a launch, a copy each way), so larger batches suit it.
+        configurations.push(("MLP (64, 32)", "churn_mlp.onnx", Device::Gpu, 1024));
+        configurations.push(("MLP (64, 32)", "churn_mlp.onnx", Device::Gpu, 16_384));
+    }
     let mut scaling = Vec::new();
-    for instances in [1u32, 2] {
-        let sink = dir.path().join("scaling_out.parquet");
-        let policy = policy(dir.path(), &table, &sink, largest, instances)?;
-        let mut rates: Vec<f64> = (0..runs)
-            .map(|_| {
-                cordon(dir.path(), &package, &policy, Some(&cache)).map(|s| largest as f64 / s)
-            })
-            .collect::<Result<_, _>>()?;
-        let rate = median(&mut rates);
-        eprintln!("{largest} rows parquet, {instances} instance(s): {rate:.0} rows/s");
-        scaling.push(serde_json::json!({ "instances": instances, "rows_per_second": rate }));
+    for (label, graph, device, batch_rows) in configurations {
+        let package = package(dir.path(), graph, device)?;
+        for &instances in &instance_counts()? {
+            let limits = Limits {
+                instances,
+                batch_rows,
+                device,
+            };
+            let policy = policy(dir.path(), &table, &sink, largest, limits)?;
+            // Compiles the package into the cache on its first run.
+            cordon(dir.path(), &package, &policy, Some(&cache))?;
+            let mut rates: Vec<f64> = (0..runs)
+                .map(|_| {
+                    cordon(dir.path(), &package, &policy, Some(&cache)).map(|s| largest as f64 / s)
+                })
+                .collect::<Result<_, _>>()?;
+            let rate = median(&mut rates);
+            eprintln!(
+                "{largest} rows parquet, {label} on {device}, {batch_rows}-row batches, {instances} instance(s): {rate:.0} rows/s"
+            );
+            scaling.push(serde_json::json!({
+                "graph": label, "device": device, "batch_rows": batch_rows,
+                "instances": instances, "rows_per_second": rate,
+            }));
+        }
     }
 
     let report = serde_json::json!({

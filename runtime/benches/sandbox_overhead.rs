@@ -17,6 +17,10 @@
 //! - **Instantiation**: p50 and p99 of `Instance::new` from one `InstancePre` on the pooling
 //!   allocator, a fresh store each time, as every run's instances start.
 //!
+//! - **CUDA**: with `CORDON_BENCH_GPU` set (and ONNX Runtime from the `onnxruntime-gpu` wheel,
+//!   `scripts/setup.sh --gpu`), the MLP and logistic-regression graphs also run on CUDA, guest and
+//!   native, and each is compared with the same graph on the CPU in the same run.
+//!
 //! `cargo bench -p cordon-runtime --bench sandbox_overhead` (or `scripts/bench.sh`);
 //! `CORDON_BENCH_PASSES` changes the number of passes (default 5). Writes
 //! `target/bench/sandbox_overhead.json`.
@@ -55,6 +59,12 @@ const BATCH_SIZES: [usize; 3] = [256, 4_096, 65_536];
 /// (what the report calls it, file under examples/churn/graphs/)
 const GRAPHS: [(&str, &str); 3] = [
     ("gradient-boosted trees", "churn_gbt.onnx"),
+    ("MLP (64, 32)", "churn_mlp.onnx"),
+    ("logistic regression", "churn_logreg.onnx"),
+];
+/// With `CORDON_BENCH_GPU` set, these also run on CUDA. The trees are left out: ONNX Runtime
+/// has no CUDA kernel for them, so they would run on the CPU anyway.
+const CUDA_GRAPHS: [(&str, &str); 2] = [
     ("MLP (64, 32)", "churn_mlp.onnx"),
     ("logistic regression", "churn_logreg.onnx"),
 ];
@@ -346,6 +356,17 @@ fn main() -> Result<(), Box<dyn Error>> {
         device: Device::Cpu,
         threads: 1,
     };
+    let mut configurations: Vec<(&str, &str, Device)> = GRAPHS
+        .iter()
+        .map(|&(label, file)| (label, file, Device::Cpu))
+        .collect();
+    if std::env::var_os("CORDON_BENCH_GPU").is_some() {
+        configurations.extend(
+            CUDA_GRAPHS
+                .iter()
+                .map(|&(label, file)| (label, file, Device::Gpu)),
+        );
+    }
     let deadline = || Instant::now() + Duration::from_secs(3600);
     let table = telco_batch(ROWS)?;
 
@@ -355,7 +376,8 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     let mut overhead = Vec::new();
     let mut native_splits = Vec::new();
-    for (label, file) in GRAPHS {
+    for (label, file, device) in configurations {
+        let options = SessionOptions { device, ..options };
         let (graph, registry) = churn_graph(&onnxruntime, options, file)?;
         for batch_rows in BATCH_SIZES {
             let batches: Vec<Batch> = (0..ROWS)
@@ -415,10 +437,11 @@ fn main() -> Result<(), Box<dyn Error>> {
                 median(&mut ratios),
             );
             eprintln!(
-                "{label:<24} batch {batch_rows:>6}: guest {guest:>10.0} rows/s, native {native:>10.0} rows/s, guest/native time {ratio:.3}"
+                "{label:<24} {device} batch {batch_rows:>6}: guest {guest:>10.0} rows/s, native {native:>10.0} rows/s, guest/native time {ratio:.3}"
             );
             overhead.push(serde_json::json!({
                 "graph": label,
+                "device": device,
                 "batch_rows": batch_rows,
                 "guest_rows_per_second": guest,
                 "native_rows_per_second": native,
@@ -429,16 +452,52 @@ fn main() -> Result<(), Box<dyn Error>> {
             if batch_rows == SPLIT_BATCH_ROWS {
                 let (whole, encode) = native_split(&graph, &native_batches, passes);
                 eprintln!(
-                    "{label:<24} native, batch {SPLIT_BATCH_ROWS}: {whole:.1} ns/row, of which encoding {encode:.1} ns/row ({:.0}%)",
+                    "{label:<24} {device} native, batch {SPLIT_BATCH_ROWS}: {whole:.1} ns/row, of which encoding {encode:.1} ns/row ({:.0}%)",
                     100.0 * encode / whole
                 );
                 native_splits.push(serde_json::json!({
                     "graph": label,
+                    "device": device,
                     "batch_rows": SPLIT_BATCH_ROWS,
                     "native_ns_per_row": whole,
                     "encoding_ns_per_row": encode,
                 }));
             }
+        }
+    }
+
+    // CUDA against the CPU: the guest's rows/s on each, same graph and batch size, same run.
+    let guest_rate = |graph: &serde_json::Value, device: Device, batch: &serde_json::Value| {
+        overhead
+            .iter()
+            .find(|o| {
+                &o["graph"] == graph
+                    && o["device"] == serde_json::json!(device)
+                    && &o["batch_rows"] == batch
+            })
+            .and_then(|o| o["guest_rows_per_second"].as_f64())
+    };
+    let mut cuda_over_cpu = Vec::new();
+    for cuda in overhead
+        .iter()
+        .filter(|o| o["device"] == serde_json::json!(Device::Gpu))
+    {
+        let (graph, batch) = (&cuda["graph"], &cuda["batch_rows"]);
+        if let (Some(on_cuda), Some(on_cpu)) = (
+            guest_rate(graph, Device::Gpu, batch),
+            guest_rate(graph, Device::Cpu, batch),
+        ) {
+            eprintln!(
+                "{:<24} batch {batch:>6}: guest on CUDA {on_cuda:.0} rows/s, on the CPU {on_cpu:.0} rows/s ({:.2}x)",
+                graph.as_str().unwrap_or_default(),
+                on_cuda / on_cpu
+            );
+            cuda_over_cpu.push(serde_json::json!({
+                "graph": graph, "batch_rows": batch,
+                "guest_rows_per_second_cuda": on_cuda,
+                "guest_rows_per_second_cpu": on_cpu,
+                "cuda_over_cpu": on_cuda / on_cpu,
+            }));
         }
     }
 
@@ -502,6 +561,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         "onnxruntime_threads": 1,
         "overhead": overhead,
         "native_split": native_splits,
+        "cuda_over_cpu": cuda_over_cpu,
         "fuel_metering": {
             "graph": "logistic regression",
             "batch_rows": SPLIT_BATCH_ROWS,
