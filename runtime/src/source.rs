@@ -18,7 +18,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use datafusion::arrow::compute::{cast, concat_batches, partition};
 use datafusion::arrow::datatypes::{
-    DataType, Field, Float32Type, Float64Type, Int64Type, Schema, TimeUnit,
+    ArrowPrimitiveType, DataType, Field, Float32Type, Float64Type, Int64Type, Schema, TimeUnit,
     TimestampMicrosecondType,
 };
 use datafusion::common::ScalarValue;
@@ -424,24 +424,16 @@ impl TableSource {
             };
             let values = match ty {
                 ColumnType::Float64 => {
-                    ColumnValues::Float64(array.as_primitive::<Float64Type>().values().to_vec())
+                    ColumnValues::Float64(primitive_values::<Float64Type>(&array))
                 }
                 ColumnType::Float32 => {
-                    ColumnValues::Float32(array.as_primitive::<Float32Type>().values().to_vec())
+                    ColumnValues::Float32(primitive_values::<Float32Type>(&array))
                 }
-                ColumnType::Int64 => {
-                    ColumnValues::Int64(array.as_primitive::<Int64Type>().values().to_vec())
+                ColumnType::Int64 => ColumnValues::Int64(primitive_values::<Int64Type>(&array)),
+                ColumnType::Timestamp => {
+                    ColumnValues::Timestamp(primitive_values::<TimestampMicrosecondType>(&array))
                 }
-                ColumnType::Timestamp => ColumnValues::Timestamp(
-                    array
-                        .as_primitive::<TimestampMicrosecondType>()
-                        .values()
-                        .to_vec(),
-                ),
-                ColumnType::Boolean => {
-                    let flags = array.as_boolean();
-                    ColumnValues::Boolean((0..rows).map(|row| flags.value(row)).collect())
-                }
+                ColumnType::Boolean => ColumnValues::Boolean(flag_values(&array)),
                 ColumnType::Text => ColumnValues::Text(
                     text_values(array.as_string::<i32>())
                         .map_err(|why| self.internal(format!("column `{name}`: {why}")))?,
@@ -658,6 +650,30 @@ fn build_query(grant: &InputGrant, table_columns: &[(String, DataType)]) -> Stri
     query
 }
 
+/// A primitive array's values with every null slot set to zero, the placeholder the contract
+/// promises. Arrow leaves whatever a kernel put in a null slot: `nullif` only marks the value
+/// null and keeps it, so a value the consumer's policy nulled would otherwise reach the model.
+fn primitive_values<T: ArrowPrimitiveType>(array: &ArrayRef) -> Vec<T::Native> {
+    let array = array.as_primitive::<T>();
+    let mut values = array.values().to_vec();
+    if let Some(nulls) = array.nulls().filter(|nulls| nulls.null_count() > 0) {
+        for (value, valid) in values.iter_mut().zip(nulls.iter()) {
+            if !valid {
+                *value = T::Native::default();
+            }
+        }
+    }
+    values
+}
+
+/// A boolean array's values, false in every null slot (see `primitive_values`).
+fn flag_values(array: &ArrayRef) -> Vec<bool> {
+    let flags = array.as_boolean();
+    (0..flags.len())
+        .map(|row| flags.is_valid(row) && flags.value(row))
+        .collect()
+}
+
 /// Arrow's string array as the boundary's layout: its offsets and bytes copied as they are.
 /// Where a row is null the value is left empty, whatever bytes Arrow keeps in the slot: some
 /// kernels (`nullif`, say) only mark a value null and keep it, and it must not reach a model.
@@ -693,10 +709,38 @@ fn text_values(strings: &StringArray) -> Result<TextValues, String> {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::array::BooleanArray;
+    use datafusion::arrow::array::{BooleanArray, Float64Array, Int64Array};
     use datafusion::arrow::compute::nullif;
 
     use super::*;
+
+    #[test]
+    fn numbers_and_flags_drop_what_a_null_slot_still_holds() {
+        let hide = BooleanArray::from(vec![false, true, false]);
+        let salaries: ArrayRef = Arc::new(Float64Array::from(vec![41_000.0, 97_500.0, 52_000.0]));
+        let hidden = nullif(&salaries, &hide).unwrap();
+        assert!(hidden.is_null(1));
+        assert_eq!(
+            hidden.as_primitive::<Float64Type>().values()[1],
+            97_500.0,
+            "the kernel kept the value, which is what this test is about"
+        );
+        assert_eq!(
+            primitive_values::<Float64Type>(&hidden),
+            [41_000.0, 0.0, 52_000.0]
+        );
+
+        let ages: ArrayRef = Arc::new(Int64Array::from(vec![36, 71, 29]));
+        let hidden = nullif(&ages, &hide).unwrap();
+        assert_eq!(primitive_values::<Int64Type>(&hidden), [36, 0, 29]);
+        // No nulls: the values as they are.
+        assert_eq!(primitive_values::<Int64Type>(&ages), [36, 71, 29]);
+
+        let churned: ArrayRef = Arc::new(BooleanArray::from(vec![true, true, false]));
+        let hidden = nullif(&churned, &hide).unwrap();
+        assert!(hidden.as_boolean().value(1), "the kernel kept the flag");
+        assert_eq!(flag_values(&hidden), [true, false, false]);
+    }
 
     #[test]
     fn text_keeps_arrows_layout_and_drops_what_a_null_slot_still_holds() {

@@ -90,6 +90,39 @@ fn a_mask_changes_what_the_guest_sees() {
     }
 }
 
+/// A value the policy nulls never reaches the model. DataFusion's NULLIF only marks a value
+/// null and keeps it in the slot; the host hands the model the contract's placeholder (0)
+/// there, which the echo guest would otherwise show as `<null holding ...>`.
+#[test]
+fn a_value_nulled_by_a_mask_stays_outside_the_sandbox() {
+    let case = crate::support::echo_case();
+    add_to_binding(
+        &case,
+        "mask = { monthly_charges = \"NULLIF(MonthlyCharges, 29.85)\", tenure = \"NULLIF(tenure, 1)\" }\nschema = { MonthlyCharges = \"float64\" }",
+    );
+    case.run().unwrap();
+    let seen = read_csv(&case.path("out/churn_scores.csv"));
+    assert_eq!(seen.len(), 7043);
+    // 7590-VHVEG: one month of tenure at 29.85 a month, both nulled by the masks.
+    assert!(seen[0][1].contains("tenure=<null>;"), "{}", seen[0][1]);
+    assert!(
+        seen[0][1].contains("monthly_charges=<null>;"),
+        "{}",
+        seen[0][1]
+    );
+    let nulled = seen
+        .iter()
+        .filter(|row| row[1].contains("tenure=<null>"))
+        .count();
+    assert_eq!(
+        nulled, 613,
+        "NULLIF(tenure, 1) nulls the 613 one-month customers"
+    );
+    for row in &seen {
+        assert!(!row[1].contains("<null holding"), "{}", row[1]);
+    }
+}
+
 /// A Parquet copy of the table scores exactly like the CSV.
 #[test]
 fn a_parquet_source_scores_like_the_csv() {
