@@ -36,7 +36,7 @@ use std::time::Instant;
 
 use cordon::manifest::Device;
 use cordon_test_guests::telco_table::write_telco_parquet;
-use cordon_test_guests::{CHURN_MODEL, onnxruntime_library, root};
+use cordon_test_guests::{CHURN_MODEL, onnxruntime_library, root, with_setting};
 
 const GRAPHS: [(&str, &str); 2] = [
     ("gradient-boosted trees", "churn_gbt.onnx"),
@@ -84,28 +84,6 @@ fn table(rows: u64, format: &str) -> Result<PathBuf, Box<dyn Error>> {
         }
     }
     Ok(path)
-}
-
-/// `text` with the one line that starts `key = ` set to `key = value`; an error if the file
-/// being edited no longer has that setting, so a benchmark never runs unchanged by mistake.
-fn with_setting(text: &str, key: &str, value: &str) -> Result<String, Box<dyn Error>> {
-    let prefix = format!("{key} = ");
-    let mut found = false;
-    let lines: Vec<String> = text
-        .lines()
-        .map(|line| {
-            if line.starts_with(&prefix) {
-                found = true;
-                format!("{prefix}{value}")
-            } else {
-                line.to_owned()
-            }
-        })
-        .collect();
-    if !found {
-        return Err(format!("no `{key}` setting to change").into());
-    }
-    Ok(lines.join("\n") + "\n")
 }
 
 /// The churn package with `graph` under the name the guest asks for, preferring `device`.

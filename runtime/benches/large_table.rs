@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cordon_test_guests::telco_table::write_telco_parquet;
-use cordon_test_guests::{CHURN_MODEL, onnxruntime_library, root};
+use cordon_test_guests::{CHURN_MODEL, onnxruntime_library, root, with_setting};
 
 fn env_number(name: &str, default: u64) -> Result<u64, Box<dyn Error>> {
     match std::env::var(name) {
@@ -36,13 +36,14 @@ fn churn_package(dir: &Path) -> Result<PathBuf, Box<dyn Error>> {
 
 /// policies/churn.toml reading `table`, writing Parquet into `dir`, allowing `rows` outputs.
 fn churn_policy(dir: &Path, table: &Path, rows: u64) -> Result<PathBuf, Box<dyn Error>> {
-    let policy = std::fs::read_to_string(root().join("policies/churn.toml"))?
-        .replace(
-            "source = \"examples/churn/data/telco_churn.csv\"",
-            &format!("source = {:?}", table.display().to_string()),
-        )
-        .replace("out/churn_scores.csv", "out/churn_scores.parquet")
-        .replace("output-rows = 1_000_000", &format!("output-rows = {rows}"));
+    let mut policy = std::fs::read_to_string(root().join("policies/churn.toml"))?;
+    for (key, value) in [
+        ("source", format!("{:?}", table.display().to_string())),
+        ("sink", "\"out/churn_scores.parquet\"".to_owned()),
+        ("output-rows", rows.to_string()),
+    ] {
+        policy = with_setting(&policy, key, &value)?;
+    }
     let path = dir.join("policy.toml");
     std::fs::write(&path, policy)?;
     Ok(path)

@@ -46,3 +46,44 @@ pub fn onnxruntime_library() -> PathBuf {
         .pop()
         .expect("no libonnxruntime.so: run scripts/setup.sh")
 }
+
+/// A TOML file's `text` (a policy, a manifest) with the one line that starts `key = ` set to
+/// `key = value`; an error if the file no longer has that setting, so that a test or benchmark
+/// never runs the unchanged file by mistake.
+pub fn with_setting(text: &str, key: &str, value: &str) -> Result<String, String> {
+    let prefix = format!("{key} = ");
+    let mut found = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            if line.starts_with(&prefix) {
+                found = true;
+                format!("{prefix}{value}")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    if !found {
+        return Err(format!("no `{key}` setting to change"));
+    }
+    Ok(lines.join("\n") + "\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_setting;
+
+    #[test]
+    fn with_setting_changes_the_one_line_or_says_it_is_missing() {
+        let policy = "[limits]\ninstances = 2\nbatch-rows = 1024\n";
+        assert_eq!(
+            with_setting(policy, "instances", "16").unwrap(),
+            "[limits]\ninstances = 16\nbatch-rows = 1024\n"
+        );
+        assert_eq!(
+            with_setting(policy, "threads", "4").unwrap_err(),
+            "no `threads` setting to change"
+        );
+    }
+}
