@@ -90,22 +90,51 @@ pub fn encode_batch(input: &Batch) -> Result<Vec<f32>, ModelError> {
     let tech_support = input.texts("tech_support")?;
     let online_security = input.texts("online_security")?;
 
-    // A plain loop in this function, so that the column views stay in locals (registers) and
-    // each row is written in place; one capacity check per row, not one per feature.
+    // The loop reads raw values: a null holds the contract's placeholder (0 or ""), which
+    // encodes exactly as a missing value does (0, no category). Zipped slices and offsets
+    // carry no per-value validity or bounds test, only one end test per row, which matters on
+    // WebAssembly, where every branch is also a fuel update. One capacity check per row.
+    let numbers = tenure
+        .values()
+        .iter()
+        .zip(monthly_charges.values())
+        .zip(total_charges.values())
+        .zip(senior_citizen.values());
+    let categories = contract
+        .values()
+        .zip(payment_method.values())
+        .zip(internet_service.values());
+    let flags = paperless_billing
+        .values()
+        .zip(tech_support.values())
+        .zip(online_security.values());
     let mut rows: Vec<Features> = Vec::with_capacity(input.num_rows());
-    for row in 0..input.num_rows() {
+    for (
+        (((&tenure, &monthly_charges), &total_charges), &senior_citizen),
+        (
+            ((contract, payment_method), internet_service),
+            ((paperless_billing, tech_support), online_security),
+        ),
+    ) in numbers.zip(categories.zip(flags))
+    {
         rows.push(encode(&Customer {
-            tenure: tenure.get(row),
-            monthly_charges: monthly_charges.get(row),
-            total_charges: total_charges.get(row),
-            senior_citizen: senior_citizen.get(row),
-            contract: contract.get(row),
-            payment_method: payment_method.get(row),
-            internet_service: internet_service.get(row),
-            paperless_billing: paperless_billing.get(row),
-            tech_support: tech_support.get(row),
-            online_security: online_security.get(row),
+            tenure: Some(tenure),
+            monthly_charges: Some(monthly_charges),
+            total_charges: Some(total_charges),
+            senior_citizen: Some(senior_citizen),
+            contract: Some(contract),
+            payment_method: Some(payment_method),
+            internet_service: Some(internet_service),
+            paperless_billing: Some(paperless_billing),
+            tech_support: Some(tech_support),
+            online_security: Some(online_security),
         }));
+    }
+    if rows.len() != input.num_rows() {
+        return Err(ModelError::InvalidInput(format!(
+            "a column does not hold one value for each of the batch's {} rows",
+            input.num_rows()
+        )));
     }
     Ok(rows.into_flattened())
 }
@@ -134,6 +163,45 @@ mod tests {
             1.0, 29.85, 29.85, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0,
         ];
         assert_eq!(features, expected.map(|v: f64| v as f32));
+    }
+
+    #[test]
+    fn a_batch_with_nulls_encodes_like_missing_values() {
+        let text = |values: [Option<&str>; 2]| values.map(|v| v.map(str::to_owned)).to_vec();
+        let batch = cordon_guest::BatchBuilder::new()
+            .nullable_i64("tenure", vec![Some(1), None])
+            .nullable_f64("monthly_charges", vec![Some(29.85), None])
+            .nullable_f64("total_charges", vec![None, Some(1889.5)])
+            .i64("senior_citizen", vec![0, 1])
+            .nullable_text("contract", text([Some("One year"), None]))
+            .nullable_text("payment_method", text([None, Some("Mailed check")]))
+            .nullable_text("internet_service", text([Some("DSL"), None]))
+            .nullable_text("paperless_billing", text([None, Some("Yes")]))
+            .nullable_text("tech_support", text([Some("Yes"), None]))
+            .nullable_text("online_security", text([None, Some("No")]))
+            .build()
+            .unwrap();
+        let rows = [
+            Customer {
+                tenure: Some(1),
+                monthly_charges: Some(29.85),
+                senior_citizen: Some(0),
+                contract: Some("One year"),
+                internet_service: Some("DSL"),
+                tech_support: Some("Yes"),
+                ..Customer::default()
+            },
+            Customer {
+                total_charges: Some(1889.5),
+                senior_citizen: Some(1),
+                payment_method: Some("Mailed check"),
+                paperless_billing: Some("Yes"),
+                online_security: Some("No"),
+                ..Customer::default()
+            },
+        ];
+        let expected: Vec<f32> = rows.iter().flat_map(encode).collect();
+        assert_eq!(encode_batch(&batch).unwrap(), expected);
     }
 
     #[test]
