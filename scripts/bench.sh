@@ -15,11 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -n "${CORDON_BENCH_GPU:-}" ]; then
-  export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(scripts/setup.sh --gpu | tail -n 1)}"
-else
-  export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(scripts/setup.sh | tail -n 1)}"
-fi
+# With CORDON_BENCH_GPU set, ONNX Runtime's CUDA build (setup.sh --gpu).
+export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(scripts/setup.sh ${CORDON_BENCH_GPU:+--gpu} | tail -n 1)}"
 venv=target/bench-venv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
