@@ -10,6 +10,8 @@
 //!   prepared before the clock starts on both sides, and each side owns its batches and drops
 //!   each one inside the clock once scored, as a streaming run does. Each figure is the median
 //!   of the passes, guest and native alternating, and the ratio is taken within each pass.
+//! - **The inference jail**: the same guest with its graph in a jailed inference worker (the
+//!   default isolation), against the in-process graph above, in the same passes.
 //! - **Fuel metering**: the logistic-regression pass on two engines that differ only in
 //!   `consume_fuel`, to see what CPU limits by fuel cost.
 //! - **Native split**: at 4,096 rows per batch, how the native side's time divides between the
@@ -45,6 +47,7 @@ use std::time::{Duration, Instant};
 
 use cordon::data::{Batch, Column, ColumnValues, TextValues};
 use cordon::manifest::Device;
+use cordon::nn::jail::JailConfig;
 use cordon::nn::onnx::{LoadedGraph, OnnxRuntime, SessionOptions};
 use cordon::nn::{ElementType, GraphRegistry, NnState, Tensor};
 use cordon::sandbox::bindings::cordon::model::types as wit;
@@ -261,6 +264,37 @@ fn churn_graph(
     Ok((graph, registry))
 }
 
+/// The same graph registered for inference workers (no session in this process), and the
+/// guest's instance whose graphs run in its jailed worker.
+fn jailed_instance(
+    engine: &wasmtime::Engine,
+    pre: &bindings::ModelPre<GuestState>,
+    onnxruntime: &OnnxRuntime,
+    options: SessionOptions,
+    file: &str,
+    deadline: Instant,
+) -> Result<Instance, Box<dyn Error>> {
+    let bytes: Arc<[u8]> = std::fs::read(root().join("examples/churn/graphs").join(file))?.into();
+    let graph = LoadedGraph::for_worker(onnxruntime, "churn_gbt", bytes, options);
+    let registry: Arc<GraphRegistry> = Arc::new([("churn_gbt".to_owned(), Arc::new(graph))].into());
+    let jail = JailConfig {
+        worker_exe: env!("CARGO_BIN_EXE_cordon").into(),
+        onnxruntime: onnxruntime.library.clone(),
+        inference_memory: 1 << 30,
+        region_bytes: GUEST_MEMORY,
+    };
+    let mut nn = NnState::new(registry, None, GUEST_MEMORY).jailed(jail);
+    nn.deadline = deadline;
+    nn.start_worker()?;
+    Ok(Instance::new(
+        engine,
+        pre,
+        GuestState::new(nn, GUEST_MEMORY),
+        FUEL,
+        deadline,
+    )?)
+}
+
 /// The whole table in the contract's types, `SPLIT_BATCH_ROWS` rows per batch, for calling the
 /// guest directly.
 fn wit_batches(table: &Batch) -> Vec<wit::Batch> {
@@ -396,7 +430,17 @@ fn main() -> Result<(), Box<dyn Error>> {
                 FUEL,
                 deadline(),
             )?;
+            let mut jailed = jailed_instance(
+                &engine.engine,
+                &pre,
+                &onnxruntime,
+                options,
+                file,
+                deadline(),
+            )?;
             let (mut guest_rates, mut native_rates, mut ratios) =
+                (Vec::new(), Vec::new(), Vec::new());
+            let (mut jailed_rates, mut jail_ratios, mut jailed_ratios) =
                 (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..passes {
                 let inputs = batches.clone();
@@ -413,6 +457,26 @@ fn main() -> Result<(), Box<dyn Error>> {
                     }
                 }
                 let guest = started.elapsed().as_secs_f64();
+
+                // The same guest, its graph in the jailed worker.
+                let inputs = batches.clone();
+                let started = Instant::now();
+                let mut jailed_checksum = 0.0;
+                for batch in inputs {
+                    let output = jailed
+                        .score(batch, FUEL, deadline())
+                        .map_err(|e| format!("the jailed guest failed: {e:?}"))?;
+                    if let Some(ColumnValues::Float64(p)) =
+                        output.columns.first().map(|c| &c.values)
+                    {
+                        jailed_checksum += p.iter().sum::<f64>();
+                    }
+                }
+                let jailed_time = started.elapsed().as_secs_f64();
+                assert!(
+                    (checksum - jailed_checksum).abs() < 1e-6 * ROWS as f64,
+                    "in-process and jailed disagree: {checksum} vs {jailed_checksum}"
+                );
 
                 // Owned, like the guest side's: `Instance::score` consumes its batch and frees
                 // it inside the clock, so the native side frees each batch there too.
@@ -431,14 +495,22 @@ fn main() -> Result<(), Box<dyn Error>> {
                 guest_rates.push(ROWS as f64 / guest);
                 native_rates.push(ROWS as f64 / native);
                 ratios.push(guest / native);
+                jailed_rates.push(ROWS as f64 / jailed_time);
+                jail_ratios.push(jailed_time / guest);
+                jailed_ratios.push(jailed_time / native);
             }
             let (guest, native, ratio) = (
                 median(&mut guest_rates),
                 median(&mut native_rates),
                 median(&mut ratios),
             );
+            let (jailed_rate, jail_ratio, jailed_ratio) = (
+                median(&mut jailed_rates),
+                median(&mut jail_ratios),
+                median(&mut jailed_ratios),
+            );
             eprintln!(
-                "{label:<24} {device} batch {batch_rows:>6}: guest {guest:>10.0} rows/s, native {native:>10.0} rows/s, guest/native time {ratio:.3}"
+                "{label:<24} {device} batch {batch_rows:>6}: guest {guest:>10.0} rows/s, native {native:>10.0} rows/s, guest/native time {ratio:.3}; jailed {jailed_rate:>10.0} rows/s, jailed/in-process time {jail_ratio:.3}, jailed/native {jailed_ratio:.3}"
             );
             overhead.push(serde_json::json!({
                 "graph": label,
@@ -447,6 +519,9 @@ fn main() -> Result<(), Box<dyn Error>> {
                 "guest_rows_per_second": guest,
                 "native_rows_per_second": native,
                 "guest_over_native_time": ratio,
+                "jailed_guest_rows_per_second": jailed_rate,
+                "jailed_over_in_process_time": jail_ratio,
+                "jailed_over_native_time": jailed_ratio,
             }));
             match device {
                 Device::Cpu => {

@@ -84,6 +84,8 @@ pub struct Grant {
     pub input: InputGrant,
     pub output: OutputGrant,
     pub graphs: Vec<GraphGrant>,
+    /// Where the graphs run: in jailed inference workers, or in the host process.
+    pub isolation: crate::policy::Isolation,
 }
 
 impl Grant {
@@ -344,6 +346,7 @@ impl Grant {
                 partition_key,
             },
             graphs,
+            isolation: policy.inference.isolation,
         })
     }
 }

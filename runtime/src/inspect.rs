@@ -85,6 +85,9 @@ pub struct GraphFacts {
     pub sha256: String,
     /// Operators and operator sets, when the graph could be read.
     pub info: Option<GraphInfo>,
+    /// Why `cordon run` would refuse the graph (external data, an operator domain the policy
+    /// does not allow, a tensor past a limit); empty when it is admitted.
+    pub refused: Vec<String>,
     /// Why it could not be.
     pub unreadable: Option<String>,
 }
@@ -107,7 +110,12 @@ pub struct HostFacts {
 
 /// Inspects a loaded package; with `trusted` (the policy's keys for its publisher) the
 /// signature is verified, without it only read.
-pub fn inspect(package: &Package, trusted: Option<&[VerifyingKey]>) -> Inspection {
+/// `rules` are the graph admission rules (the policy's, or the defaults without one).
+pub fn inspect(
+    package: &Package,
+    trusted: Option<&[VerifyingKey]>,
+    rules: &graph_info::AdmissionRules,
+) -> Inspection {
     let manifest = &package.manifest;
     let signature = signature_status(package, trusted);
     let files = package
@@ -124,7 +132,15 @@ pub fn inspect(package: &Package, trusted: Option<&[VerifyingKey]>) -> Inspectio
         .iter()
         .map(|graph| {
             let read = graph_info::read(&graph.bytes);
+            let refused = match &read {
+                Ok(info) => graph_info::admit(info, rules)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                Err(error) => vec![error.to_string()],
+            };
             GraphFacts {
+                refused,
                 name: graph.spec.name.to_string(),
                 file: graph.spec.file.clone(),
                 format: "onnx".into(),
@@ -303,9 +319,18 @@ impl fmt::Display for Inspection {
                         .join(", ");
                     writeln!(f, "  opsets      {opsets}")?;
                     writeln!(f, "  operators   {operators}")?;
+                    writeln!(
+                        f,
+                        "  stored      {} tensors, {}",
+                        info.initializers,
+                        size(info.initializer_bytes)
+                    )?;
                 }
                 (None, Some(why)) => writeln!(f, "  unreadable  {why}")?,
                 (None, None) => {}
+            }
+            for why in &graph.refused {
+                writeln!(f, "  REFUSED     {why}")?;
             }
         }
 

@@ -100,6 +100,24 @@ enum Command {
     /// Check or read an audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The inference worker a run starts for each sandbox instance (not for direct use).
+    #[command(name = "__inference-worker", hide = true)]
+    InferenceWorker(WorkerArgs),
+}
+
+/// What the host passes an inference worker (see `cordon::nn::jail::worker`).
+#[derive(clap::Args)]
+struct WorkerArgs {
+    #[arg(long)]
+    socket: i32,
+    #[arg(long)]
+    region: i32,
+    #[arg(long)]
+    region_bytes: u64,
+    #[arg(long)]
+    onnxruntime: PathBuf,
+    #[arg(long)]
+    parent: u32,
 }
 
 #[derive(Subcommand)]
@@ -174,6 +192,10 @@ struct CheckArgs {
 }
 
 fn main() -> ExitCode {
+    // ONNX Runtime 1.31 keeps a telemetry database and a device id under ~/.cache unless told
+    // not to; Cordon's host sends nothing anywhere and writes only what the policy names.
+    // SAFETY: set before any thread is started, so nothing reads the environment concurrently.
+    unsafe { std::env::set_var("ORT_DISABLE_TELEMETRY", "1") };
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
@@ -206,6 +228,16 @@ fn main() -> ExitCode {
         }),
         Command::Audit(AuditCommand::Verify { log, head }) => audit_verify(&log, head.as_deref()),
         Command::Audit(AuditCommand::Show { log }) => audit_show(&log),
+        Command::InferenceWorker(args) => {
+            cordon::nn::jail::worker::run(cordon::nn::jail::worker::WorkerArgs {
+                socket_fd: args.socket,
+                region_fd: args.region,
+                region_bytes: args.region_bytes,
+                onnxruntime: args.onnxruntime,
+                parent: args.parent,
+            })
+            .map_err(|why| anyhow::anyhow!("inference worker: {why}"))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -289,7 +321,11 @@ fn inspect(package_path: &Path, policy_path: Option<&Path>, json: bool) -> anyho
     let trusted = policy
         .as_ref()
         .map(|p| p.trusted_keys(&package.manifest.publisher));
-    let inspection = cordon::inspect::inspect(&package, trusted);
+    let rules = policy
+        .as_ref()
+        .map(cordon::policy::Policy::admission_rules)
+        .unwrap_or_default();
+    let inspection = cordon::inspect::inspect(&package, trusted, &rules);
     if json {
         println!("{}", serde_json::to_string_pretty(&inspection)?);
     } else {
@@ -377,7 +413,15 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
         grant.output.sink.display()
     );
     for graph in &grant.graphs {
-        println!("  graph       {} on {}", graph.spec.name, graph.device);
+        println!(
+            "  graph       {} on {}, {}",
+            graph.spec.name,
+            graph.device,
+            match grant.isolation {
+                cordon::policy::Isolation::Jail => "in a jailed inference worker",
+                cordon::policy::Isolation::InProcess => "in this process (isolation = in-process)",
+            }
+        );
     }
     println!("ok: nothing was run and no row was read");
     Ok(())
@@ -398,6 +442,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let runtime = Runtime::new(RuntimeConfig {
         onnxruntime,
         cache_dir,
+        // Inference workers are this binary, re-executed.
+        inference_worker: None,
+        skip_graph_admission_for_tests: false,
     })?;
 
     let show_progress = !args.quiet && !args.json && std::io::stderr().is_terminal();
@@ -615,6 +662,9 @@ fn print_summary(summary: &RunSummary, onnxruntime: Option<&str>) {
         },
         onnxruntime.unwrap_or("not loaded")
     );
+    if !summary.graphs.is_empty() {
+        println!("  isolation    {}", summary.inference_isolation);
+    }
     for record in &summary.guest_log {
         println!("  model log    [{}] {}", record.level, record.message);
     }

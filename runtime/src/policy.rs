@@ -30,6 +30,9 @@ pub const MIN_GUEST_MEMORY: ByteSize = ByteSize::mib(2);
 /// Most rows in one batch handed to a model.
 pub const MAX_BATCH_ROWS: u32 = 1_000_000;
 
+/// Least `limits.inference-memory`: ONNX Runtime's sessions need some memory of their own.
+pub const MIN_INFERENCE_MEMORY: ByteSize = ByteSize::mib(16);
+
 /// Most ONNX Runtime intra-op threads per graph session.
 pub const MAX_INFERENCE_THREADS: u32 = 256;
 
@@ -79,6 +82,10 @@ pub struct Limits {
     /// Most rows of one partition (partition mode): a partition is held in host memory whole
     /// and copied into the guest at once.
     pub partition_rows: u64,
+    /// Memory ONNX Runtime may allocate for one instance's graphs, in its inference worker
+    /// (the jail caps the worker's address space at this plus `tensor-bytes` plus a fixed
+    /// allowance for the library itself). A graph that allocates past it fails the run.
+    pub inference_memory: ByteSize,
 }
 
 impl Default for Limits {
@@ -92,6 +99,7 @@ impl Default for Limits {
             instances: 1,
             batch_rows: 4096,
             partition_rows: 1_000_000,
+            inference_memory: ByteSize::gib(1),
         }
     }
 }
@@ -109,6 +117,33 @@ pub struct InferencePolicy {
     /// the package declares. Off by default: such graphs were not in the package the consumer
     /// inspected.
     pub allow_guest_graphs: bool,
+    /// Where graphs run: in a jailed worker process (the default) or in the host process.
+    pub isolation: Isolation,
+    /// Operator domains graphs may use besides the standard `ai.onnx` and `ai.onnx.ml`
+    /// (`com.microsoft` for ONNX Runtime's contrib operators, say).
+    pub operator_domains: Vec<String>,
+}
+
+/// Where a run's graphs run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// In an inference worker per instance: no file opens, sockets or exec, a memory cap, and
+    /// killed at the run's deadline. A crash there is an error of the run, not of the host.
+    #[default]
+    Jail,
+    /// In the host's own ONNX Runtime: no process boundary. For benchmarks and packages the
+    /// consumer trusts as much as the host.
+    InProcess,
+}
+
+impl std::fmt::Display for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Isolation::Jail => "jail",
+            Isolation::InProcess => "in-process",
+        })
+    }
 }
 
 /// Binds a manifest input to a table on this machine.
@@ -219,6 +254,13 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The graph admission rules: the standard operator domains and those the policy adds.
+    pub fn admission_rules(&self) -> crate::nn::graph_info::AdmissionRules {
+        crate::nn::graph_info::AdmissionRules::with_extra_domains(
+            self.inference.operator_domains.iter().cloned(),
+        )
+    }
+
     /// Reads and validates the policy at `path`; relative paths in it are resolved against
     /// `base_dir`.
     pub fn load(path: &Path, base_dir: &Path) -> Result<Self, PolicyError> {
@@ -310,7 +352,32 @@ impl Policy {
                 "limits.wall-time must be longer than zero".into(),
             ));
         }
+        if limits.inference_memory < MIN_INFERENCE_MEMORY {
+            return Err(invalid(
+                "limits.inference-memory",
+                format!(
+                    "limits.inference-memory = \"{}\" is below {MIN_INFERENCE_MEMORY}, too little for ONNX Runtime to load a graph",
+                    limits.inference_memory
+                ),
+            ));
+        }
         let mut inference = raw.inference;
+        for domain in &inference.operator_domains {
+            let well_formed = !domain.is_empty()
+                && domain.len() <= 128
+                && domain
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !well_formed {
+                return Err(invalid(
+                    "inference.operator-domains",
+                    format!(
+                        "inference.operator-domains: {:?} is not an operator domain (letters, digits, `.`, `_`, `-`)",
+                        crate::sandbox::sanitize(domain, 64)
+                    ),
+                ));
+            }
+        }
         if inference.threads == 0 {
             inference.threads = 1;
         }

@@ -15,10 +15,12 @@ use crate::audit::{self, AuditError, AuditLog};
 use crate::data::{Batch, DataError, HeldBack, KeyedBatch};
 use crate::grant::{Grant, GrantError, OutputGrant};
 use crate::manifest::{ColumnType, Device, InputMode};
+use crate::nn::graph_info::{self, AdmissionRules};
+use crate::nn::jail::{JailConfig, WorkerError};
 use crate::nn::onnx::{LoadedGraph, OnnxRuntime, OnnxRuntimeError, SessionOptions};
 use crate::nn::{GraphRegistry, GuestGraphs, NnState};
 use crate::package::{Package, PackageError};
-use crate::policy::{AuditPolicy, Policy, PolicyError};
+use crate::policy::{AuditPolicy, Isolation, Policy, PolicyError};
 use crate::sandbox::{
     self, CacheOutcome, CallError, CompileCache, GuestState, Instance, LimitExceeded, LogRecord,
     SandboxEngine, TrapCause, bindings,
@@ -52,6 +54,10 @@ pub enum RunError {
     OnnxRuntime(#[from] OnnxRuntimeError),
     #[error("the package has graphs, but no ONNX Runtime library was configured")]
     NoOnnxRuntime,
+    #[error("graph `{graph}` was refused before it reached ONNX Runtime: {why}")]
+    GraphRefused { graph: String, why: String },
+    #[error(transparent)]
+    Inference(WorkerError),
     #[error("the model broke a limit: {0}")]
     Limit(LimitExceeded),
     #[error(
@@ -98,10 +104,13 @@ impl RunError {
             RunError::Grant(_) => Some("grant"),
             RunError::Signature(_) => Some("signature"),
             RunError::Component { .. } => Some("component"),
+            RunError::GraphRefused { .. } => Some("graph"),
             RunError::Limit(_)
             | RunError::CpuLimit { .. }
             | RunError::WallTime { .. }
+            | RunError::Inference(WorkerError::Memory { .. })
             | RunError::OutputRows { .. } => Some("limit"),
+            RunError::Inference(_) => Some("inference"),
             RunError::InvalidOutput { .. } => Some("output"),
             _ => None,
         }
@@ -111,7 +120,10 @@ impl RunError {
         match sandbox::trap_cause(&error, stderr) {
             TrapCause::Limit(limit) => RunError::Limit(limit),
             TrapCause::OutOfFuel => RunError::CpuLimit { fuel },
-            TrapCause::WallTime => RunError::WallTime { limit: wall_time },
+            TrapCause::WallTime | TrapCause::Inference(WorkerError::Deadline) => {
+                RunError::WallTime { limit: wall_time }
+            }
+            TrapCause::Inference(error) => RunError::Inference(error),
             TrapCause::Other(message) => RunError::Trap { message },
         }
     }
@@ -145,6 +157,26 @@ fn check_component(package: &Package) -> Result<(), RunError> {
         })
 }
 
+/// Refuses the run if graph admission refuses any of the package's graphs.
+fn admit_graphs(package: &Package, rules: &AdmissionRules) -> Result<(), RunError> {
+    for graph in &package.graphs {
+        let refusals = match graph_info::read(&graph.bytes) {
+            Ok(info) => graph_info::admit(&info, rules)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            Err(error) => vec![error.to_string()],
+        };
+        if !refusals.is_empty() {
+            return Err(RunError::GraphRefused {
+                graph: graph.spec.name.to_string(),
+                why: refusals.join("; "),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Process-wide settings: where ONNX Runtime is and where compiled components are cached.
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeConfig {
@@ -152,6 +184,13 @@ pub struct RuntimeConfig {
     pub onnxruntime: Option<PathBuf>,
     /// Compile cache directory; `None` compiles every run.
     pub cache_dir: Option<PathBuf>,
+    /// The `cordon` binary that inference workers are started from; `None` is this process's
+    /// own executable (right for `cordon` itself; a library user names the binary).
+    pub inference_worker: Option<PathBuf>,
+    /// Test hook: let graphs through without admission, to show what the jail alone stops.
+    /// Never set by `cordon`; not part of the supported interface.
+    #[doc(hidden)]
+    pub skip_graph_admission_for_tests: bool,
 }
 
 /// What to run.
@@ -221,6 +260,8 @@ pub struct RunSummary {
     pub compile_time_ms: f64,
     pub instantiate_time_us: f64,
     pub graphs: Vec<String>,
+    /// Where the graphs ran: `in-process`, or `jail` with the layers the workers reported.
+    pub inference_isolation: String,
     pub guest_log: Vec<LogRecord>,
     pub guest_log_dropped: u64,
     pub incidents: Vec<String>,
@@ -300,6 +341,9 @@ pub struct Runtime {
     tokio: Arc<tokio::runtime::Runtime>,
     /// How long `new` took, reported with each run's start-up.
     setup_time: Duration,
+    /// The binary inference workers run from.
+    inference_worker: PathBuf,
+    skip_graph_admission: bool,
 }
 
 impl Runtime {
@@ -320,6 +364,14 @@ impl Runtime {
             .map_err(|e| {
                 RunError::Internal(format!("cannot start the data plane's runtime: {e}"))
             })?;
+        let inference_worker = match config.inference_worker {
+            Some(path) => path,
+            None => std::env::current_exe().map_err(|e| {
+                RunError::Internal(format!(
+                    "cannot find this program for inference workers: {e}"
+                ))
+            })?,
+        };
         Ok(Runtime {
             engine,
             onnxruntime,
@@ -327,6 +379,8 @@ impl Runtime {
             graphs: Mutex::new(HashMap::new()),
             tokio: Arc::new(tokio),
             setup_time: started.elapsed(),
+            inference_worker,
+            skip_graph_admission: config.skip_graph_admission_for_tests,
         })
     }
 
@@ -410,6 +464,7 @@ impl Runtime {
         let policy = Policy::load(&request.policy, &request.base_dir)?;
         let (package, _) = load_verified(request, &policy)?;
         check_component(&package)?;
+        admit_graphs(&package, &policy.admission_rules())?;
         let grant = Grant::resolve(&package.manifest, &policy, request.role.as_deref())?;
         self.open_source(&grant, &policy)?;
         Ok(grant)
@@ -464,6 +519,9 @@ impl Runtime {
             }),
         )?;
         check_component(&package)?;
+        if !self.skip_graph_admission {
+            admit_graphs(&package, &policy.admission_rules())?;
+        }
         let grant = Grant::resolve(manifest, policy, request.role.as_deref())?;
         trail.record(
             "grant",
@@ -504,6 +562,16 @@ impl Runtime {
                     device: Device::Cpu,
                     threads: policy.inference.threads,
                 },
+                admission: policy.admission_rules(),
+            }),
+            _ => None,
+        };
+        let jail = match (&self.onnxruntime, policy.inference.isolation) {
+            (Some(runtime), Isolation::Jail) => Some(JailConfig {
+                worker_exe: self.inference_worker.clone(),
+                onnxruntime: runtime.library.clone(),
+                inference_memory: policy.limits.inference_memory.bytes(),
+                region_bytes: policy.limits.tensor_bytes.bytes(),
             }),
             _ => None,
         };
@@ -519,6 +587,7 @@ impl Runtime {
             pre: &pre,
             graphs,
             guest_graphs,
+            jail,
             policy,
             mode: grant.input.mode,
             deadline,
@@ -592,6 +661,11 @@ impl Runtime {
                 .iter()
                 .map(|g| format!("{} on {}", g.spec.name, g.device))
                 .collect(),
+            inference_isolation: match (&totals.jail, policy.inference.isolation) {
+                (Some(layers), _) => format!("jail ({layers})"),
+                (None, Isolation::Jail) => "jail (no graph ran)".into(),
+                (None, Isolation::InProcess) => "in-process".into(),
+            },
             guest_log: totals.log.clone(),
             guest_log_dropped: totals.log_dropped,
             incidents: totals.incidents.clone(),
@@ -644,6 +718,17 @@ impl Runtime {
                 device: granted.device,
                 threads: policy.inference.threads,
             };
+            if policy.inference.isolation == Isolation::Jail {
+                // Sessions are made in each instance's worker, never in this process.
+                let graph = LoadedGraph::for_worker(
+                    onnxruntime,
+                    granted.spec.name.as_str(),
+                    Arc::clone(&packaged.bytes),
+                    options,
+                );
+                registry.insert(granted.spec.name.to_string(), Arc::new(graph));
+                continue;
+            }
             let key = (packaged.sha256.clone(), options);
             let cached = self
                 .graphs
@@ -713,6 +798,8 @@ struct InstanceSetup<'a> {
     pre: &'a bindings::ModelPre<GuestState>,
     graphs: Arc<GraphRegistry>,
     guest_graphs: Option<GuestGraphs>,
+    /// Present when graphs run in inference workers (one per instance).
+    jail: Option<JailConfig>,
     policy: &'a Policy,
     mode: InputMode,
     deadline: Instant,
@@ -721,11 +808,22 @@ struct InstanceSetup<'a> {
 impl InstanceSetup<'_> {
     fn instantiate(&self) -> Result<(Instance, Duration), RunError> {
         let limits = &self.policy.limits;
-        let nn = NnState::new(
+        let mut nn = NnState::new(
             Arc::clone(&self.graphs),
             self.guest_graphs.clone(),
             limits.tensor_bytes.bytes(),
         );
+        nn.deadline = self.deadline;
+        if let Some(jail) = &self.jail {
+            nn = nn.jailed(jail.clone());
+            // Before any data is read: a worker or graph that cannot start fails the run here.
+            nn.start_worker().map_err(|error| match error {
+                WorkerError::Deadline => RunError::WallTime {
+                    limit: limits.wall_time.0,
+                },
+                other => RunError::Inference(other),
+            })?;
+        }
         let state = GuestState::new(nn, limits.memory.bytes());
         let started = Instant::now();
         // The state moves into the store; a failed instantiation has no stderr worth showing.
@@ -754,6 +852,7 @@ struct Totals {
     log_dropped: u64,
     incidents: Vec<String>,
     calls_by_graph: BTreeMap<String, u64>,
+    jail: Option<crate::nn::jail::JailLayers>,
 }
 
 impl Totals {
@@ -772,6 +871,7 @@ impl Totals {
             log_dropped: state.log.dropped,
             incidents: nn.incidents.clone(),
             calls_by_graph: nn.calls_by_graph.clone(),
+            jail: nn.jail.clone(),
         }
     }
 
@@ -787,6 +887,9 @@ impl Totals {
         self.incidents.extend(other.incidents);
         for (graph, calls) in other.calls_by_graph {
             *self.calls_by_graph.entry(graph).or_default() += calls;
+        }
+        if self.jail.is_none() {
+            self.jail = other.jail;
         }
     }
 }

@@ -17,6 +17,7 @@ mod bounded_memory;
 mod churn;
 mod data_plane;
 mod forecast;
+mod inference_wall;
 mod inspect;
 mod limits;
 mod output;

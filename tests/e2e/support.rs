@@ -16,6 +16,9 @@ pub fn runtime() -> &'static Runtime {
             let runtime = Runtime::new(RuntimeConfig {
                 onnxruntime: Some(onnxruntime_library()),
                 cache_dir: Some(cache.path().to_owned()),
+                // This process is the test binary: workers are the `cordon` binary.
+                inference_worker: Some(env!("CARGO_BIN_EXE_cordon").into()),
+                skip_graph_admission_for_tests: false,
             })
             .unwrap();
             (runtime, cache)

@@ -1,13 +1,15 @@
 //! Paths of the compiled test guests and example models, one constant per guest, emitted by
 //! `build.rs` (the pattern of wasmtime's test-programs artifacts crate). The end-to-end tests
 //! in `tests/e2e/` use them; the build fails if a guest is used by no test. [`telco_table`] makes
-//! the large tables the memory tests and benchmarks score.
+//! the large tables the memory tests and benchmarks score; [`onnx_graphs`] writes the hostile
+//! ONNX models the sandbox must refuse or contain.
 
 // Test helpers panic on a broken test setup: that is a failed test, with its reason.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 
+pub mod onnx_graphs;
 pub mod telco_table;
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));

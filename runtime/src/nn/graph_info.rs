@@ -1,15 +1,46 @@
 //! What an ONNX graph is made of, read straight from its protobuf bytes without loading it into
-//! ONNX Runtime: the operator sets it needs and the operators it uses, for `cordon inspect`.
+//! ONNX Runtime: the operator sets it needs, the operators it uses and the tensors it stores, for
+//! `cordon inspect`, and what in it Cordon refuses to hand to ONNX Runtime at all ([`admit`]).
 //!
 //! Only the few fields needed are decoded, by hand, so the permissions screen costs no protobuf
 //! code generation and no ONNX Runtime. The bytes come from a package not yet trusted: every
 //! length is checked against what is left, nesting (subgraphs of `If`, `Loop`, `Scan`) is
 //! bounded by [`MAX_SUBGRAPH_DEPTH`], and a malformed graph is an error, never a panic.
+//!
+//! The graph is hostile, and ONNX Runtime trusts it: a tensor whose data is "external" makes ONNX
+//! Runtime open the file its `location` names (`../../home/…`, `/etc/…`), or, for the location
+//! `*/_ORT_MEM_ADDR_/*`, read host memory at an address the graph gives. So every place a tensor
+//! can hide is read here: the initializers and sparse initializers of the main graph and of
+//! every subgraph, tensors in node attributes (a `Constant`'s `value`), the bodies and default
+//! attributes of the functions the model defines, and its training graphs. Each tensor with
+//! external data, too many dims or too many elements becomes a [`Refusal`], and so does each
+//! operator from a domain the policy does not allow.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
 /// How deep subgraphs may nest before the graph is called malformed.
 pub const MAX_SUBGRAPH_DEPTH: usize = 16;
+
+/// Most elements one stored tensor may declare (the product of its dims). ONNX Runtime sizes
+/// buffers from the dims before it looks at the data, so a graph of a few bytes could otherwise
+/// ask for terabytes.
+pub const MAX_TENSOR_ELEMENTS: u64 = 1 << 31;
+
+/// Most dims one stored tensor may have.
+pub const MAX_TENSOR_RANK: u64 = 32;
+
+/// Most bytes of any one name from the graph that a [`Refusal`] keeps: a name is the graph's
+/// to choose, and a megabyte of it would otherwise land in every report and log line.
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// Most refusals kept, while reading and from [`admit`]; the rest are counted, not kept, so a
+/// graph of a million bad tensors costs no more memory or screen than one of 32.
+pub const MAX_REFUSALS: usize = 32;
+
+/// Most characters of an external data location quoted in a refusal.
+const MAX_LOCATION_CHARS: usize = 200;
 
 /// The summary of one graph.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -17,31 +48,205 @@ pub struct GraphInfo {
     /// Operator sets by domain (`ai.onnx` for the default one) and version.
     pub opsets: BTreeMap<String, i64>,
     /// Operators by name (`domain.Op` outside the default domain), with how many nodes use each,
-    /// subgraphs included.
+    /// subgraphs and the bodies of the model's own functions included.
     pub operators: BTreeMap<String, u64>,
+    /// The domains of those operators (`ai.onnx` for the default one).
+    pub domains: BTreeSet<String>,
+    /// The functions the model defines itself (`ModelProto.functions`): names by domain.
+    pub functions: BTreeMap<String, BTreeSet<String>>,
     /// Names of the main graph's inputs and outputs.
     pub inputs: Vec<String>,
     pub outputs: Vec<String>,
     /// What made it, as the graph says (`skl2onnx 1.17`, say).
     pub producer: String,
+    /// How many tensors the graph stores: initializers and sparse initializers of the main graph
+    /// and of subgraphs, tensors in node attributes (a `Constant`'s value) and in the model's
+    /// functions. A sparse tensor counts once.
+    pub initializers: u64,
+    /// The bytes those tensors store: `raw_data` and the typed data fields, as encoded.
+    pub initializer_bytes: u64,
+    /// What was found while reading that Cordon will not hand to ONNX Runtime (external data,
+    /// oversized tensors), at most [`MAX_REFUSALS`]; [`admit`] adds the operator checks.
+    pub refusals: Vec<Refusal>,
+    /// Refusals found past the first [`MAX_REFUSALS`]: counted, not kept.
+    pub more_refusals: u64,
+    /// Operator types by domain, for [`admit`]: kept apart from `operators`, whose
+    /// `domain.Op` names cannot be split back (domains have dots in them, and so may op types).
+    #[serde(skip)]
+    operator_types: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// One thing in a graph that Cordon refuses to run: a tensor (named, where it has a name) or an
+/// operator, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Refusal {
+    /// The tensor's name, cut to [`MAX_NAME_BYTES`]; `None` for an unnamed tensor or an operator.
+    pub tensor: Option<String>,
+    /// Why, with where in the graph; names in it are escaped and cut.
+    pub why: String,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.tensor {
+            // The name is the graph's own text: escaped, so it cannot forge lines or terminal
+            // escapes in what the consumer reads.
+            Some(tensor) => write!(f, "tensor `{}`: {}", tensor.escape_debug(), self.why),
+            None => f.write_str(&self.why),
+        }
+    }
+}
+
+/// What [`admit`] allows beyond the fixed checks: the operator domains of the policy's
+/// `[inference] operator-domains`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmissionRules {
+    /// Domains as [`GraphInfo::domains`] names them (`ai.onnx` for the default one).
+    pub domains: BTreeSet<String>,
+}
+
+impl Default for AdmissionRules {
+    /// The standard ONNX operators and the ONNX-ML ones, nothing else: ONNX Runtime's
+    /// contrib operators (`com.microsoft`) and custom domains are more native code a graph
+    /// would reach, and must be allowed by name.
+    fn default() -> Self {
+        Self {
+            domains: ["ai.onnx", "ai.onnx.ml"].map(String::from).into(),
+        }
+    }
+}
+
+impl AdmissionRules {
+    /// The default domains and `extra` (`""` is read as `ai.onnx`).
+    pub fn with_extra_domains(extra: impl IntoIterator<Item = String>) -> Self {
+        let mut rules = Self::default();
+        rules.domains.extend(extra.into_iter().map(domain_name));
+        rules
+    }
+}
+
+/// Domains ONNX Runtime has operators of its own in. A function the model defines does not
+/// admit a call into one of these: ONNX Runtime may run its own kernel of the same name rather
+/// than the function's body, so a model could otherwise define a dummy
+/// `com.microsoft.FusedMatMul` to have the real one admitted.
+const RUNTIME_DOMAINS: &[&str] = &[
+    "ai.onnx",
+    "ai.onnx.ml",
+    "ai.onnx.training",
+    "ai.onnx.preview.training",
+    "ai.onnx.contrib",
+    "com.microsoft",
+    "com.microsoft.nchwc",
+    "com.microsoft.experimental",
+    "com.microsoft.dml",
+    "com.microsoft.extensions",
+    "com.microsoft.mlfeaturizers",
+    "com.ms.internal.nhwc",
+    "org.pytorch.aten",
+];
+
+/// Everything in the graph that Cordon refuses to hand to ONNX Runtime under `rules`: the
+/// refusals found while reading, then one per operator whose domain the rules do not allow
+/// (unless the model defines that operator as a function of its own, outside the domains ONNX
+/// Runtime has operators in). Empty when the graph may run. At most [`MAX_REFUSALS`], then one
+/// saying how many more.
+pub fn admit(info: &GraphInfo, rules: &AdmissionRules) -> Vec<Refusal> {
+    let mut refusals = Vec::new();
+    let mut more = info.more_refusals;
+    let mut refuse = |refusal: Refusal| {
+        if refusals.len() < MAX_REFUSALS {
+            refusals.push(refusal);
+        } else {
+            more = more.saturating_add(1);
+        }
+    };
+    for refusal in &info.refusals {
+        refuse(refusal.clone());
+    }
+    for (domain, types) in &info.operator_types {
+        if rules.domains.contains(domain) {
+            continue;
+        }
+        let local = info.functions.get(domain);
+        let runtime_domain = RUNTIME_DOMAINS.contains(&domain.as_str());
+        for op_type in types {
+            // The function's body is read like the main graph, so its own operators face these
+            // same checks.
+            if !runtime_domain && local.is_some_and(|names| names.contains(op_type)) {
+                continue;
+            }
+            refuse(Refusal {
+                tensor: None,
+                why: format!(
+                    "operator `{}` is in domain `{}`, which the policy does not allow \
+                     ([inference] operator-domains)",
+                    shown(&operator_name(domain, op_type)),
+                    shown(domain),
+                ),
+            });
+        }
+    }
+    if more > 0 {
+        refusals.push(Refusal {
+            tensor: None,
+            why: format!("and {more} more"),
+        });
+    }
+    refusals
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a readable ONNX graph: {0}")]
 pub struct GraphInfoError(String);
 
+/// Where in the model a graph's contents are being read, for the words of a refusal.
+struct Scope {
+    /// How many subgraphs deep (a function's body counts as one).
+    depth: usize,
+    /// "in the main graph", "in a subgraph of node `n`", "in function `f`".
+    place: String,
+    /// The main graph: its inputs and outputs are the model's.
+    main: bool,
+}
+
+impl Scope {
+    /// The place, as it ends the words for something inside one of the scope's nodes: nothing
+    /// for the main graph ("in a Constant attribute of node `c`"), " in function `f`" otherwise.
+    fn within(&self) -> String {
+        if self.main {
+            String::new()
+        } else {
+            format!(" {}", self.place)
+        }
+    }
+
+    /// The scope of a subgraph of something in this one.
+    fn subgraph(&self, of: &str) -> Scope {
+        Scope {
+            depth: self.depth.saturating_add(1),
+            place: format!("in a subgraph of {of}{}", self.within()),
+            main: false,
+        }
+    }
+}
+
 /// Reads `bytes` as an ONNX `ModelProto`.
 pub fn read(bytes: &[u8]) -> Result<GraphInfo, GraphInfoError> {
     let mut info = GraphInfo::default();
     let mut producer = (String::new(), String::new());
     let mut saw_graph = false;
+    let main = Scope {
+        depth: 0,
+        place: "in the main graph".into(),
+        main: true,
+    };
     for field in Fields(bytes) {
         match field? {
             (2, Value::Bytes(name)) => producer.0 = text(name)?,
             (3, Value::Bytes(version)) => producer.1 = text(version)?,
             (7, Value::Bytes(graph)) => {
                 saw_graph = true;
-                read_graph(graph, 0, &mut info)?;
+                read_graph(graph, &main, &mut info)?;
             }
             (8, Value::Bytes(opset)) => {
                 let (mut domain, mut version) = (String::new(), 0);
@@ -54,6 +259,21 @@ pub fn read(bytes: &[u8]) -> Result<GraphInfo, GraphInfoError> {
                 }
                 info.opsets.insert(domain_name(domain), version);
             }
+            // TrainingInfoProto: its `initialization` (1) and `algorithm` (2) graphs are
+            // graphs like any other, with initializers of their own.
+            (20, Value::Bytes(training)) => {
+                let scope = Scope {
+                    depth: 1,
+                    place: "in training_info".into(),
+                    main: false,
+                };
+                for field in Fields(training) {
+                    if let (1 | 2, Value::Bytes(graph)) = field? {
+                        read_graph(graph, &scope, &mut info)?;
+                    }
+                }
+            }
+            (25, Value::Bytes(function)) => read_function(function, &mut info)?,
             _ => {}
         }
     }
@@ -64,49 +284,398 @@ pub fn read(bytes: &[u8]) -> Result<GraphInfo, GraphInfoError> {
     Ok(info)
 }
 
-fn read_graph(bytes: &[u8], depth: usize, info: &mut GraphInfo) -> Result<(), GraphInfoError> {
-    if depth > MAX_SUBGRAPH_DEPTH {
+fn read_graph(bytes: &[u8], scope: &Scope, info: &mut GraphInfo) -> Result<(), GraphInfoError> {
+    if scope.depth > MAX_SUBGRAPH_DEPTH {
         return Err(GraphInfoError(format!(
             "subgraphs nest deeper than {MAX_SUBGRAPH_DEPTH}"
         )));
     }
     for field in Fields(bytes) {
         match field? {
-            (1, Value::Bytes(node)) => read_node(node, depth, info)?,
-            (11, Value::Bytes(input)) if depth == 0 => info.inputs.push(value_name(input)?),
-            (12, Value::Bytes(output)) if depth == 0 => info.outputs.push(value_name(output)?),
+            (1, Value::Bytes(node)) => read_node(node, scope, info)?,
+            (5, Value::Bytes(tensor)) => add_tensor(tensor, &scope.place, info)?,
+            (15, Value::Bytes(sparse)) => add_sparse_tensor(sparse, &scope.place, info)?,
+            (11, Value::Bytes(input)) if scope.main => info.inputs.push(value_name(input)?),
+            (12, Value::Bytes(output)) if scope.main => info.outputs.push(value_name(output)?),
             _ => {}
         }
     }
     Ok(())
 }
 
-fn read_node(bytes: &[u8], depth: usize, info: &mut GraphInfo) -> Result<(), GraphInfoError> {
-    let (mut op_type, mut domain) = (String::new(), String::new());
+fn read_node(bytes: &[u8], scope: &Scope, info: &mut GraphInfo) -> Result<(), GraphInfoError> {
+    let (mut op_type, mut domain, mut name) = (String::new(), String::new(), String::new());
+    let mut has_attributes = false;
     for field in Fields(bytes) {
         match field? {
+            (3, Value::Bytes(n)) => name = self::name(n)?,
             (4, Value::Bytes(op)) => op_type = text(op)?,
             (7, Value::Bytes(d)) => domain = text(d)?,
-            // An attribute may hold a subgraph (`g`, field 6) or several (`graphs`, field 11).
-            (5, Value::Bytes(attribute)) => {
-                for field in Fields(attribute) {
-                    if let (6 | 11, Value::Bytes(graph)) = field? {
-                        read_graph(graph, depth + 1, info)?;
-                    }
-                }
-            }
+            (5, Value::Bytes(_)) => has_attributes = true,
             _ => {}
         }
     }
     if op_type.is_empty() {
         return Err(GraphInfoError("a node has no op_type".into()));
     }
-    let name = match domain_name(domain).as_str() {
-        "ai.onnx" => op_type,
-        other => format!("{other}.{op_type}"),
-    };
-    *info.operators.entry(name).or_default() += 1;
+    // The attributes, in a second pass now that the node's name and operator are known (fields
+    // may come in any order): they may hold tensors and subgraphs.
+    if has_attributes {
+        let node = if name.is_empty() {
+            format!("an unnamed `{}` node", shown(&op_type))
+        } else {
+            format!("node `{}`", shown(&name))
+        };
+        let holder = if op_type == "Constant" {
+            format!("in a Constant attribute of {node}{}", scope.within())
+        } else {
+            format!(
+                "in an attribute of {node} (`{}`){}",
+                shown(&op_type),
+                scope.within()
+            )
+        };
+        let inner = scope.subgraph(&node);
+        for field in Fields(bytes) {
+            if let (5, Value::Bytes(attribute)) = field? {
+                read_attribute(attribute, &holder, &inner, info)?;
+            }
+        }
+    }
+    let domain = domain_name(domain);
+    *info
+        .operators
+        .entry(operator_name(&domain, &op_type))
+        .or_default() += 1;
+    info.operator_types
+        .entry(domain.clone())
+        .or_default()
+        .insert(op_type);
+    info.domains.insert(domain);
     Ok(())
+}
+
+/// An AttributeProto: its tensors (`t` 5, `tensors` 10, `sparse_tensor` 22, `sparse_tensors`
+/// 23), described as `holder`, and its subgraphs (`g` 6, `graphs` 11), read in `inner`.
+fn read_attribute(
+    bytes: &[u8],
+    holder: &str,
+    inner: &Scope,
+    info: &mut GraphInfo,
+) -> Result<(), GraphInfoError> {
+    for field in Fields(bytes) {
+        match field? {
+            (6 | 11, Value::Bytes(graph)) => read_graph(graph, inner, info)?,
+            (10, Value::Bytes(tensor)) => add_tensor(tensor, holder, info)?,
+            (23, Value::Bytes(sparse)) => add_sparse_tensor(sparse, holder, info)?,
+            _ => {}
+        }
+    }
+    // `t` and `sparse_tensor` are single fields, which protobuf merges when they appear more
+    // than once: read what ONNX Runtime will see. (Repeated `g` would merge too, but a graph's
+    // contents are all repeated fields, so reading each copy in turn sees the same.)
+    if let Some(tensor) = merged(bytes, 5)? {
+        add_tensor(&tensor, holder, info)?;
+    }
+    if let Some(sparse) = merged(bytes, 22)? {
+        add_sparse_tensor(&sparse, holder, info)?;
+    }
+    Ok(())
+}
+
+/// A FunctionProto of the model's own: its name (1) and domain (10) are recorded, its nodes (7)
+/// and default attributes (`attribute_proto` 11) read like a subgraph's, tensors and all.
+fn read_function(bytes: &[u8], info: &mut GraphInfo) -> Result<(), GraphInfoError> {
+    let (mut name, mut domain) = (String::new(), String::new());
+    for field in Fields(bytes) {
+        match field? {
+            (1, Value::Bytes(n)) => name = text(n)?,
+            (10, Value::Bytes(d)) => domain = text(d)?,
+            _ => {}
+        }
+    }
+    let function = format!("function `{}`", shown(&name));
+    let scope = Scope {
+        depth: 1,
+        place: format!("in {function}"),
+        main: false,
+    };
+    let holder = format!("in a default attribute of {function}");
+    let inner = Scope {
+        depth: 2,
+        place: format!("in a subgraph of a default attribute of {function}"),
+        main: false,
+    };
+    for field in Fields(bytes) {
+        match field? {
+            (7, Value::Bytes(node)) => read_node(node, &scope, info)?,
+            (11, Value::Bytes(attribute)) => read_attribute(attribute, &holder, &inner, info)?,
+            _ => {}
+        }
+    }
+    info.functions
+        .entry(domain_name(domain))
+        .or_default()
+        .insert(name);
+    Ok(())
+}
+
+/// Counts one stored TensorProto, found `place`.
+fn add_tensor(bytes: &[u8], place: &str, info: &mut GraphInfo) -> Result<(), GraphInfoError> {
+    let tensor = read_tensor(bytes, place, info)?;
+    info.initializers = info.initializers.saturating_add(1);
+    info.initializer_bytes = info.initializer_bytes.saturating_add(tensor.stored);
+    Ok(())
+}
+
+/// Counts one SparseTensorProto, found `place`: its `values` (1) and `indices` (2) are
+/// TensorProtos, each checked; its `dims` (3) are the dense shape, which ONNX Runtime
+/// allocates when it turns a sparse initializer dense, so they face the same limits.
+fn add_sparse_tensor(
+    bytes: &[u8],
+    place: &str,
+    info: &mut GraphInfo,
+) -> Result<(), GraphInfoError> {
+    let mut name = None;
+    let mut stored = 0u64;
+    for number in [1, 2] {
+        if let Some(part) = merged(bytes, number)? {
+            let tensor = read_tensor(&part, place, info)?;
+            stored = stored.saturating_add(tensor.stored);
+            // The values' name is the sparse tensor's.
+            if number == 1 {
+                name = tensor.name;
+            }
+        }
+    }
+    let mut shape = Shape::new();
+    for field in Fields(bytes) {
+        if let (3, value) = field? {
+            shape.add(value)?;
+        }
+    }
+    if let Some(problem) = shape.problem() {
+        refuse(info, name, format!("{problem} (its dense shape), {place}"));
+    }
+    info.initializers = info.initializers.saturating_add(1);
+    info.initializer_bytes = info.initializer_bytes.saturating_add(stored);
+    Ok(())
+}
+
+/// What [`read_tensor`] learns of one tensor.
+struct Tensor {
+    name: Option<String>,
+    stored: u64,
+}
+
+/// Reads one TensorProto found `place`, recording a refusal for external data or a shape past
+/// the limits.
+fn read_tensor(bytes: &[u8], place: &str, info: &mut GraphInfo) -> Result<Tensor, GraphInfoError> {
+    let mut name = None;
+    let mut stored = 0u64;
+    let mut shape = Shape::new();
+    // Any of these makes ONNX Runtime look for the data outside the graph: `data_location`
+    // (14) other than DEFAULT (0), or `external_data` entries (13) at all. Protobuf keeps the
+    // last `data_location`, but any non-default one is refused, whatever follows it.
+    let mut data_location = None;
+    let mut external_entries = 0u64;
+    let mut location: Option<&[u8]> = None;
+    for field in Fields(bytes) {
+        match field? {
+            (1, dim) => shape.add(dim)?,
+            (8, Value::Bytes(n)) => {
+                let n = self::name(n)?;
+                name = (!n.is_empty()).then_some(n);
+            }
+            // raw_data (9), and float_data, int32_data, string_data, int64_data, double_data,
+            // uint64_data, packed or not.
+            (4 | 5 | 6 | 7 | 9 | 10 | 11, value) => {
+                stored = stored.saturating_add(value.wire_len())
+            }
+            (13, Value::Bytes(entry)) => {
+                external_entries = external_entries.saturating_add(1);
+                // StringStringEntryProto: key (1), value (2). Compared as bytes: a key that is
+                // not UTF-8 is still an entry, and still refused.
+                let (mut key, mut value): (&[u8], &[u8]) = (&[], &[]);
+                for field in Fields(entry) {
+                    match field? {
+                        (1, Value::Bytes(k)) => key = k,
+                        (2, Value::Bytes(v)) => value = v,
+                        _ => {}
+                    }
+                }
+                if key == b"location" {
+                    location = Some(value);
+                }
+            }
+            (14, Value::Varint(v)) if v != 0 => data_location = Some(v),
+            _ => {}
+        }
+    }
+    if data_location.is_some() || external_entries > 0 {
+        let what = match location {
+            Some(location) => format!(
+                "external data at `{}` ({})",
+                quoted_location(location),
+                location_kind(location)
+            ),
+            None => "external data, with no location".to_owned(),
+        };
+        let marker = match data_location {
+            None | Some(1) => String::new(),
+            Some(other) => format!(" (data_location {other}, which ONNX does not define)"),
+        };
+        refuse(
+            info,
+            name.clone(),
+            format!(
+                "it names {what}{marker} {place}: Cordon runs only graphs that hold their \
+                 tensors inline, for ONNX Runtime reads external data from whatever file or \
+                 memory address the graph names"
+            ),
+        );
+    }
+    if let Some(problem) = shape.problem() {
+        refuse(info, name.clone(), format!("{problem}, {place}"));
+    }
+    Ok(Tensor { name, stored })
+}
+
+/// A tensor's dims, as far as the limits need them: counted and multiplied as they are read,
+/// never stored, so a million dims cost no memory.
+struct Shape {
+    rank: u64,
+    /// The product so far; `None` once it has overflowed.
+    elements: Option<u64>,
+    negative: Option<i64>,
+}
+
+impl Shape {
+    fn new() -> Self {
+        Self {
+            rank: 0,
+            elements: Some(1),
+            negative: None,
+        }
+    }
+
+    /// One `dims` field: a varint, or several packed in bytes. (Any other wire type protobuf
+    /// itself would keep as an unknown field, not as dims.)
+    fn add(&mut self, value: Value<'_>) -> Result<(), GraphInfoError> {
+        match value {
+            Value::Varint(dim) => self.push(dim),
+            Value::Bytes(packed) => {
+                let mut dims = Fields(packed);
+                while !dims.0.is_empty() {
+                    let dim = dims.varint()?;
+                    self.push(dim);
+                }
+            }
+            Value::Fixed(_) => {}
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, dim: u64) {
+        self.rank = self.rank.saturating_add(1);
+        // int64 on the wire: a negative dim is a ten-byte varint.
+        let signed = dim as i64;
+        if signed < 0 {
+            self.negative.get_or_insert(signed);
+        } else {
+            self.elements = self.elements.and_then(|e| e.checked_mul(dim));
+        }
+    }
+
+    fn problem(&self) -> Option<String> {
+        if self.rank > MAX_TENSOR_RANK {
+            return Some(format!(
+                "it has {} dims, more than the {MAX_TENSOR_RANK} Cordon allows",
+                self.rank
+            ));
+        }
+        if let Some(dim) = self.negative {
+            return Some(format!("it has a negative dim ({dim})"));
+        }
+        match self.elements {
+            Some(elements) if elements <= MAX_TENSOR_ELEMENTS => None,
+            Some(elements) => Some(format!(
+                "its dims multiply to {elements} elements, more than the \
+                 {MAX_TENSOR_ELEMENTS} Cordon allows"
+            )),
+            None => Some(format!(
+                "its dims multiply past 2^64 elements, more than the {MAX_TENSOR_ELEMENTS} \
+                 Cordon allows"
+            )),
+        }
+    }
+}
+
+/// Records a refusal, or only counts it past [`MAX_REFUSALS`].
+fn refuse(info: &mut GraphInfo, tensor: Option<String>, why: String) {
+    if info.refusals.len() < MAX_REFUSALS {
+        info.refusals.push(Refusal { tensor, why });
+    } else {
+        info.more_refusals = info.more_refusals.saturating_add(1);
+    }
+}
+
+/// An external data location as a refusal quotes it: decoded leniently (it is refused whatever
+/// it is, and the consumer should see what it was), escaped so that it cannot forge lines or
+/// terminal escapes, and cut to [`MAX_LOCATION_CHARS`].
+fn quoted_location(location: &[u8]) -> String {
+    // Four bytes a character at most: enough for the characters quoted, without decoding a
+    // megabyte of location first.
+    let head = location
+        .get(..MAX_LOCATION_CHARS.saturating_mul(4))
+        .unwrap_or(location);
+    let text = String::from_utf8_lossy(head);
+    let mut quoted: String = text.escape_debug().take(MAX_LOCATION_CHARS).collect();
+    if quoted.chars().count() < text.escape_debug().count() || head.len() < location.len() {
+        quoted.push('…');
+    }
+    quoted
+}
+
+/// What an external data location would make ONNX Runtime read, in words. Every one is
+/// refused; the words only say how bad it is.
+fn location_kind(location: &[u8]) -> &'static str {
+    let contains = |needle: &[u8]| location.windows(needle.len()).any(|w| w == needle);
+    if contains(b"_ORT_MEM_ADDR_") {
+        "ONNX Runtime's form for reading host memory at an address"
+    } else if location.starts_with(b"/")
+        || location.starts_with(b"\\")
+        || location.get(1) == Some(&b':')
+    {
+        "an absolute path"
+    } else if contains(b"..") {
+        "a path that climbs out of the package"
+    } else {
+        "a file beside the graph"
+    }
+}
+
+/// All occurrences of message field `number` of `message`, as one. A field that is not repeated
+/// may still appear several times, and protobuf then merges the copies as if their bytes were
+/// concatenated (repeated fields, such as a tensor's dims, append): read them as ONNX Runtime
+/// will, so that dims split across two copies are multiplied together, not checked apart.
+fn merged(message: &[u8], number: u64) -> Result<Option<Cow<'_, [u8]>>, GraphInfoError> {
+    let mut whole: Option<Cow<'_, [u8]>> = None;
+    for field in Fields(message) {
+        if let (n, Value::Bytes(bytes)) = field?
+            && n == number
+        {
+            whole = Some(match whole {
+                None => Cow::Borrowed(bytes),
+                Some(before) => {
+                    let mut joined = before.into_owned();
+                    joined.extend_from_slice(bytes);
+                    Cow::Owned(joined)
+                }
+            });
+        }
+    }
+    Ok(whole)
 }
 
 fn value_name(bytes: &[u8]) -> Result<String, GraphInfoError> {
@@ -127,17 +696,62 @@ fn domain_name(domain: String) -> String {
     }
 }
 
+/// An operator as `operators` names it: `Op` in the default domain, `domain.Op` elsewhere.
+fn operator_name(domain: &str, op_type: &str) -> String {
+    match domain {
+        "ai.onnx" => op_type.to_owned(),
+        other => format!("{other}.{op_type}"),
+    }
+}
+
 fn text(bytes: &[u8]) -> Result<String, GraphInfoError> {
     String::from_utf8(bytes.to_vec()).map_err(|_| GraphInfoError("a name is not UTF-8".into()))
+}
+
+/// A name to keep in a refusal: strict UTF-8 like [`text`], cut to [`MAX_NAME_BYTES`] without
+/// copying the rest.
+fn name(bytes: &[u8]) -> Result<String, GraphInfoError> {
+    let name =
+        std::str::from_utf8(bytes).map_err(|_| GraphInfoError("a name is not UTF-8".into()))?;
+    Ok(cut(name))
+}
+
+/// `text` cut to at most [`MAX_NAME_BYTES`] bytes, at a character boundary, ending in `…` where
+/// it was cut.
+fn cut(text: &str) -> String {
+    if text.len() <= MAX_NAME_BYTES {
+        return text.to_owned();
+    }
+    let mut end = MAX_NAME_BYTES.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end = end.saturating_sub(1);
+    }
+    format!("{}…", text.get(..end).unwrap_or_default())
+}
+
+/// A name from the graph as it appears inside a refusal's words: cut, then escaped.
+fn shown(text: &str) -> String {
+    cut(text).escape_debug().to_string()
 }
 
 /// A field's value, by protobuf wire type.
 enum Value<'a> {
     Varint(u64),
     Bytes(&'a [u8]),
-    Fixed,
+    /// A fixed-size value (wire types 1 and 5) of this many bytes, not decoded.
+    Fixed(usize),
 }
 
+impl Value<'_> {
+    /// The bytes the value takes on the wire, its key aside.
+    fn wire_len(&self) -> u64 {
+        match self {
+            Value::Varint(v) => u64::from((64 - v.leading_zeros()).div_ceil(7).max(1)),
+            Value::Bytes(bytes) => bytes.len() as u64,
+            Value::Fixed(len) => *len as u64,
+        }
+    }
+}
 /// The fields of one protobuf message, in order: `(field number, value)`.
 struct Fields<'a>(&'a [u8]);
 
@@ -199,7 +813,7 @@ impl<'a> Fields<'a> {
             .0
             .get(len..)
             .ok_or_else(|| GraphInfoError("a fixed-size field is cut off".into()))?;
-        Ok(Value::Fixed)
+        Ok(Value::Fixed(len))
     }
 }
 
@@ -240,6 +854,78 @@ mod tests {
             ));
         }
         out
+    }
+
+    /// A varint field.
+    fn number(number: u64, v: u64) -> Vec<u8> {
+        [varint(number << 3), varint(v)].concat()
+    }
+
+    /// A FLOAT TensorProto with its data inline, in raw_data.
+    fn tensor(name: &str, dims: &[i64], raw: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &dim in dims {
+            out.extend(number(1, dim as u64));
+        }
+        out.extend(number(2, 1));
+        out.extend(field(8, name.as_bytes()));
+        out.extend(field(9, raw));
+        out
+    }
+
+    /// A TensorProto whose data is external, at `location`.
+    fn external(name: &str, location: &[u8]) -> Vec<u8> {
+        [
+            number(1, 4),
+            number(2, 1),
+            field(8, name.as_bytes()),
+            field(13, &[field(1, b"location"), field(2, location)].concat()),
+            field(13, &[field(1, b"offset"), field(2, b"0")].concat()),
+            number(14, 1),
+        ]
+        .concat()
+    }
+
+    /// A NodeProto with a name and attributes (each an AttributeProto's bytes).
+    fn named_node(name: &str, op: &str, domain: &str, attributes: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = [field(3, name.as_bytes()), node(op, domain, None)].concat();
+        for attribute in attributes {
+            out.extend(field(5, attribute));
+        }
+        out
+    }
+
+    /// An AttributeProto named `name` with one field `number` (t = 5, g = 6, tensors = 10,
+    /// sparse_tensor = 22, ...).
+    fn attribute(name: &str, number: u64, value: &[u8]) -> Vec<u8> {
+        [field(1, name.as_bytes()), field(number, value)].concat()
+    }
+
+    /// A FunctionProto `domain.name` whose body is `nodes`.
+    fn function(domain: &str, name: &str, nodes: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = [field(1, name.as_bytes()), field(10, domain.as_bytes())].concat();
+        for node in nodes {
+            out.extend(field(7, node));
+        }
+        out
+    }
+
+    /// A ModelProto with `graph` and the ModelProto fields in `rest`.
+    fn model(graph: &[u8], rest: &[Vec<u8>]) -> Vec<u8> {
+        [field(7, graph), rest.concat()].concat()
+    }
+
+    /// What the default rules refuse in `model`.
+    fn refused(model: &[u8]) -> Vec<Refusal> {
+        admit(&read(model).unwrap(), &AdmissionRules::default())
+    }
+
+    /// The one refusal in `model`, for the tensor named `tensor`.
+    fn only_refusal(model: &[u8], tensor: &str) -> String {
+        let refusals = refused(model);
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert_eq!(refusals[0].tensor.as_deref(), Some(tensor), "{refusals:?}");
+        refusals[0].why.clone()
     }
 
     #[test]
@@ -288,5 +974,447 @@ mod tests {
         }
         let error = read(&field(7, &deep)).unwrap_err();
         assert!(error.to_string().contains("nest deeper"), "{error}");
+    }
+
+    #[test]
+    fn external_data_in_the_main_graph_is_refused() {
+        let graph = [
+            field(1, &node("Relu", "", None)),
+            field(5, &external("weights", b"weights.bin")),
+        ]
+        .concat();
+        let model = model(&graph, &[]);
+        let info = read(&model).unwrap();
+        assert_eq!(info.refusals.len(), 1, "recorded while reading");
+        assert_eq!(info.initializers, 1);
+        let why = only_refusal(&model, "weights");
+        assert!(why.contains("`weights.bin`"), "{why}");
+        assert!(why.contains("in the main graph"), "{why}");
+    }
+
+    #[test]
+    fn external_data_in_a_subgraph_initializer_is_refused() {
+        let inner = [
+            field(1, &node("Relu", "", None)),
+            field(5, &external("hidden", b"../secret")),
+        ]
+        .concat();
+        let graph = field(
+            1,
+            &named_node("branch", "If", "", &[attribute("then_branch", 6, &inner)]),
+        );
+        let why = only_refusal(&model(&graph, &[]), "hidden");
+        assert!(why.contains("in a subgraph of node `branch`"), "{why}");
+
+        // `graphs` (11), as `Scan`-like operators of other domains might hold them.
+        let graph = field(
+            1,
+            &named_node("many", "If", "", &[attribute("branches", 11, &inner)]),
+        );
+        let why = only_refusal(&model(&graph, &[]), "hidden");
+        assert!(why.contains("in a subgraph of node `many`"), "{why}");
+    }
+
+    #[test]
+    fn external_data_in_a_constant_attribute_is_refused() {
+        let constant = named_node(
+            "c",
+            "Constant",
+            "",
+            &[attribute("value", 5, &external("", b"/etc/passwd"))],
+        );
+        let model = model(&field(1, &constant), &[]);
+        let refusals = refused(&model);
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert_eq!(refusals[0].tensor, None, "a Constant's tensor has no name");
+        assert!(
+            refusals[0]
+                .why
+                .contains("in a Constant attribute of node `c`"),
+            "{}",
+            refusals[0].why
+        );
+        assert_eq!(read(&model).unwrap().initializers, 1);
+
+        // `tensors` (10) too, on any operator.
+        let other = named_node(
+            "d",
+            "Custom",
+            "",
+            &[attribute("tables", 10, &external("table", b"t.bin"))],
+        );
+        let why = only_refusal(&self::model(&field(1, &other), &[]), "table");
+        assert!(
+            why.contains("in an attribute of node `d` (`Custom`)"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn external_data_in_a_sparse_initializer_is_refused() {
+        let sparse = [
+            field(1, &external("sparse", b"values.bin")),
+            field(2, &tensor("", &[1], &[0; 8])),
+            number(3, 4),
+        ]
+        .concat();
+        let graph = [field(1, &node("Relu", "", None)), field(15, &sparse)].concat();
+        let model = model(&graph, &[]);
+        let why = only_refusal(&model, "sparse");
+        assert!(why.contains("`values.bin`"), "{why}");
+        assert_eq!(
+            read(&model).unwrap().initializers,
+            1,
+            "a sparse tensor counts once"
+        );
+
+        // Its indices are a tensor too, and so is a sparse tensor in an attribute.
+        let sparse = [
+            field(1, &tensor("s", &[1], &[0; 4])),
+            field(2, &external("", b"indices.bin")),
+            number(3, 4),
+        ]
+        .concat();
+        let constant = named_node(
+            "c",
+            "Constant",
+            "",
+            &[attribute("sparse_value", 22, &sparse)],
+        );
+        let refusals = refused(&self::model(&field(1, &constant), &[]));
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert!(refusals[0].why.contains("`indices.bin`"), "{refusals:?}");
+        // And in `sparse_tensors` (23), on any operator.
+        let other = named_node("d", "Custom", "", &[attribute("tables", 23, &sparse)]);
+        let refusals = refused(&self::model(&field(1, &other), &[]));
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert!(refusals[0].why.contains("`indices.bin`"), "{refusals:?}");
+    }
+
+    #[test]
+    fn external_data_in_a_function_is_refused() {
+        let constant = named_node(
+            "c",
+            "Constant",
+            "",
+            &[attribute("value", 5, &external("", b"w.bin"))],
+        );
+        let body = function("local", "f", &[constant]);
+        let graph = field(1, &node("f", "local", None));
+        let refusals = refused(&model(&graph, &[field(25, &body)]));
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert!(
+            refusals[0]
+                .why
+                .contains("in a Constant attribute of node `c` in function `f`"),
+            "{refusals:?}"
+        );
+
+        // A function's default attributes (attribute_proto, 11) may hold tensors as well, and a
+        // function need not even be called for its tensors to be refused.
+        let defaults = [
+            field(1, b"g"),
+            field(10, b"local"),
+            field(11, &attribute("value", 5, &external("d", b"d.bin"))),
+        ]
+        .concat();
+        let plain = function("local", "f", &[node("Relu", "", None)]);
+        let why = only_refusal(
+            &model(&graph, &[field(25, &plain), field(25, &defaults)]),
+            "d",
+        );
+        assert!(
+            why.contains("in a default attribute of function `g`"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn external_data_in_training_info_is_refused() {
+        let training = [
+            field(1, &node("Relu", "", None)),
+            field(5, &external("state", b"state.bin")),
+        ]
+        .concat();
+        let graph = field(1, &node("Relu", "", None));
+        let info = [field(1, &training)].concat();
+        let why = only_refusal(&model(&graph, &[field(20, &info)]), "state");
+        assert!(why.contains("in training_info"), "{why}");
+    }
+
+    #[test]
+    fn every_external_location_is_refused() {
+        let graph = |tensor: Vec<u8>| {
+            model(
+                &[field(1, &node("Relu", "", None)), field(5, &tensor)].concat(),
+                &[],
+            )
+        };
+        for (location, kind) in [
+            (
+                &b"../../home/consumer/.ssh/id_ed25519"[..],
+                "climbs out of the package",
+            ),
+            (b"/etc/shadow", "an absolute path"),
+            (b"C:\\Windows\\win.ini", "an absolute path"),
+            (b"*/_ORT_MEM_ADDR_/*", "host memory"),
+            (b"weights.bin", "a file beside the graph"),
+        ] {
+            let why = only_refusal(&graph(external("w", location)), "w");
+            assert!(why.contains(kind), "{why}");
+        }
+
+        // data_location EXTERNAL alone, external_data entries alone, or an unknown location.
+        let marked = [field(8, b"w"), field(9, &[0; 4]), number(14, 1)].concat();
+        let why = only_refusal(&graph(marked), "w");
+        assert!(why.contains("with no location"), "{why}");
+        let entries = [
+            field(8, b"w"),
+            field(13, &[field(1, b"location"), field(2, b"x.bin")].concat()),
+        ]
+        .concat();
+        only_refusal(&graph(entries), "w");
+        let unknown = [field(8, b"w"), number(14, 7)].concat();
+        let why = only_refusal(&graph(unknown), "w");
+        assert!(why.contains("data_location 7"), "{why}");
+        // A later DEFAULT does not clear an earlier EXTERNAL.
+        let flipped = [field(8, b"w"), number(14, 1), number(14, 0)].concat();
+        only_refusal(&graph(flipped), "w");
+
+        // The location is the graph's text: escaped, cut, and quoted even when not UTF-8.
+        let why = only_refusal(&graph(external("w", b"a\nb\x1b[31m")), "w");
+        assert!(why.contains(r"`a\nb\u{1b}[31m`"), "{why}");
+        assert!(!why.contains('\n') && !why.contains('\x1b'), "{why}");
+        let why = only_refusal(&graph(external("w", &[b'x'; 100_000])), "w");
+        assert!(why.len() < 1_000 && why.contains("x…"), "{why}");
+        let why = only_refusal(&graph(external("w", b"\xff/../x")), "w");
+        assert!(why.contains("climbs out"), "{why}");
+    }
+
+    #[test]
+    fn inline_tensors_are_counted_not_refused() {
+        let packed_floats = [field(8, b"f"), number(1, 3), field(4, &[0; 12])].concat();
+        // int64_data, not packed: 1 takes one byte, 300 two.
+        let int64s = [field(8, b"i"), number(1, 2), number(7, 1), number(7, 300)].concat();
+        let constant = named_node(
+            "c",
+            "Constant",
+            "",
+            &[attribute("value", 5, &tensor("", &[1], &[0; 4]))],
+        );
+        let graph = [
+            field(1, &node("MatMul", "", None)),
+            field(1, &constant),
+            field(5, &tensor("w", &[2, 2], &[0; 16])),
+            field(5, &packed_floats),
+            field(5, &int64s),
+        ]
+        .concat();
+        let model = model(&graph, &[]);
+        let info = read(&model).unwrap();
+        assert_eq!(info.initializers, 4);
+        assert_eq!(info.initializer_bytes, 16 + 12 + 3 + 4);
+        assert_eq!(info.refusals, []);
+        assert_eq!(admit(&info, &AdmissionRules::default()), []);
+    }
+
+    #[test]
+    fn operators_outside_the_allowed_domains_are_refused() {
+        let graph = [
+            field(1, &node("MatMul", "", None)),
+            field(1, &node("TreeEnsembleClassifier", "ai.onnx.ml", None)),
+            field(1, &node("FusedMatMul", "com.microsoft", None)),
+            field(1, &node("FusedMatMul", "com.microsoft", None)),
+        ]
+        .concat();
+        let info = read(&model(&graph, &[])).unwrap();
+        assert_eq!(
+            info.domains,
+            ["ai.onnx", "ai.onnx.ml", "com.microsoft"]
+                .map(String::from)
+                .into()
+        );
+        assert_eq!(
+            info.refusals,
+            [],
+            "domains are the policy's to judge, in admit"
+        );
+        let refusals = admit(&info, &AdmissionRules::default());
+        assert_eq!(
+            refusals,
+            [Refusal {
+                tensor: None,
+                why: "operator `com.microsoft.FusedMatMul` is in domain `com.microsoft`, which \
+                      the policy does not allow ([inference] operator-domains)"
+                    .into(),
+            }],
+            "one refusal per operator, not per node"
+        );
+        let rules = AdmissionRules::with_extra_domains(["com.microsoft".to_owned()]);
+        assert_eq!(admit(&info, &rules), []);
+        let rules = AdmissionRules::with_extra_domains([String::new()]);
+        assert!(
+            rules.domains.contains("ai.onnx"),
+            "\"\" is the default domain"
+        );
+
+        // An operator inside a subgraph or a function body is checked the same.
+        let inner = field(1, &node("Evil", "com.example", None));
+        let graph = field(1, &node("If", "", Some(&inner)));
+        assert_eq!(refused(&model(&graph, &[])).len(), 1);
+        let body = function("local", "f", &[node("Evil", "com.example", None)]);
+        let graph = field(1, &node("f", "local", None));
+        let refusals = refused(&model(&graph, &[field(25, &body)]));
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert!(
+            refusals[0].why.contains("`com.example.Evil`"),
+            "{refusals:?}"
+        );
+    }
+
+    #[test]
+    fn the_models_own_functions_are_admitted() {
+        let body = function("local", "MyFunc", &[node("Relu", "", None)]);
+        let graph = field(1, &node("MyFunc", "local", None));
+        let model = model(&graph, &[field(25, &body)]);
+        let info = read(&model).unwrap();
+        assert_eq!(info.functions["local"], ["MyFunc".to_owned()].into());
+        assert_eq!(info.operators["local.MyFunc"], 1);
+        assert_eq!(info.operators["Relu"], 1, "function bodies count");
+        assert_eq!(admit(&info, &AdmissionRules::default()), []);
+
+        // The function admits itself, not every operator of its domain.
+        let graph = [
+            field(1, &node("MyFunc", "local", None)),
+            field(1, &node("Other", "local", None)),
+        ]
+        .concat();
+        let refusals = refused(&self::model(&graph, &[field(25, &body)]));
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert!(refusals[0].why.contains("`local.Other`"), "{refusals:?}");
+
+        // Nor does a function named like one of ONNX Runtime's own operators admit that.
+        let decoy = function("com.microsoft", "FusedMatMul", &[node("Relu", "", None)]);
+        let graph = field(1, &node("FusedMatMul", "com.microsoft", None));
+        let refusals = refused(&self::model(&graph, &[field(25, &decoy)]));
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+    }
+
+    #[test]
+    fn oversized_tensors_are_refused() {
+        let graph = |tensor: Vec<u8>| {
+            model(
+                &[field(1, &node("Relu", "", None)), field(5, &tensor)].concat(),
+                &[],
+            )
+        };
+        let why = only_refusal(&graph(tensor("big", &[1 << 20, 1 << 20], &[])), "big");
+        assert!(why.contains("1099511627776 elements"), "{why}");
+        let why = only_refusal(&graph(tensor("big", &[i64::MAX, 4], &[])), "big");
+        assert!(why.contains("past 2^64"), "{why}");
+        let why = only_refusal(&graph(tensor("neg", &[4, -1], &[])), "neg");
+        assert!(why.contains("negative dim (-1)"), "{why}");
+        let why = only_refusal(&graph(tensor("deep", &[1; 33], &[])), "deep");
+        assert!(why.contains("33 dims"), "{why}");
+        // Packed dims are the same dims.
+        let packed = [
+            field(8, b"p"),
+            field(1, &[varint(1 << 16), varint(1 << 16)].concat()),
+        ]
+        .concat();
+        only_refusal(&graph(packed), "p");
+        // At the limit is allowed; so are no dims (a scalar) and a zero dim.
+        for dims in [&[1 << 16, 1 << 15][..], &[], &[0, i64::MAX]] {
+            assert_eq!(refused(&graph(tensor("ok", dims, &[0; 4]))), [], "{dims:?}");
+        }
+
+        // A Constant's `t` given twice is one tensor to protobuf, dims appended: 2^16 * 2^16.
+        let half = [number(1, 1 << 16)].concat();
+        let constant = [
+            field(3, b"c"),
+            field(4, b"Constant"),
+            field(
+                5,
+                &[field(1, b"value"), field(5, &half), field(5, &half)].concat(),
+            ),
+        ]
+        .concat();
+        let model = self::model(&field(1, &constant), &[]);
+        let refusals = refused(&model);
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert!(
+            refusals[0].why.contains("4294967296 elements"),
+            "{refusals:?}"
+        );
+        assert_eq!(read(&model).unwrap().initializers, 1);
+
+        // A sparse initializer's dense shape is allocated whole.
+        let sparse = [
+            field(1, &tensor("s", &[1], &[0; 4])),
+            field(2, &tensor("", &[1], &[0; 8])),
+            number(3, 1 << 40),
+        ]
+        .concat();
+        let why = only_refusal(
+            &self::model(
+                &[field(1, &node("Relu", "", None)), field(15, &sparse)].concat(),
+                &[],
+            ),
+            "s",
+        );
+        assert!(why.contains("dense shape"), "{why}");
+    }
+
+    #[test]
+    fn refusals_are_bounded() {
+        let mut graph = field(1, &node("Evil", "com.example", None));
+        for i in 0..40 {
+            graph.extend(field(5, &external(&format!("w{i}"), b"w.bin")));
+        }
+        let info = read(&model(&graph, &[])).unwrap();
+        assert_eq!(info.refusals.len(), MAX_REFUSALS);
+        assert_eq!(info.more_refusals, 8);
+        let refusals = admit(&info, &AdmissionRules::default());
+        assert_eq!(refusals.len(), MAX_REFUSALS + 1);
+        assert_eq!(
+            refusals[MAX_REFUSALS].to_string(),
+            "and 9 more",
+            "8 tensors, 1 operator"
+        );
+    }
+
+    #[test]
+    fn names_are_strict_and_cut() {
+        let long = "é".repeat(600);
+        let graph = [
+            field(1, &node("Relu", "", None)),
+            field(5, &external(&long, b"w")),
+        ]
+        .concat();
+        let refusals = refused(&model(&graph, &[]));
+        let name = refusals[0].tensor.as_deref().unwrap();
+        assert!(
+            name.len() <= MAX_NAME_BYTES && name.ends_with('…'),
+            "{name}"
+        );
+        assert!(name.starts_with("éé"));
+
+        let bad = [field(8, b"\xff"), field(9, &[0; 4])].concat();
+        let graph = [field(1, &node("Relu", "", None)), field(5, &bad)].concat();
+        assert!(
+            read(&model(&graph, &[])).is_err(),
+            "a name that is not UTF-8"
+        );
+
+        let refusal = Refusal {
+            tensor: Some("w\n".into()),
+            why: "why".into(),
+        };
+        assert_eq!(refusal.to_string(), r"tensor `w\n`: why");
+        let refusal = Refusal {
+            tensor: None,
+            why: "why".into(),
+        };
+        assert_eq!(refusal.to_string(), "why");
     }
 }

@@ -15,6 +15,7 @@
 //! a broken limit traps and ends the run.
 
 pub mod graph_info;
+pub mod jail;
 pub mod onnx;
 
 use std::collections::BTreeMap;
@@ -25,7 +26,8 @@ use wasmtime::component::{Resource, ResourceTable};
 
 use crate::sandbox::LimitExceeded;
 use crate::sandbox::bindings::wasi::nn::{errors, graph, inference, tensor};
-use onnx::{LoadedGraph, OnnxRuntime, SessionOptions};
+use jail::{InferenceWorker, JailConfig, JailLayers, WorkerError, WorkerFailure};
+use onnx::{GraphFailure, LoadedGraph, OnnxRuntime, SessionOptions};
 
 /// Most wasi:nn handles (tensors, graphs, contexts, errors) one instance may hold at once.
 /// Each costs host memory that the guest's linear memory cap does not cover.
@@ -34,8 +36,28 @@ pub const MAX_NN_HANDLES: usize = 10_000;
 /// Largest graph a guest may hand over as bytes, when the policy allows that at all.
 pub const MAX_GUEST_GRAPH_BYTES: usize = 256 * 1024 * 1024;
 
+/// Most dimensions of a tensor a guest makes or a graph returns: the dimension list is host
+/// memory the tensor budget does not otherwise see.
+pub const MAX_TENSOR_RANK: usize = 32;
+
+/// Longest name (of a graph, an input) the host keeps or repeats from a guest; longer ones are
+/// cut in messages and refused where they would be kept.
+pub const MAX_NAME_BYTES: usize = 1024;
+
+/// Longest error text a wasi:nn error resource holds (ONNX Runtime's causes quote the graph).
+pub const MAX_ERROR_TEXT_BYTES: usize = 4096;
+
+/// Why inference stopped the run from inside a host call: these trap, and the run reports them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InferenceStopped {
+    #[error("the run's deadline passed while a graph ran")]
+    WallTime,
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+}
+
 /// The element type of a tensor: every type wasi:nn names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ElementType {
     F16,
     F32,
@@ -116,14 +138,17 @@ impl Tensor {
     }
 }
 
-/// A graph handle held by a guest.
+/// A graph handle held by a guest: the graph, and its index in the instance's inference
+/// worker when the run is jailed.
 pub struct Graph {
     graph: Arc<LoadedGraph>,
+    in_worker: Option<u32>,
 }
 
 /// An execution context held by a guest.
 pub struct ExecutionContext {
     graph: Arc<LoadedGraph>,
+    in_worker: Option<u32>,
 }
 
 /// The wasi:nn error codes.
@@ -157,6 +182,8 @@ pub struct NnStats {
     pub incidents: Vec<String>,
     /// Inference calls per graph name.
     pub calls_by_graph: BTreeMap<String, u64>,
+    /// The jail layers of this instance's inference worker, once it started.
+    pub jail: Option<JailLayers>,
 }
 
 /// Most incidents one instance keeps for the run log.
@@ -170,6 +197,8 @@ pub type GraphRegistry = BTreeMap<String, Arc<LoadedGraph>>;
 pub struct GuestGraphs {
     pub runtime: OnnxRuntime,
     pub options: SessionOptions,
+    /// The policy's admission rules, which a guest's graph meets as a package's does.
+    pub admission: graph_info::AdmissionRules,
 }
 
 /// One instance's wasi:nn state.
@@ -180,10 +209,17 @@ pub struct NnState {
     guest_graphs: Option<GuestGraphs>,
     tensor_budget: u64,
     tensor_bytes: u64,
+    /// Where graphs run: `None` in this process, else in this instance's worker (started on
+    /// first use, or by [`NnState::start_worker`]).
+    jail: Option<JailConfig>,
+    worker: Option<InferenceWorker>,
+    /// When the run must end: a graph still running then is stopped.
+    pub deadline: Instant,
     pub stats: NnStats,
 }
 
 impl NnState {
+    /// In-process inference (graphs run in the host's ONNX Runtime).
     pub fn new(
         graphs: Arc<GraphRegistry>,
         guest_graphs: Option<GuestGraphs>,
@@ -196,8 +232,48 @@ impl NnState {
             guest_graphs,
             tensor_budget,
             tensor_bytes: 0,
+            jail: None,
+            worker: None,
+            deadline: Instant::now() + Duration::from_secs(365 * 24 * 3600),
             stats: NnStats::default(),
         }
+    }
+
+    /// Runs this instance's graphs in an inference worker made from `config`.
+    pub fn jailed(mut self, config: JailConfig) -> Self {
+        self.jail = Some(config);
+        self
+    }
+
+    /// Starts the instance's inference worker now, when the run is jailed and has graphs, so a
+    /// worker or graph that cannot start fails before any data is read.
+    pub fn start_worker(&mut self) -> Result<(), WorkerError> {
+        if self.jail.is_some() && !self.graphs.is_empty() {
+            self.worker()?;
+        }
+        Ok(())
+    }
+
+    /// The process id of the instance's worker, if one runs (tests kill it).
+    pub fn worker_pid(&self) -> Option<u32> {
+        self.worker.as_ref().map(InferenceWorker::pid)
+    }
+
+    /// The running worker, started with the package's graphs (graph `i` is the registry's
+    /// `i`-th, in name order) if it is not yet.
+    fn worker(&mut self) -> Result<&mut InferenceWorker, WorkerError> {
+        let Some(config) = &self.jail else {
+            return Err(WorkerError::Protocol("the run is not jailed".into()));
+        };
+        if self.worker.is_none() {
+            let graphs: Vec<Arc<LoadedGraph>> = self.graphs.values().cloned().collect();
+            let worker = InferenceWorker::start(config, &graphs, self.deadline)?;
+            self.stats.jail = Some(worker.layers.clone());
+            self.worker = Some(worker);
+        }
+        self.worker
+            .as_mut()
+            .ok_or_else(|| WorkerError::Protocol("the worker did not start".into()))
     }
 
     /// Bytes of tensors the guest holds now.
@@ -227,10 +303,14 @@ impl NnState {
         code: ErrorCode,
         message: String,
     ) -> wasmtime::Result<Result<T, Resource<NnError>>> {
+        // Error texts quote guest names and graph node names: bounded and escaped here, where
+        // they enter the host's keeping.
+        let message = crate::sandbox::sanitize(&message, MAX_ERROR_TEXT_BYTES);
         if self.stats.incidents.len() < MAX_INCIDENTS {
-            self.stats
-                .incidents
-                .push(format!("wasi-nn {code:?}: {message}"));
+            self.stats.incidents.push(format!(
+                "wasi-nn {code:?}: {}",
+                crate::sandbox::sanitize(&message, 512)
+            ));
         }
         let error = self.push(NnError { code, message })?;
         Ok(Err(error))
@@ -250,7 +330,8 @@ impl NnState {
     }
 
     fn release_tensor(&mut self, tensor: &Tensor) {
-        self.tensor_bytes = self.tensor_bytes.saturating_sub(tensor.data.len() as u64);
+        let held = tensor.data.len() + tensor.dimensions.len() * std::mem::size_of::<u32>();
+        self.tensor_bytes = self.tensor_bytes.saturating_sub(held as u64);
     }
 }
 
@@ -265,8 +346,16 @@ impl tensor::HostTensor for NnState {
     ) -> wasmtime::Result<Resource<Tensor>> {
         // The constructor cannot return a wasi:nn error, so a tensor past the budget traps.
         // The bytes were copied out of guest memory already, which bounds this one allocation;
-        // the budget bounds how many of them the guest may keep.
-        self.hold_tensor(data.len() as u64)
+        // the budget bounds how many of them the guest may keep. The dimension list is host
+        // memory too: its rank is capped and its bytes counted.
+        if dimensions.len() > MAX_TENSOR_RANK {
+            return Err(wasmtime::Error::new(LimitExceeded::TensorRank {
+                limit: MAX_TENSOR_RANK,
+                requested: dimensions.len(),
+            }));
+        }
+        let dimension_bytes = (dimensions.len() * std::mem::size_of::<u32>()) as u64;
+        self.hold_tensor(data.len() as u64 + dimension_bytes)
             .map_err(wasmtime::Error::new)?;
         self.push(Tensor {
             dimensions,
@@ -338,14 +427,46 @@ impl graph::Host for NnState {
                 ),
             );
         }
-        match LoadedGraph::load(
-            &guest_graphs.runtime,
-            "<from the model>",
-            Arc::from(bytes.as_slice()),
-            guest_graphs.options,
-        ) {
+        // The guest's bytes meet the same admission as a package's graphs.
+        let refusals = match graph_info::read(bytes) {
+            Ok(info) => graph_info::admit(&info, &guest_graphs.admission),
+            Err(error) => return self.error(ErrorCode::InvalidEncoding, error.to_string()),
+        };
+        if let Some(first) = refusals.first() {
+            return self.error(
+                ErrorCode::Security,
+                format!("the model's own graph was refused: {first}"),
+            );
+        }
+        const NAME: &str = "<from the model>";
+        let bytes: Arc<[u8]> = Arc::from(bytes.as_slice());
+        if self.jail.is_some() {
+            let graph = Arc::new(LoadedGraph::for_worker(
+                &guest_graphs.runtime,
+                NAME,
+                bytes,
+                guest_graphs.options,
+            ));
+            let deadline = self.deadline;
+            let loaded = match self.worker() {
+                Ok(worker) => worker.load_graph(&graph, deadline),
+                Err(error) => Err(WorkerFailure::Fatal(error)),
+            };
+            return match loaded {
+                Ok(index) => Ok(Ok(self.push(Graph {
+                    graph,
+                    in_worker: Some(index),
+                })?)),
+                Err(WorkerFailure::Nn(code, message)) => self.error(code, message),
+                Err(WorkerFailure::Fatal(error)) => {
+                    Err(wasmtime::Error::new(InferenceStopped::Worker(error)))
+                }
+            };
+        }
+        match LoadedGraph::load(&guest_graphs.runtime, NAME, bytes, guest_graphs.options) {
             Ok(graph) => Ok(Ok(self.push(Graph {
                 graph: Arc::new(graph),
+                in_worker: None,
             })?)),
             Err(error) => self.error(ErrorCode::InvalidEncoding, error.to_string()),
         }
@@ -358,13 +479,22 @@ impl graph::Host for NnState {
         match self.graphs.get(&name) {
             Some(graph) => {
                 let graph = Arc::clone(graph);
-                Ok(Ok(self.push(Graph { graph })?))
+                // In a worker, graph `i` is the registry's `i`-th (see `worker`).
+                let in_worker = match self.jail {
+                    Some(_) => self
+                        .graphs
+                        .keys()
+                        .position(|known| *known == name)
+                        .and_then(|i| u32::try_from(i).ok()),
+                    None => None,
+                };
+                Ok(Ok(self.push(Graph { graph, in_worker })?))
             }
             None => {
                 let known: Vec<&str> = self.graphs.keys().map(String::as_str).collect();
                 let message = format!(
                     "the package declares no graph `{}` (it declares: {})",
-                    name.escape_debug(),
+                    crate::sandbox::sanitize(&name, 256),
                     if known.is_empty() {
                         "none".to_string()
                     } else {
@@ -382,8 +512,12 @@ impl graph::HostGraph for NnState {
         &mut self,
         graph: Resource<Graph>,
     ) -> wasmtime::Result<Result<Resource<ExecutionContext>, Resource<NnError>>> {
-        let graph = Arc::clone(&self.table.get(&graph)?.graph);
-        Ok(Ok(self.push(ExecutionContext { graph })?))
+        let graph = self.table.get(&graph)?;
+        let context = ExecutionContext {
+            graph: Arc::clone(&graph.graph),
+            in_worker: graph.in_worker,
+        };
+        Ok(Ok(self.push(context)?))
     }
 
     fn drop(&mut self, graph: Resource<Graph>) -> wasmtime::Result<()> {
@@ -400,7 +534,8 @@ impl inference::HostGraphExecutionContext for NnState {
         context: Resource<ExecutionContext>,
         inputs: Vec<(String, Resource<Tensor>)>,
     ) -> wasmtime::Result<Result<Vec<(String, Resource<Tensor>)>, Resource<NnError>>> {
-        let graph = Arc::clone(&self.table.get(&context)?.graph);
+        let context = self.table.get(&context)?;
+        let (graph, in_worker) = (Arc::clone(&context.graph), context.in_worker);
         // The inputs are owned handles: the guest hands them over, so they leave its budget.
         let mut tensors = Vec::with_capacity(inputs.len());
         for (name, resource) in inputs {
@@ -409,13 +544,36 @@ impl inference::HostGraphExecutionContext for NnState {
             tensors.push((name, tensor));
         }
         for (name, tensor) in &tensors {
+            if name.len() > MAX_NAME_BYTES {
+                return self.error(
+                    ErrorCode::InvalidArgument,
+                    format!(
+                        "an input name is {} bytes; at most {MAX_NAME_BYTES} are accepted",
+                        name.len()
+                    ),
+                );
+            }
             if let Err(why) = tensor.check() {
                 return self.error(ErrorCode::InvalidArgument, format!("input `{name}`: {why}"));
             }
         }
 
+        // Outputs are refused before the host allocates them if they would break the budget.
+        let output_budget = self.tensor_budget.saturating_sub(self.tensor_bytes);
+        let deadline = self.deadline;
         let started = Instant::now();
-        let outputs = graph.compute(tensors);
+        let outputs = match in_worker {
+            Some(index) => match self.worker() {
+                Ok(worker) => worker.compute(index, &graph.name, tensors, deadline, output_budget),
+                Err(error) => Err(WorkerFailure::Fatal(error)),
+            },
+            None => graph
+                .compute_until(tensors, deadline, output_budget)
+                .map_err(|failure| match failure {
+                    GraphFailure::Nn(code, message) => WorkerFailure::Nn(code, message),
+                    GraphFailure::WallTime => WorkerFailure::Fatal(WorkerError::Deadline),
+                }),
+        };
         self.stats.inference_calls += 1;
         *self
             .stats
@@ -425,10 +583,21 @@ impl inference::HostGraphExecutionContext for NnState {
         self.stats.inference_time += started.elapsed();
         let outputs = match outputs {
             Ok(outputs) => outputs,
-            Err((code, message)) => return self.error(code, message),
+            Err(WorkerFailure::Nn(code, message)) => return self.error(code, message),
+            // A graph stopped at the deadline, or a worker that died or broke a limit, ends the
+            // run: the guest is not asked to carry on.
+            Err(WorkerFailure::Fatal(WorkerError::Deadline)) => {
+                return Err(wasmtime::Error::new(InferenceStopped::WallTime));
+            }
+            Err(WorkerFailure::Fatal(error)) => {
+                return Err(wasmtime::Error::new(InferenceStopped::Worker(error)));
+            }
         };
 
-        let output_bytes: u64 = outputs.iter().map(|(_, t)| t.data.len() as u64).sum();
+        let output_bytes: u64 = outputs
+            .iter()
+            .map(|(_, t)| (t.data.len() + t.dimensions.len() * std::mem::size_of::<u32>()) as u64)
+            .sum();
         if let Err(limit) = self.hold_tensor(output_bytes) {
             return self.error(ErrorCode::TooLarge, limit.to_string());
         }

@@ -10,17 +10,35 @@
 //! graph runs, so parallel instances do not serialise on it.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use ort::environment::Environment;
-use ort::session::Session;
+use ort::logging::LogLevel;
+use ort::session::{RunOptions, Session, SessionInputValue};
 use ort::value::{DynTensor, TensorElementType, ValueType};
 
 use crate::manifest::Device;
 use crate::nn::{ElementType, ErrorCode, Tensor};
 
-/// The oldest ONNX Runtime this build works with (ort's `api-22` feature).
-pub const MIN_ONNXRUNTIME: &str = "1.22";
+/// The oldest ONNX Runtime this build accepts: the release it is tested with. Older releases
+/// differ in how they resolve a graph's external-data paths (1.22 follows `..` and absolute
+/// paths), and Cordon's defence against that (graph admission, the session's external-data
+/// folder and the jail's filter) is verified against this one.
+pub const MIN_ONNXRUNTIME: &str = "1.31";
+
+/// The folder ONNX Runtime is told to find external data in. It does not exist: graph admission
+/// refuses external data before a graph gets here, and a graph that slipped past it still finds
+/// no file relative to this folder (ONNX Runtime from 1.31 refuses paths that leave it).
+pub const NO_EXTERNAL_DATA_FOLDER: &str = "/nonexistent/cordon-graphs-have-no-external-data";
+
+/// Most lines ONNX Runtime may log through the host in one process; the rest are counted and
+/// dropped, so a graph cannot flood the consumer's terminal with warnings it provokes.
+pub const MAX_ORT_LOG_LINES: u32 = 64;
+
+/// Longest ONNX Runtime log message kept (they quote node names, which the provider chooses).
+const MAX_ORT_LOG_BYTES: usize = 300;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OnnxRuntimeError {
@@ -65,6 +83,7 @@ impl OnnxRuntime {
                     .map_err(|e| load_error(e.to_string()))?
                     .with_name("cordon")
                     .with_telemetry(false)
+                    .with_logger(Arc::new(log_through_host))
                     .build()
                     .map_err(|e| load_error(e.to_string()))?;
                 LOADED.get_or_init(|| OnnxRuntime {
@@ -102,6 +121,15 @@ impl OnnxRuntime {
             .with_intra_threads(threads)
             .map_err(|e| error(e.to_string()))?
             .with_inter_threads(1)
+            .map_err(|e| error(e.to_string()))?
+            // Informational lines name every node; warnings and errors are what a consumer
+            // needs, and they go through `log_through_host`.
+            .with_log_level(LogLevel::Warning)
+            .map_err(|e| error(e.to_string()))?
+            .with_config_entry(
+                "session.model_external_initializers_file_folder_path",
+                NO_EXTERNAL_DATA_FOLDER,
+            )
             .map_err(|e| error(e.to_string()))?;
         if options.device == Device::Gpu {
             builder = builder
@@ -111,6 +139,30 @@ impl OnnxRuntime {
         builder
             .commit_from_memory(bytes)
             .map_err(|e| error(e.to_string()))
+    }
+}
+
+/// ONNX Runtime's log lines, on the host's stderr: warnings and errors only, escaped (a node
+/// name may hold terminal control sequences), cut short, and at most [`MAX_ORT_LOG_LINES`] per
+/// process.
+fn log_through_host(level: LogLevel, _category: &str, _id: &str, _location: &str, message: &str) {
+    static LINES: AtomicU32 = AtomicU32::new(0);
+    if level < LogLevel::Warning {
+        return;
+    }
+    let line = LINES.fetch_add(1, Ordering::Relaxed);
+    if line < MAX_ORT_LOG_LINES {
+        let level = if level == LogLevel::Warning {
+            "warning"
+        } else {
+            "error"
+        };
+        eprintln!(
+            "onnxruntime {level}: {}",
+            crate::sandbox::sanitize(message, MAX_ORT_LOG_BYTES)
+        );
+    } else if line == MAX_ORT_LOG_LINES {
+        eprintln!("onnxruntime: further log lines are dropped");
     }
 }
 
@@ -163,11 +215,20 @@ pub struct SessionOptions {
     pub threads: u32,
 }
 
+/// Why running a graph failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GraphFailure {
+    /// A failure the guest is told about as a wasi:nn error (a wrong input, a failed kernel).
+    Nn(ErrorCode, String),
+    /// The run's deadline passed while the graph ran; the graph was stopped.
+    WallTime,
+}
+
 /// A graph from a package, ready to run from any instance.
 pub struct LoadedGraph {
     pub name: String,
-    bytes: Arc<[u8]>,
-    options: SessionOptions,
+    pub bytes: Arc<[u8]>,
+    pub options: SessionOptions,
     runtime: OnnxRuntime,
     idle_sessions: Mutex<Vec<Session>>,
 }
@@ -190,11 +251,43 @@ impl LoadedGraph {
         })
     }
 
-    /// Runs the graph on named inputs. Errors carry a wasi:nn code and ONNX Runtime's cause.
+    /// A graph that runs only in inference workers: no session is made in this process.
+    pub fn for_worker(
+        runtime: &OnnxRuntime,
+        name: &str,
+        bytes: Arc<[u8]>,
+        options: SessionOptions,
+    ) -> LoadedGraph {
+        LoadedGraph {
+            name: name.to_owned(),
+            bytes,
+            options,
+            runtime: runtime.clone(),
+            idle_sessions: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs the graph on named inputs with no deadline and no output budget (benchmarks).
     pub fn compute(
         &self,
         inputs: Vec<(String, Tensor)>,
     ) -> Result<Vec<(String, Tensor)>, (ErrorCode, String)> {
+        let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        self.compute_until(inputs, far, u64::MAX)
+            .map_err(|failure| match failure {
+                GraphFailure::Nn(code, message) => (code, message),
+                GraphFailure::WallTime => (ErrorCode::Timeout, "stopped at the deadline".into()),
+            })
+    }
+
+    /// Runs the graph on named inputs, stopped at `deadline`; outputs past `output_budget`
+    /// bytes are refused before the host copies them.
+    pub fn compute_until(
+        &self,
+        inputs: Vec<(String, Tensor)>,
+        deadline: Instant,
+        output_budget: u64,
+    ) -> Result<Vec<(String, Tensor)>, GraphFailure> {
         let pooled = self
             .idle_sessions
             .lock()
@@ -205,9 +298,9 @@ impl LoadedGraph {
             None => self
                 .runtime
                 .session(&self.name, &self.bytes, self.options)
-                .map_err(|e| (ErrorCode::RuntimeError, e.to_string()))?,
+                .map_err(|e| GraphFailure::Nn(ErrorCode::RuntimeError, e.to_string()))?,
         };
-        let result = run(&mut session, &self.name, inputs);
+        let result = run_owned(&mut session, &self.name, inputs, deadline, output_budget);
         self.idle_sessions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -216,45 +309,179 @@ impl LoadedGraph {
     }
 }
 
-fn run(
+/// Runs `session` on host tensors, each copied once into a tensor ONNX Runtime allocates.
+fn run_owned(
     session: &mut Session,
     graph: &str,
     inputs: Vec<(String, Tensor)>,
-) -> Result<Vec<(String, Tensor)>, (ErrorCode, String)> {
+    deadline: Instant,
+    output_budget: u64,
+) -> Result<Vec<(String, Tensor)>, GraphFailure> {
     let mut values = Vec::with_capacity(inputs.len());
     for (name, tensor) in inputs {
-        if !session.inputs().iter().any(|i| i.name() == name) {
-            let known: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
-            return Err((
-                ErrorCode::InvalidArgument,
-                format!(
-                    "graph `{graph}` has no input `{name}` (its inputs: {})",
-                    known.join(", ")
-                ),
-            ));
-        }
+        check_input_name(session, graph, &name)?;
         let value = to_ort(session, &tensor).map_err(|cause| {
-            (
+            GraphFailure::Nn(
                 ErrorCode::InvalidArgument,
                 format!("input `{name}`: {cause}"),
             )
         })?;
-        values.push((name, value));
+        values.push((name, SessionInputValue::from(value)));
     }
-    let outputs = session
-        .run(values)
-        .map_err(|e| (ErrorCode::RuntimeError, format!("graph `{graph}`: {e}")))?;
+    run(session, graph, values, deadline, output_budget)
+}
+
+/// Refuses an input the graph does not have, listing the ones it has.
+pub fn check_input_name(session: &Session, graph: &str, name: &str) -> Result<(), GraphFailure> {
+    if session.inputs().iter().any(|i| i.name() == name) {
+        return Ok(());
+    }
+    let known: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+    Err(GraphFailure::Nn(
+        ErrorCode::InvalidArgument,
+        format!(
+            "graph `{graph}` has no input `{}` (its inputs: {})",
+            crate::sandbox::sanitize(name, 256),
+            known.join(", ")
+        ),
+    ))
+}
+
+/// Runs `session` until `deadline`, when the watchdog sets ONNX Runtime's terminate flag (it is
+/// checked between nodes, and between a `Loop`'s iterations), and copies its outputs out.
+pub fn run(
+    session: &mut Session,
+    graph: &str,
+    values: Vec<(String, SessionInputValue<'_>)>,
+    deadline: Instant,
+    output_budget: u64,
+) -> Result<Vec<(String, Tensor)>, GraphFailure> {
+    let options =
+        Arc::new(RunOptions::new().map_err(|e| {
+            GraphFailure::Nn(ErrorCode::RuntimeError, format!("graph `{graph}`: {e}"))
+        })?);
+    let watch = watchdog().watch(deadline, Arc::clone(&options));
+    let outputs = session.run_with_options(values, &*options);
+    let stopped = watch.finish();
+    let outputs = match outputs {
+        Ok(outputs) => outputs,
+        Err(_) if stopped => return Err(GraphFailure::WallTime),
+        Err(e) => {
+            return Err(GraphFailure::Nn(
+                ErrorCode::RuntimeError,
+                format!("graph `{graph}`: {e}"),
+            ));
+        }
+    };
     let mut tensors = Vec::with_capacity(outputs.len());
+    let mut left = output_budget;
     for (name, value) in outputs.iter() {
-        let tensor = from_ort(value).map_err(|cause| {
-            (
-                ErrorCode::UnsupportedOperation,
-                format!("graph `{graph}` output `{name}`: {cause}"),
-            )
+        let tensor = from_ort(value, left).map_err(|(code, cause)| {
+            GraphFailure::Nn(code, format!("graph `{graph}` output `{name}`: {cause}"))
         })?;
+        left = left.saturating_sub(tensor.data.len() as u64);
         tensors.push((name.to_owned(), tensor));
     }
     Ok(tensors)
+}
+
+/// Stops graphs that run past their deadline: one thread for the process, woken when a run
+/// starts or ends, that sets the terminate flag of every run whose deadline has passed.
+struct Watchdog {
+    runs: Mutex<Vec<WatchedRun>>,
+    changed: Condvar,
+}
+
+struct WatchedRun {
+    id: u64,
+    deadline: Instant,
+    options: Arc<RunOptions>,
+    stopped: Arc<AtomicBool>,
+}
+
+/// A run under watch; `finish` takes it off the list and says whether it was stopped.
+struct Watch {
+    id: u64,
+    stopped: Arc<AtomicBool>,
+}
+
+impl Watch {
+    fn finish(self) -> bool {
+        let watchdog = watchdog();
+        watchdog
+            .runs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|run| run.id != self.id);
+        self.stopped.load(Ordering::SeqCst)
+    }
+}
+
+fn watchdog() -> &'static Watchdog {
+    static WATCHDOG: OnceLock<&'static Watchdog> = OnceLock::new();
+    WATCHDOG.get_or_init(|| {
+        let watchdog: &'static Watchdog = Box::leak(Box::new(Watchdog {
+            runs: Mutex::new(Vec::new()),
+            changed: Condvar::new(),
+        }));
+        // If the thread cannot start, no graph is stopped early: the deadline is then enforced
+        // when the graph returns, as before the watchdog.
+        let _ = std::thread::Builder::new()
+            .name("cordon-graph-watchdog".into())
+            .spawn(move || watchdog.patrol());
+        watchdog
+    })
+}
+
+impl Watchdog {
+    fn watch(&self, deadline: Instant, options: Arc<RunOptions>) -> Watch {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let stopped = Arc::new(AtomicBool::new(false));
+        let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        let earliest = runs.iter().all(|run| run.deadline > deadline);
+        runs.push(WatchedRun {
+            id,
+            deadline,
+            options,
+            stopped: Arc::clone(&stopped),
+        });
+        drop(runs);
+        if earliest {
+            self.changed.notify_one();
+        }
+        Watch { id, stopped }
+    }
+
+    fn patrol(&self) {
+        let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let now = Instant::now();
+            for run in runs.iter().filter(|run| run.deadline <= now) {
+                if !run.stopped.swap(true, Ordering::SeqCst) {
+                    let _ = run.options.terminate();
+                }
+            }
+            let next = runs
+                .iter()
+                .filter(|run| !run.stopped.load(Ordering::SeqCst))
+                .map(|run| run.deadline)
+                .min();
+            runs = match next {
+                Some(deadline) => {
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    self.changed
+                        .wait_timeout(runs, wait)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+                None => self
+                    .changed
+                    .wait(runs)
+                    .unwrap_or_else(PoisonError::into_inner),
+            };
+        }
+    }
 }
 
 fn ort_type(ty: ElementType) -> TensorElementType {
@@ -269,8 +496,39 @@ fn ort_type(ty: ElementType) -> TensorElementType {
     }
 }
 
+/// An ONNX Runtime tensor over `len` bytes at `data` (the jail's shared region), without a
+/// copy; `None` for the element types that need the copying path ([`to_ort`]).
+///
+/// # Safety
+/// `data` must point to `Tensor::byte_len(dimensions, ty)` readable and writable bytes that
+/// outlive the returned value.
+pub unsafe fn tensor_view<'a>(
+    data: *mut u8,
+    ty: ElementType,
+    dimensions: &[u32],
+) -> Result<Option<SessionInputValue<'a>>, String> {
+    use ort::memory::MemoryInfo;
+    use ort::value::{Shape, TensorRefMut};
+    let shape = Shape::new(dimensions.iter().map(|&d| i64::from(d)));
+    let info = MemoryInfo::default();
+    let data = data.cast::<std::ffi::c_void>();
+    // SAFETY (each arm): the caller guarantees the buffer; `from_raw` reads exactly
+    // product(shape) elements of the arm's type.
+    let value = unsafe {
+        match ty {
+            ElementType::F32 => TensorRefMut::<f32>::from_raw(info, data, shape).map(Into::into),
+            ElementType::F64 => TensorRefMut::<f64>::from_raw(info, data, shape).map(Into::into),
+            ElementType::I32 => TensorRefMut::<i32>::from_raw(info, data, shape).map(Into::into),
+            ElementType::I64 => TensorRefMut::<i64>::from_raw(info, data, shape).map(Into::into),
+            ElementType::U8 => TensorRefMut::<u8>::from_raw(info, data, shape).map(Into::into),
+            ElementType::F16 | ElementType::BF16 => return Ok(None),
+        }
+    };
+    value.map(Some).map_err(|e| e.to_string())
+}
+
 /// Copies a validated wasi:nn tensor into an ONNX Runtime tensor of the same element type.
-fn to_ort(session: &Session, tensor: &Tensor) -> Result<DynTensor, String> {
+pub fn to_ort(session: &Session, tensor: &Tensor) -> Result<DynTensor, String> {
     let shape: Vec<i64> = tensor.dimensions.iter().map(|&d| i64::from(d)).collect();
     let mut value = DynTensor::new(session.allocator(), ort_type(tensor.ty), shape)
         .map_err(|e| e.to_string())?;
@@ -289,15 +547,20 @@ fn to_ort(session: &Session, tensor: &Tensor) -> Result<DynTensor, String> {
     Ok(value)
 }
 
-/// Copies an ONNX Runtime output into a wasi:nn tensor. Element types wasi:nn cannot name are
-/// refused, except booleans, which become `u8` 0/1.
-fn from_ort(value: ort::value::DynValueRef<'_>) -> Result<Tensor, String> {
+/// Copies an ONNX Runtime output into a wasi:nn tensor, if it fits in `budget` bytes (checked
+/// before the host allocates anything). Element types wasi:nn cannot name are refused, except
+/// booleans, which become `u8` 0/1.
+pub fn from_ort(
+    value: ort::value::DynValueRef<'_>,
+    budget: u64,
+) -> Result<Tensor, (ErrorCode, String)> {
+    let unsupported = |why: String| (ErrorCode::UnsupportedOperation, why);
     let (ty, shape) = match value.dtype() {
         ValueType::Tensor { ty, shape, .. } => (*ty, shape.clone()),
         other => {
-            return Err(format!(
+            return Err(unsupported(format!(
                 "is a {other}, not a tensor; wasi:nn returns only tensors"
-            ));
+            )));
         }
     };
     let element = match ty {
@@ -309,25 +572,42 @@ fn from_ort(value: ort::value::DynValueRef<'_>) -> Result<Tensor, String> {
         TensorElementType::Int32 => ElementType::I32,
         TensorElementType::Int64 => ElementType::I64,
         other => {
-            return Err(format!(
+            return Err(unsupported(format!(
                 "has element type {other:?}, which wasi:nn cannot carry"
-            ));
+            )));
         }
     };
+    if shape.len() > crate::nn::MAX_TENSOR_RANK {
+        return Err(unsupported(format!(
+            "has {} dimensions; at most {} are returned",
+            shape.len(),
+            crate::nn::MAX_TENSOR_RANK
+        )));
+    }
     let dimensions = shape
         .iter()
-        .map(|&d| u32::try_from(d).map_err(|_| format!("has dimension {d}, outside u32")))
-        .collect::<Result<Vec<u32>, String>>()?;
+        .map(|&d| {
+            u32::try_from(d).map_err(|_| unsupported(format!("has dimension {d}, outside u32")))
+        })
+        .collect::<Result<Vec<u32>, _>>()?;
     let byte_len = Tensor::byte_len(&dimensions, element)
-        .ok_or_else(|| "is too large to describe".to_string())?;
+        .ok_or_else(|| unsupported("is too large to describe".to_string()))?;
+    if byte_len as u64 > budget {
+        return Err((
+            ErrorCode::TooLarge,
+            format!(
+                "is {byte_len} bytes, past the {budget} bytes left of the tensor budget (limits.tensor-bytes)"
+            ),
+        ));
+    }
     let tensor_ref = value
         .downcast::<ort::value::DynTensorValueType>()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| unsupported(e.to_string()))?;
     let source = tensor_ref.data_ptr().cast::<u8>();
     let mut data = vec![0u8; byte_len];
     if byte_len > 0 {
         if source.is_null() {
-            return Err("has no CPU buffer".into());
+            return Err(unsupported("has no CPU buffer".into()));
         }
         // SAFETY: ONNX Runtime's output is a CPU tensor of `shape` with elements of `ty`, whose
         // size (1 byte for bool and u8) matches `element`; `byte_len` is exactly its buffer size.
@@ -347,9 +627,9 @@ mod tests {
     #[test]
     fn old_or_unknown_versions_are_refused() {
         assert!(check_version("1.31.1").is_ok());
-        assert!(check_version("1.22.0").is_ok());
-        let old = check_version("1.16.3").unwrap_err();
-        assert!(old.contains("1.16.3") && old.contains("1.22"), "{old}");
+        assert!(check_version("1.32.0").is_ok());
+        let old = check_version("1.22.0").unwrap_err();
+        assert!(old.contains("1.22.0") && old.contains("1.31"), "{old}");
         assert!(check_version("2.0.0").is_err());
         assert!(check_version("garbage").is_err());
     }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{HasData, Linker, ResourceTable};
 use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{HostMonotonicClock, WasiCtx, WasiCtxView, WasiView};
 
 pub use cache::{CacheOutcome, CompileCache, WASMTIME_VERSION};
 pub use clocks::CLOCK_RESOLUTION;
@@ -28,7 +28,8 @@ pub use engine::{EPOCH_TICK, SandboxEngine};
 pub use log::{GuestLog, LogRecord, MAX_LOG_MESSAGE_BYTES, MAX_LOG_RECORDS};
 
 use crate::data;
-use crate::nn::NnState;
+use crate::nn::jail::WorkerError;
+use crate::nn::{InferenceStopped, NnState};
 
 /// The bindings generated from the contract in `wit/`; the only `bindgen!` of the host.
 ///
@@ -74,6 +75,10 @@ pub enum LimitExceeded {
         "wasi-nn handle limit: the model holds more than {limit} tensors, graphs and errors at once"
     )]
     NnHandles { limit: usize },
+    #[error(
+        "wasi-nn tensor rank limit: the model made a tensor of {requested} dimensions; at most {limit} are allowed"
+    )]
+    TensorRank { limit: usize, requested: usize },
 }
 
 /// Most table elements a guest may grow a table to.
@@ -138,6 +143,8 @@ impl ResourceLimiter for GuestLimiter {
 pub struct GuestState {
     wasi: WasiCtx,
     wasi_table: ResourceTable,
+    /// The same clock the guest reads through WASI, for `subscribe-instant`.
+    monotonic: clocks::CoarseMonotonicClock,
     stderr: MemoryOutputPipe,
     pub nn: NnState,
     pub log: GuestLog,
@@ -145,6 +152,16 @@ pub struct GuestState {
 }
 
 impl GuestState {
+    /// The guest's monotonic clock now, in nanoseconds since the instance started.
+    fn monotonic_now(&self) -> u64 {
+        self.monotonic.now()
+    }
+
+    /// When the run must end; WASI sleeps and polls wake by then (see `clocks`).
+    pub fn deadline(&self) -> Instant {
+        self.nn.deadline
+    }
+
     pub fn new(nn: NnState, memory_limit: u64) -> Self {
         let stderr = MemoryOutputPipe::new(MAX_STDERR_BYTES);
         let mut wasi = WasiCtx::builder();
@@ -156,11 +173,13 @@ impl GuestState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }))
-            .wall_clock(clocks::CoarseWallClock)
-            .monotonic_clock(clocks::CoarseMonotonicClock::new());
+            .wall_clock(clocks::CoarseWallClock);
+        let monotonic = clocks::CoarseMonotonicClock::new();
+        wasi.monotonic_clock(monotonic.clone());
         GuestState {
             wasi: wasi.build(),
             wasi_table: ResourceTable::new(),
+            monotonic,
             stderr,
             nn,
             log: GuestLog::default(),
@@ -211,6 +230,11 @@ impl HasData for HasLog {
 pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<GuestState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    // WASI's own clock subscriptions would let a guest sleep in a host call past the run's
+    // deadline, where epoch interruption cannot reach it; these wake by the deadline.
+    linker.allow_shadowing(true);
+    clocks::add_deadline_subscriptions(&mut linker)?;
+    linker.allow_shadowing(false);
     use bindings::wasi::nn;
     nn::errors::add_to_linker::<GuestState, HasNn>(&mut linker, |s| &mut s.nn)?;
     nn::tensor::add_to_linker::<GuestState, HasNn>(&mut linker, |s| &mut s.nn)?;
@@ -308,6 +332,7 @@ impl Instance {
 }
 
 fn set_deadline(store: &mut Store<GuestState>, deadline: Instant) {
+    store.data_mut().nn.deadline = deadline;
     let remaining = deadline.saturating_duration_since(Instant::now());
     let ticks = (remaining.as_millis() / EPOCH_TICK.as_millis().max(1)) as u64;
     store.set_epoch_deadline(ticks.max(1));
@@ -322,14 +347,16 @@ fn model_error_text(error: &wit::ModelError) -> String {
     format!("{kind}: {}", sanitize(message, 2048))
 }
 
-/// Guest text made safe for a terminal and a log line: control characters escaped, cut to at
-/// most `max_bytes` bytes plus an ellipsis.
+/// Guest text made safe for a terminal and a log line: control characters and bidirectional
+/// overrides (which reorder what a terminal shows) escaped, cut to at most `max_bytes` bytes
+/// plus an ellipsis.
 pub fn sanitize(text: &str, max_bytes: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max_bytes));
     let mut piece = String::new();
     for c in text.chars() {
         piece.clear();
-        if c.is_control() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
             piece.extend(c.escape_default());
         } else {
             piece.push(c);
@@ -408,6 +435,8 @@ pub enum TrapCause {
     Limit(LimitExceeded),
     OutOfFuel,
     WallTime,
+    /// The inference worker died, broke the protocol, or hit its memory cap.
+    Inference(WorkerError),
     /// A guest panic, `unreachable`, or a fault: the message, with the guest's stderr.
     Other(String),
 }
@@ -416,6 +445,11 @@ pub enum TrapCause {
 pub fn trap_cause(error: &wasmtime::Error, stderr: &str) -> TrapCause {
     if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
         return TrapCause::Limit(limit.clone());
+    }
+    match error.downcast_ref::<InferenceStopped>() {
+        Some(InferenceStopped::WallTime) => return TrapCause::WallTime,
+        Some(InferenceStopped::Worker(worker)) => return TrapCause::Inference(worker.clone()),
+        None => {}
     }
     match error.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::OutOfFuel) => TrapCause::OutOfFuel,
