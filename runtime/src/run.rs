@@ -936,10 +936,21 @@ fn score_all_into(
     let instances = limits.instances as usize;
 
     // Instantiate up front: a model that cannot start fails before any data is read.
-    let mut started_instances = Vec::with_capacity(instances);
-    for _ in 0..instances {
-        started_instances.push(setup.instantiate()?);
-    }
+    // Side by side: each jailed instance starts an inference worker (a process, ONNX Runtime
+    // loaded, its graphs built), which is most of a run's start-up.
+    let mut started_instances = std::thread::scope(|scope| {
+        let starting: Vec<_> = (0..instances)
+            .map(|_| scope.spawn(|| setup.instantiate()))
+            .collect();
+        starting
+            .into_iter()
+            .map(|handle| {
+                handle.join().unwrap_or_else(|_| {
+                    Err(RunError::Internal("starting an instance panicked".into()))
+                })
+            })
+            .collect::<Result<Vec<_>, RunError>>()
+    })?;
     let model_description = match started_instances.first_mut() {
         Some((instance, _)) => match instance.describe(limits.fuel_per_batch, setup.deadline) {
             Ok(info) => sandbox::sanitize(

@@ -369,3 +369,74 @@ fn a_jailed_run_says_so_and_scores_like_an_unjailed_one() {
         outcomes[0]
     );
 }
+
+#[test]
+fn the_cli_runs_jailed_with_a_relative_onnxruntime_path_and_says_so() {
+    // The worker runs in `/`: the library path it is given must not depend on the host's
+    // working directory.
+    let case = hostile_case(&onnx_graphs::endless_loop(3), "instances = 2", "");
+    std::fs::create_dir(case.path("lib")).unwrap();
+    std::os::unix::fs::symlink(onnxruntime_library(), case.path("lib/libonnxruntime.so")).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .current_dir(case.dir.path())
+        .args(["run", "--package", "package", "--policy", "policy.toml"])
+        .args(["--allow-unsigned", "--onnxruntime", "lib/libonnxruntime.so"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("isolation    jail (seccomp on, address space"),
+        "{stdout}"
+    );
+    // Two instances, each with its own worker started side by side: both scored.
+    let rows = read_csv(&case.path("out/results.csv"));
+    assert_eq!(rows.len(), 3);
+    assert!(
+        rows.iter().all(|row| row[1].starts_with("ran: y: 4 bytes")),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn onnx_runtime_threads_start_behind_the_filter() {
+    // Sessions (and their intra-op thread pools) are made after the worker seals itself: with
+    // two threads per session the pool's thread must start under the filter (clone3 refused,
+    // clone with CLONE_THREAD allowed).
+    let case = hostile_case(&onnx_graphs::endless_loop(7), "", "threads = 2");
+    let summary = case.run().unwrap();
+    assert!(
+        summary.inference_isolation.contains("seccomp on"),
+        "{}",
+        summary.inference_isolation
+    );
+    assert!(read_csv(&case.path("out/results.csv"))[0][1].starts_with("ran: y: 4 bytes"));
+}
+
+#[test]
+fn the_cuda_warm_up_graph_is_a_valid_graph() {
+    // It only runs on GPU machines (before the worker seals itself); its bytes are checked
+    // here, on the CPU, so that a broken encoding does not wait for a GPU to show.
+    let bytes = cordon::nn::jail::worker::cuda_warm_up_graph();
+    let info = cordon::nn::graph_info::read(&bytes).unwrap();
+    assert!(cordon::nn::graph_info::admit(&info, &Default::default()).is_empty());
+    let runtime = cordon::nn::onnx::OnnxRuntime::load(&onnxruntime_library()).unwrap();
+    let options = cordon::nn::onnx::SessionOptions {
+        device: cordon::manifest::Device::Cpu,
+        threads: 1,
+    };
+    let graph =
+        cordon::nn::onnx::LoadedGraph::load(&runtime, "warm-up", bytes.into(), options).unwrap();
+    let input = cordon::nn::Tensor {
+        dimensions: vec![1],
+        ty: cordon::nn::ElementType::F32,
+        data: 2.5f32.to_le_bytes().to_vec(),
+    };
+    let outputs = graph.compute(vec![("x".into(), input)]).unwrap();
+    assert_eq!(outputs[0].0, "y");
+    assert_eq!(outputs[0].1.data, 2.5f32.to_le_bytes());
+}

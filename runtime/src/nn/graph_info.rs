@@ -232,6 +232,13 @@ impl Scope {
 
 /// Reads `bytes` as an ONNX `ModelProto`.
 pub fn read(bytes: &[u8]) -> Result<GraphInfo, GraphInfoError> {
+    // ONNX Runtime's own flatbuffer format carries this mark; such bytes are not ONNX, whatever
+    // this reader would make of them (sessions are also told to read ONNX only).
+    if bytes.get(4..8) == Some(b"ORTM".as_slice()) {
+        return Err(GraphInfoError(
+            "it is in ONNX Runtime's own format (ORTM), not ONNX".into(),
+        ));
+    }
     let mut info = GraphInfo::default();
     let mut producer = (String::new(), String::new());
     let mut saw_graph = false;
@@ -773,7 +780,16 @@ impl<'a> Iterator for Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn read_field(&mut self) -> Result<(u64, Value<'a>), GraphInfoError> {
+        // Protobuf's C++ reader (ONNX Runtime's) takes a tag as at most 5 bytes into 32 bits and
+        // drops higher bits: a longer or larger tag would name one field here and another
+        // there, hiding it from admission. Such tags, and field 0, are refused.
+        let before = self.0.len();
         let key = self.varint()?;
+        if before - self.0.len() > 5 || key > u64::from(u32::MAX) || key >> 3 == 0 {
+            return Err(GraphInfoError(
+                "a field tag is malformed (over 5 bytes, over 32 bits, or field 0)".into(),
+            ));
+        }
         let value = match key & 7 {
             0 => Value::Varint(self.varint()?),
             1 => self.skip(8)?,
@@ -961,6 +977,22 @@ mod tests {
         assert_eq!(info.operators["ai.onnx.ml.TreeEnsembleClassifier"], 1);
         assert_eq!(info.inputs, ["features"]);
         assert_eq!(info.outputs, ["probabilities"]);
+    }
+
+    #[test]
+    fn tags_protobuf_would_read_differently_and_ort_format_are_refused() {
+        // Field 5 (an initializer) written as a 5-byte tag with a high bit set: protobuf's C++
+        // reader drops the high bits and sees field 5.
+        let mut long_tag = vec![0xaa, 0x80, 0x80, 0x80, 0x10];
+        long_tag.extend([0x00]);
+        assert!(read(&long_tag).unwrap_err().to_string().contains("tag"));
+        // A 6-byte tag.
+        assert!(read(&[0xba, 0x80, 0x80, 0x80, 0x80, 0x00, 0x00]).is_err());
+        // Field 0.
+        assert!(read(&[0x02, 0x00]).is_err());
+        let mut ort_format = vec![0u8; 16];
+        ort_format[4..8].copy_from_slice(b"ORTM");
+        assert!(read(&ort_format).unwrap_err().to_string().contains("ORTM"));
     }
 
     #[test]

@@ -130,6 +130,11 @@ impl OnnxRuntime {
                 "session.model_external_initializers_file_folder_path",
                 NO_EXTERNAL_DATA_FOLDER,
             )
+            .map_err(|e| error(e.to_string()))?
+            // Bytes are read as ONNX only: ONNX Runtime would otherwise take bytes that look like
+            // its own flatbuffer format (`ORTM` at offset 4) as that, which graph admission
+            // does not read.
+            .with_config_entry("session.load_model_format", "ONNX")
             .map_err(|e| error(e.to_string()))?;
         if options.device == Device::Gpu {
             builder = builder

@@ -14,7 +14,7 @@ mod seccomp;
 pub mod shm;
 pub mod worker;
 
-use std::io::{BufRead, BufReader, Read as _};
+use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -79,10 +79,11 @@ pub enum WorkerError {
     Memory { limit: u64, message: String },
     #[error("the run's deadline passed while a graph ran; its worker was stopped")]
     Deadline,
-    #[error("the inference worker died ({how}) while running graph `{graph}`{stderr}")]
+    #[error("the inference worker died ({how}) {during}{stderr}")]
     Died {
         how: String,
-        graph: String,
+        /// What it was doing: `while starting`, `while running graph `x``.
+        during: String,
         stderr: String,
     },
     #[error("the inference worker broke the protocol: {0}")]
@@ -113,8 +114,8 @@ pub struct InferenceWorker {
 
 impl InferenceWorker {
     /// Starts a worker, seals it and loads `graphs` (in order: graph `i` is `graphs[i]`). A run
-    /// that uses CUDA loads its graphs before sealing, so that CUDA can open its libraries and
-    /// device files; every other run seals first.
+    /// that uses CUDA first makes one CUDA session of Cordon's own graph, before sealing, so that
+    /// CUDA can open its libraries and device files; no provider graph is ever loaded unsealed.
     pub fn start(
         config: &JailConfig,
         graphs: &[Arc<LoadedGraph>],
@@ -139,7 +140,8 @@ impl InferenceWorker {
             .arg(format!("--region={region_fd}"))
             .arg(format!("--region-bytes={}", region.len()))
             .arg("--onnxruntime")
-            .arg(&config.onnxruntime)
+            // The worker runs in `/`: a relative library path would name another file there.
+            .arg(std::path::absolute(&config.onnxruntime).map_err(|e| start_error(e.to_string()))?)
             .arg(format!("--parent={}", std::process::id()))
             // Nothing of the host's environment (credentials live there) but what CUDA needs
             // to find its libraries and devices.
@@ -159,11 +161,22 @@ impl InferenceWorker {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        // SAFETY: the closure runs in the child between fork and exec and only calls fcntl,
-        // which is async-signal-safe. It makes the two descriptors survive exec in the child
+        // SAFETY: the closure runs in the child between fork and exec and only makes raw
+        // system calls (close_range, fcntl), which are async-signal-safe. It makes the two descriptors survive exec in the child
         // alone; the host's copies keep close-on-exec.
         unsafe {
             command.pre_exec(move || {
+                // Any descriptor this process inherited without close-on-exec (a jobserver
+                // pipe, a terminal, a socket from a supervisor) must not reach the worker.
+                if libc::syscall(
+                    libc::SYS_close_range,
+                    3u32,
+                    u32::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
                 for fd in [socket_fd, region_fd] {
                     if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
                         return Err(std::io::Error::last_os_error());
@@ -172,7 +185,8 @@ impl InferenceWorker {
                 Ok(())
             });
         }
-        let mut child = command.spawn().map_err(|e| start_error(e.to_string()))?;
+        let mut child =
+            spawn_from_lasting_thread(command).map_err(|e| start_error(e.to_string()))?;
         drop(worker_end);
 
         let last_words = Arc::new(Mutex::new(String::new()));
@@ -196,8 +210,27 @@ impl InferenceWorker {
         let start_deadline = deadline.min(Instant::now() + START_TIMEOUT);
         let uses_cuda = graphs.iter().any(|g| g.options.device == Device::Gpu);
         if uses_cuda {
-            for graph in graphs {
-                worker.load_declared(graph, start_deadline)?;
+            // CUDA opens its libraries and /dev/nvidia* when its first session is made: that is
+            // done before sealing, with Cordon's own one-node graph, never a provider's.
+            match worker.request(
+                &Request::WarmUpCuda,
+                None,
+                start_deadline,
+                "while starting CUDA",
+            ) {
+                Ok(Reply::Loaded { .. }) => {}
+                Ok(_) => {
+                    return Err(
+                        worker.kill(WorkerError::Protocol("answered WarmUpCuda oddly".into()))
+                    );
+                }
+                Err(WorkerFailure::Fatal(error)) => return Err(error),
+                Err(WorkerFailure::Nn(_, cause)) => {
+                    return Err(WorkerError::Load {
+                        graph: "<CUDA warm-up>".into(),
+                        cause,
+                    });
+                }
             }
         }
         // CUDA reserves tens of GiB of address space for itself: a run that uses it gets no
@@ -216,12 +249,20 @@ impl InferenceWorker {
             &Request::Seal { address_space },
             None,
             start_deadline,
-            "<seal>",
+            "while starting",
         ) {
-            Ok(Reply::Sealed { layers }) => worker.layers = layers,
+            Ok(Reply::Sealed { layers }) => {
+                if !filter_in_force(worker.pid()) {
+                    return Err(worker.kill(WorkerError::Protocol(
+                        "said it sealed itself, but the kernel shows no seccomp filter".into(),
+                    )));
+                }
+                worker.layers = layers;
+            }
             Ok(other) => {
-                return Err(WorkerError::Protocol(format!(
-                    "answered Seal with {other:?}"
+                return Err(WorkerError::Protocol(crate::sandbox::sanitize(
+                    &format!("answered Seal with {other:?}"),
+                    512,
                 )));
             }
             Err(WorkerFailure::Fatal(error)) => return Err(error),
@@ -229,10 +270,8 @@ impl InferenceWorker {
                 return Err(WorkerError::Protocol(format!("refused to seal: {message}")));
             }
         }
-        if !uses_cuda {
-            for graph in graphs {
-                worker.load_declared(graph, start_deadline)?;
-            }
+        for graph in graphs {
+            worker.load_declared(graph, start_deadline)?;
         }
         Ok(worker)
     }
@@ -269,7 +308,11 @@ impl InferenceWorker {
             device: graph.options.device,
             threads: graph.options.threads,
         };
-        match self.request(&request, Some(&graph.bytes), deadline, &graph.name)? {
+        let during = format!(
+            "while loading graph `{}`",
+            crate::sandbox::sanitize(&graph.name, 256)
+        );
+        match self.request(&request, Some(&graph.bytes), deadline, &during)? {
             Reply::Loaded { graph } => Ok(graph),
             other => Err(self.protocol_error(format!("answered Load with {other:?}"))),
         }
@@ -314,7 +357,11 @@ impl InferenceWorker {
             outputs_at,
             outputs_limit,
         };
-        let outputs = match self.request(&request, None, deadline, graph_name)? {
+        let during = format!(
+            "while running graph `{}`",
+            crate::sandbox::sanitize(graph_name, 256)
+        );
+        let outputs = match self.request(&request, None, deadline, &during)? {
             Reply::Outputs { outputs } => outputs,
             other => return Err(self.protocol_error(format!("answered Compute with {other:?}"))),
         };
@@ -353,57 +400,52 @@ impl InferenceWorker {
         request: &Request,
         payload: Option<&[u8]>,
         deadline: Instant,
-        graph: &str,
+        during: &str,
     ) -> Result<Reply, WorkerFailure> {
         if let Some(dead) = &self.dead {
             return Err(WorkerFailure::Fatal(dead.clone()));
         }
-        let sent = protocol::send(&mut self.socket, request).and_then(|()| match payload {
-            Some(bytes) => protocol::write_frame(&mut self.socket, bytes),
-            None => Ok(()),
-        });
-        if sent.is_err() {
-            return Err(WorkerFailure::Fatal(self.bury(graph)));
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(WorkerFailure::Fatal(self.kill(WorkerError::Deadline)));
-        }
-        if self.socket.set_read_timeout(Some(left)).is_err() {
-            return Err(WorkerFailure::Fatal(self.bury(graph)));
-        }
-        let reply = match protocol::receive::<Reply>(&mut self.socket) {
+        // The deadline is absolute: a worker that stops reading, or answers one byte at a
+        // time, still cannot hold the host past it.
+        let sent = send_until(&mut self.socket, request, payload, deadline);
+        let reply = sent.and_then(|()| receive_until(&mut self.socket, deadline));
+        let reply = match reply {
             Ok(reply) => reply,
             Err(error) => {
-                let timed_out = matches!(
-                    error.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                );
-                return Err(WorkerFailure::Fatal(if timed_out {
-                    self.kill(WorkerError::Deadline)
-                } else if error.kind() == std::io::ErrorKind::InvalidData {
-                    self.kill(WorkerError::Protocol(error.to_string()))
-                } else {
-                    self.bury(graph)
+                return Err(WorkerFailure::Fatal(match error.kind() {
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+                        self.kill(WorkerError::Deadline)
+                    }
+                    std::io::ErrorKind::InvalidData => self.kill(WorkerError::Protocol(
+                        crate::sandbox::sanitize(&error.to_string(), 512),
+                    )),
+                    _ => self.bury(during),
                 }));
             }
         };
         match reply {
-            Reply::Failed { failure, message } => Err(match failure {
-                Failure::Memory => WorkerFailure::Fatal(self.kill(WorkerError::Memory {
-                    limit: self.config.inference_memory,
-                    message: crate::sandbox::sanitize(&message, 1024),
-                })),
-                Failure::InvalidArgument => WorkerFailure::Nn(ErrorCode::InvalidArgument, message),
-                Failure::TooLarge => WorkerFailure::Nn(ErrorCode::TooLarge, message),
-                Failure::Runtime => WorkerFailure::Nn(ErrorCode::RuntimeError, message),
-                Failure::Load => WorkerFailure::Nn(ErrorCode::InvalidEncoding, message),
-            }),
+            Reply::Failed { failure, message } => {
+                // The worker's text is the worker's: escaped and cut where it enters the host.
+                let message = crate::sandbox::sanitize(&message, 2048);
+                Err(match failure {
+                    Failure::Memory => WorkerFailure::Fatal(self.kill(WorkerError::Memory {
+                        limit: self.config.inference_memory,
+                        message: crate::sandbox::sanitize(&message, 1024),
+                    })),
+                    Failure::InvalidArgument => {
+                        WorkerFailure::Nn(ErrorCode::InvalidArgument, message)
+                    }
+                    Failure::TooLarge => WorkerFailure::Nn(ErrorCode::TooLarge, message),
+                    Failure::Runtime => WorkerFailure::Nn(ErrorCode::RuntimeError, message),
+                    Failure::Load => WorkerFailure::Nn(ErrorCode::InvalidEncoding, message),
+                })
+            }
             reply => Ok(reply),
         }
     }
 
     fn protocol_error(&mut self, why: String) -> WorkerFailure {
+        let why = crate::sandbox::sanitize(&why, 512);
         WorkerFailure::Fatal(self.kill(WorkerError::Protocol(why)))
     }
 
@@ -416,7 +458,7 @@ impl InferenceWorker {
     }
 
     /// The worker hung up: says how it ended (waiting briefly for its status, then killing it).
-    fn bury(&mut self, graph: &str) -> WorkerError {
+    fn bury(&mut self, during: &str) -> WorkerError {
         let mut status = None;
         for _ in 0..50 {
             if let Ok(Some(exit)) = self.child.try_wait() {
@@ -443,7 +485,7 @@ impl InferenceWorker {
             .clone();
         let error = WorkerError::Died {
             how,
-            graph: crate::sandbox::sanitize(graph, 256),
+            during: during.to_owned(),
             stderr: if words.is_empty() {
                 String::new()
             } else {
@@ -461,6 +503,131 @@ impl Drop for InferenceWorker {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// Sends a request, and the raw frame after it if any, by `deadline`.
+fn send_until(
+    socket: &mut UnixStream,
+    request: &Request,
+    payload: Option<&[u8]>,
+    deadline: Instant,
+) -> std::io::Result<()> {
+    let message = serde_json::to_vec(request).map_err(std::io::Error::other)?;
+    for frame in std::iter::once(message.as_slice()).chain(payload) {
+        let len = u32::try_from(frame.len()).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "frame over 4 GiB")
+        })?;
+        write_all_until(socket, &len.to_le_bytes(), deadline)?;
+        write_all_until(socket, frame, deadline)?;
+    }
+    Ok(())
+}
+
+/// Reads one reply by `deadline`.
+fn receive_until(socket: &mut UnixStream, deadline: Instant) -> std::io::Result<Reply> {
+    let mut len = [0u8; 4];
+    read_exact_until(socket, &mut len, deadline)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > protocol::MAX_MESSAGE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "a {len}-byte reply is over the {}-byte limit",
+                protocol::MAX_MESSAGE_BYTES
+            ),
+        ));
+    }
+    let mut bytes = vec![0u8; len];
+    read_exact_until(socket, &mut bytes, deadline)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+fn time_left(deadline: Instant) -> std::io::Result<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        Err(std::io::ErrorKind::TimedOut.into())
+    } else {
+        Ok(left)
+    }
+}
+
+fn read_exact_until(
+    socket: &mut UnixStream,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> std::io::Result<()> {
+    let mut filled = 0;
+    while let Some(rest) = buf.get_mut(filled..).filter(|rest| !rest.is_empty()) {
+        socket.set_read_timeout(Some(time_left(deadline)?))?;
+        match socket.read(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn write_all_until(socket: &mut UnixStream, buf: &[u8], deadline: Instant) -> std::io::Result<()> {
+    let mut written = 0;
+    while let Some(rest) = buf.get(written..).filter(|rest| !rest.is_empty()) {
+        socket.set_write_timeout(Some(time_left(deadline)?))?;
+        match socket.write(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads, from the kernel rather than from the worker, whether its seccomp filter is in force
+/// (`Seccomp: 2` in /proc/<pid>/status): a compromised worker's word is not taken for it.
+fn filter_in_force(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map(|status| {
+            status
+                .lines()
+                .any(|line| line.split_whitespace().eq(["Seccomp:", "2"]))
+        })
+        .unwrap_or(false)
+}
+
+/// Starts `command` from one thread that lives as long as the process. The worker asks the
+/// kernel to kill it when its parent goes (PR_SET_PDEATHSIG), and "parent" there means the
+/// thread that forked it: a worker forked by a short-lived thread (instances start side by
+/// side) would be killed as soon as that thread ended.
+fn spawn_from_lasting_thread(command: Command) -> std::io::Result<Child> {
+    type Job = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: std::sync::OnceLock<Mutex<std::sync::mpsc::Sender<Job>>> =
+        std::sync::OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (jobs, inbox) = std::sync::mpsc::channel::<Job>();
+        let _ = std::thread::Builder::new()
+            .name("cordon-worker-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in inbox {
+                    let _ = reply.send(command.spawn());
+                }
+            });
+        Mutex::new(jobs)
+    });
+    let (reply, answer) = std::sync::mpsc::channel();
+    let sent = spawner
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .send((command, reply));
+    match sent {
+        Ok(()) => answer
+            .recv()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the worker spawner is gone"))),
+        // The spawner thread could not start: fork from here (the worker then dies with this
+        // thread, which is at worst early).
+        Err(std::sync::mpsc::SendError((mut command, _))) => command.spawn(),
     }
 }
 
@@ -492,7 +659,8 @@ fn forward_stderr(stderr: std::process::ChildStderr, pid: u32, last_words: &Mute
         }
         let text = crate::sandbox::sanitize(String::from_utf8_lossy(&line).trim_end(), 512);
         if lines < MAX_WORKER_LOG_LINES {
-            eprintln!("inference worker {pid}: {text}");
+            // Not eprintln!: a closed stderr must not panic this thread.
+            let _ = writeln!(std::io::stderr(), "inference worker {pid}: {text}");
         }
         lines += 1;
         *last_words.lock().unwrap_or_else(PoisonError::into_inner) = text;

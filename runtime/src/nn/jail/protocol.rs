@@ -29,10 +29,13 @@ pub struct Slot {
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum Request {
-    /// Put the jail in place: the address-space cap and the system-call filter. Graphs loaded
-    /// before it (only those of a run that uses CUDA, whose libraries and device files must be
-    /// opened first) are the package's admitted graphs; everything after runs behind it.
+    /// Put the jail in place: the address-space cap, no file growth, the system-call filter.
+    /// Every graph of the package is loaded after it.
     Seal { address_space: u64 },
+    /// Before `Seal`, on a run that uses CUDA: make one CUDA session of Cordon's built-in
+    /// one-node graph, so that CUDA loads its libraries and opens its devices while it still
+    /// may. Answered with `Loaded`.
+    WarmUpCuda,
     /// Create a session for the graph whose bytes follow in the next frame.
     Load {
         name: String,
@@ -58,6 +61,8 @@ pub struct JailLayers {
     pub address_space_limit: u64,
     /// Landlock: not used (the filter already denies every open); reported for completeness.
     pub landlock: bool,
+    /// Whether a worker started as root became `nobody` before sealing.
+    pub dropped_root: bool,
 }
 
 impl std::fmt::Display for JailLayers {
@@ -68,9 +73,14 @@ impl std::fmt::Display for JailLayers {
         };
         write!(
             f,
-            "seccomp {}, address space {address_space}, landlock {}",
+            "seccomp {}, address space {address_space}, landlock {}{}",
             if self.seccomp { "on" } else { "off" },
             if self.landlock { "on" } else { "off" },
+            if self.dropped_root {
+                ", root dropped to nobody"
+            } else {
+                ""
+            },
         )
     }
 }

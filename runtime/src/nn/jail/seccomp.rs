@@ -19,6 +19,14 @@ use seccompiler::{
     SeccompRule, TargetArch,
 };
 
+/// ioctl requests that set a descriptor's signal owner (linux/sockios.h), which libc does not
+/// name.
+const FIOSETOWN: u64 = 0x8901;
+const SIOCSPGRP: u64 = 0x8902;
+/// fcntl commands libc does not name on every target (asm-generic/fcntl.h).
+const F_SETSIG: u64 = 10;
+const F_SETOWN_EX: u64 = 15;
+
 /// Calls denied whatever their arguments.
 fn always_denied() -> Vec<i64> {
     let mut calls = vec![
@@ -38,7 +46,49 @@ fn always_denied() -> Vec<i64> {
         libc::SYS_renameat2,
         libc::SYS_mkdirat,
         libc::SYS_fchmodat,
+        libc::SYS_fchmodat2,
         libc::SYS_fchownat,
+        libc::SYS_setxattr,
+        libc::SYS_lsetxattr,
+        libc::SYS_fsetxattr,
+        libc::SYS_getxattr,
+        libc::SYS_lgetxattr,
+        libc::SYS_listxattr,
+        libc::SYS_llistxattr,
+        libc::SYS_removexattr,
+        libc::SYS_lremovexattr,
+        libc::SYS_fremovexattr,
+        libc::SYS_statfs,
+        libc::SYS_open_tree,
+        libc::SYS_fsopen,
+        libc::SYS_fspick,
+        libc::SYS_fsconfig,
+        libc::SYS_fsmount,
+        libc::SYS_move_mount,
+        libc::SYS_mount_setattr,
+        libc::SYS_mq_open,
+        libc::SYS_mq_unlink,
+        // Other processes' memory and the host's: System V IPC, NUMA moves, robust lists.
+        libc::SYS_shmget,
+        libc::SYS_shmat,
+        libc::SYS_shmctl,
+        libc::SYS_msgget,
+        libc::SYS_msgsnd,
+        libc::SYS_msgrcv,
+        libc::SYS_msgctl,
+        libc::SYS_semget,
+        libc::SYS_semop,
+        libc::SYS_semctl,
+        libc::SYS_semtimedop,
+        libc::SYS_move_pages,
+        libc::SYS_migrate_pages,
+        libc::SYS_get_robust_list,
+        libc::SYS_process_madvise,
+        libc::SYS_process_mrelease,
+        // Sessions and process groups: the worker stays in the host's.
+        libc::SYS_setsid,
+        libc::SYS_setpgid,
+        libc::SYS_syslog,
         libc::SYS_truncate,
         libc::SYS_utimensat,
         libc::SYS_chdir,
@@ -76,6 +126,9 @@ fn always_denied() -> Vec<i64> {
         libc::SYS_setregid,
         libc::SYS_setresuid,
         libc::SYS_setresgid,
+        libc::SYS_setgroups,
+        libc::SYS_setfsuid,
+        libc::SYS_setfsgid,
         libc::SYS_capset,
         libc::SYS_personality,
         // Large kernel surfaces a model never needs.
@@ -122,6 +175,9 @@ fn always_denied() -> Vec<i64> {
         libc::SYS_fork,
         libc::SYS_vfork,
         libc::SYS_uselib,
+        libc::SYS_iopl,
+        libc::SYS_ioperm,
+        libc::SYS_modify_ldt,
     ]);
     calls
 }
@@ -154,6 +210,70 @@ pub fn filter(pid: u32) -> Result<BpfProgram, String> {
     rules.insert(libc::SYS_tgkill, not_self(0)?);
     rules.insert(libc::SYS_rt_sigqueueinfo, not_self(0)?);
     rules.insert(libc::SYS_rt_tgsigqueueinfo, not_self(0)?);
+
+    // Calls that name a process: allowed on this one (0 or its own pid) only. Another process of
+    // the same user (the host) could otherwise have its limits, priority or CPUs changed.
+    let other_process = |arg: u8| -> Result<Vec<SeccompRule>, String> {
+        let condition = |value: u64| {
+            SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, value)
+                .map_err(error)
+        };
+        Ok(vec![
+            SeccompRule::new(vec![condition(0)?, condition(u64::from(pid))?]).map_err(error)?,
+        ])
+    };
+    rules.insert(libc::SYS_prlimit64, other_process(0)?);
+    rules.insert(libc::SYS_sched_setaffinity, other_process(0)?);
+    rules.insert(libc::SYS_sched_setscheduler, other_process(0)?);
+    rules.insert(libc::SYS_sched_setparam, other_process(0)?);
+    rules.insert(libc::SYS_sched_setattr, other_process(0)?);
+    rules.insert(libc::SYS_setpriority, other_process(1)?);
+    rules.insert(libc::SYS_ioprio_set, other_process(1)?);
+
+    // Signals by proxy: a descriptor's owner (F_SETOWN, F_SETOWN_EX, FIOSETOWN, SIOCSPGRP) is
+    // sent a signal of the caller's choice (F_SETSIG) when it becomes ready (O_ASYNC), which
+    // would reach the host without a kill call.
+    let equals = |arg: u8, value: u64| {
+        SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value).map_err(error)
+    };
+    let fcntl_rules = vec![
+        SeccompRule::new(vec![equals(1, libc::F_SETOWN as u64)?]).map_err(error)?,
+        SeccompRule::new(vec![equals(1, F_SETOWN_EX)?]).map_err(error)?,
+        SeccompRule::new(vec![equals(1, F_SETSIG)?]).map_err(error)?,
+        SeccompRule::new(vec![
+            equals(1, libc::F_SETFL as u64)?,
+            SeccompCondition::new(
+                2,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::MaskedEq(libc::O_ASYNC as u64),
+                libc::O_ASYNC as u64,
+            )
+            .map_err(error)?,
+        ])
+        .map_err(error)?,
+    ];
+    rules.insert(libc::SYS_fcntl, fcntl_rules);
+    rules.insert(
+        libc::SYS_ioctl,
+        vec![
+            SeccompRule::new(vec![equals(1, FIOSETOWN)?]).map_err(error)?,
+            SeccompRule::new(vec![equals(1, SIOCSPGRP)?]).map_err(error)?,
+            SeccompRule::new(vec![equals(1, libc::FIOASYNC)?]).map_err(error)?,
+            SeccompRule::new(vec![equals(1, libc::TIOCSTI)?]).map_err(error)?,
+        ],
+    );
+    // The worker keeps dying with the host and stays undumpable.
+    rules.insert(
+        libc::SYS_prctl,
+        vec![
+            SeccompRule::new(vec![equals(0, libc::PR_SET_PDEATHSIG as u64)?]).map_err(error)?,
+            SeccompRule::new(vec![equals(0, libc::PR_SET_DUMPABLE as u64)?]).map_err(error)?,
+            SeccompRule::new(vec![equals(0, libc::PR_SET_PTRACER as u64)?]).map_err(error)?,
+        ],
+    );
+    // The tensor region is sealed against shrinking; no other file may change size either.
+    rules.insert(libc::SYS_ftruncate, Vec::new());
+    rules.insert(libc::SYS_fallocate, Vec::new());
     // tkill names a thread id, which cannot be checked against the process: no caller needs it.
     rules.insert(libc::SYS_tkill, Vec::new());
 
@@ -224,11 +344,153 @@ fn program(rules: BTreeMap<i64, Vec<SeccompRule>>, errno: i32) -> Result<BpfProg
     BpfProgram::try_from(filter).map_err(|e| e.to_string())
 }
 
-/// Installs both filters on every thread of this process (and all it starts later). Sets
+/// The x32 ABI (system call numbers with bit 30 set) shares x86_64's audit architecture, so the
+/// deny list's exact numbers would not match its calls: every x32 call is refused outright, by a
+/// filter written out instruction by instruction (seccompiler compares numbers only for
+/// equality).
+#[cfg(target_arch = "x86_64")]
+fn x32_filter() -> BpfProgram {
+    use seccompiler::sock_filter;
+    const LOAD_WORD: u16 = 0x20; // BPF_LD (0) | BPF_W (0) | BPF_ABS (0x20)
+    const JUMP_IF_AT_LEAST: u16 = 0x05 | 0x30; // BPF_JMP | BPF_JGE | BPF_K
+    const RETURN: u16 = 0x06; // BPF_RET | BPF_K
+    const ALLOW: u32 = 0x7fff_0000; // SECCOMP_RET_ALLOW
+    const ERRNO: u32 = 0x0005_0000; // SECCOMP_RET_ERRNO
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    let at = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+    vec![
+        // seccomp_data.nr is at offset 0.
+        at(LOAD_WORD, 0, 0, 0),
+        at(JUMP_IF_AT_LEAST, 0, 1, X32_SYSCALL_BIT),
+        at(RETURN, 0, 0, ERRNO | libc::ENOSYS as u32),
+        at(RETURN, 0, 0, ALLOW),
+    ]
+}
+
+/// Installs the filters on every thread of this process (and all it starts later). Sets
 /// `no_new_privs` first, as an unprivileged filter requires.
 pub fn install(pid: u32) -> Result<(), String> {
-    for program in [clone3_filter()?, filter(pid)?] {
+    let mut programs = vec![clone3_filter()?, filter(pid)?];
+    #[cfg(target_arch = "x86_64")]
+    programs.push(x32_filter());
+    for program in programs {
         seccompiler::apply_filter_all_threads(&program).map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    /// Runs `probe` in a forked child behind the filters and returns its exit code. The
+    /// filters are built before the fork, so the child only makes system calls.
+    fn behind_the_filter(probe: fn(u32) -> i32) -> i32 {
+        // SAFETY: getpid has no preconditions.
+        let parent = unsafe { libc::getpid() } as u32;
+        // SAFETY: the child makes only raw system calls (no allocation, no locks) and leaves
+        // with _exit.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0, "fork failed");
+        if child == 0 {
+            // SAFETY: getpid has no preconditions.
+            let pid = unsafe { libc::getpid() } as u32;
+            let programs = match (clone3_filter(), filter(pid)) {
+                (Ok(a), Ok(b)) => [a, b, x32_filter()],
+                _ => unsafe { libc::_exit(100) },
+            };
+            for program in &programs {
+                if seccompiler::apply_filter_all_threads(program).is_err() {
+                    // SAFETY: leaving the child.
+                    unsafe { libc::_exit(101) };
+                }
+            }
+            let code = probe(parent);
+            // SAFETY: leaving the child.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for the child forked above.
+        unsafe { libc::waitpid(child, &mut status, 0) };
+        assert!(libc::WIFEXITED(status), "the probe died: {status:#x}");
+        libc::WEXITSTATUS(status)
+    }
+
+    /// 0 when the call failed with `errno`, 1 when it succeeded, 2 on another error.
+    fn refused(result: libc::c_long, errno: i32) -> i32 {
+        // SAFETY: reading this thread's errno.
+        let error = unsafe { *libc::__errno_location() };
+        match result {
+            -1 if error == errno => 0,
+            -1 => 2,
+            _ => 1,
+        }
+    }
+
+    #[test]
+    fn files_sockets_exec_and_other_processes_are_refused() {
+        let probe: fn(u32) -> i32 = |parent| {
+            // SAFETY (every call): raw system calls with valid, constant arguments.
+            unsafe {
+                let checks = [
+                    refused(
+                        libc::syscall(
+                            libc::SYS_openat,
+                            libc::AT_FDCWD,
+                            c"/etc/hostname".as_ptr(),
+                            libc::O_RDONLY,
+                        ),
+                        libc::EPERM,
+                    ),
+                    refused(
+                        libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_STREAM, 0),
+                        libc::EPERM,
+                    ),
+                    refused(libc::syscall(libc::SYS_kill, parent, 0), libc::EPERM),
+                    refused(
+                        libc::syscall(libc::SYS_fcntl, 1, libc::F_SETOWN, parent),
+                        libc::EPERM,
+                    ),
+                    refused(
+                        libc::syscall(libc::SYS_prlimit64, parent, libc::RLIMIT_NOFILE, 0, 0),
+                        libc::EPERM,
+                    ),
+                    refused(
+                        libc::syscall(libc::SYS_execve, c"/bin/true".as_ptr(), 0, 0),
+                        libc::EPERM,
+                    ),
+                    refused(libc::syscall(libc::SYS_clone3, 0, 0), libc::ENOSYS),
+                    // x32's openat.
+                    refused(
+                        libc::syscall(
+                            0x4000_0000 | libc::SYS_openat,
+                            libc::AT_FDCWD,
+                            c"/etc/hostname".as_ptr(),
+                            0,
+                        ),
+                        libc::ENOSYS,
+                    ),
+                ];
+                // The first refusal that did not happen, by its place (1-based), or 0.
+                match checks.iter().position(|&c| c != 0) {
+                    Some(i) => 10 + i as i32,
+                    None => {
+                        // What the worker needs still works: its own limits, time, memory.
+                        let own = libc::syscall(libc::SYS_prlimit64, 0, libc::RLIMIT_NOFILE, 0, 0);
+                        let mut now = libc::timespec {
+                            tv_sec: 0,
+                            tv_nsec: 0,
+                        };
+                        let time = libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now);
+                        if own != 0 || time != 0 { 3 } else { 0 }
+                    }
+                }
+            }
+        };
+        assert_eq!(
+            behind_the_filter(probe),
+            0,
+            "10+n: check n was not refused; 3: a needed call was"
+        );
+    }
 }

@@ -28,7 +28,12 @@ impl SharedRegion {
     pub fn create(len: usize) -> io::Result<SharedRegion> {
         let len = len.max(4096);
         // SAFETY: a NUL-terminated name and valid flags; the kernel returns a new fd or -1.
-        let raw = unsafe { libc::memfd_create(c"cordon-tensors".as_ptr(), libc::MFD_CLOEXEC) };
+        let raw = unsafe {
+            libc::memfd_create(
+                c"cordon-tensors".as_ptr(),
+                libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+            )
+        };
         if raw < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -38,6 +43,13 @@ impl SharedRegion {
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "region too large"))?;
         // SAFETY: `fd` is a memfd we own.
         if unsafe { libc::ftruncate(fd.as_raw_fd(), size) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Sealed at its size before the worker sees it: a worker that could shrink the file would
+        // make the host's next access to the mapping a SIGBUS.
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+        // SAFETY: F_ADD_SEALS on a memfd created with MFD_ALLOW_SEALING.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
             return Err(io::Error::last_os_error());
         }
         SharedRegion::map(fd, len)
@@ -157,5 +169,8 @@ mod tests {
         assert!(region.read(u64::MAX, 2).is_err(), "offset overflow");
         assert!(region.read(4096, 1).is_err());
         assert!(region.read(4096, 0).is_ok());
+        // Sealed: its size cannot change, from this side or the worker's.
+        // SAFETY: ftruncate on a descriptor this test owns.
+        assert_ne!(unsafe { libc::ftruncate(region.fd().as_raw_fd(), 0) }, 0);
     }
 }

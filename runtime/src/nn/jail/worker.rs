@@ -58,6 +58,8 @@ pub fn run(args: WorkerArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot map the region: {e}"))?;
 
     let mut sealed = false;
+    // Kept for the worker's life: the CUDA context and libraries stay loaded with it.
+    let mut warm_up: Vec<Session> = Vec::new();
     let mut sessions: Vec<(String, Session)> = Vec::new();
     loop {
         let request = match protocol::receive::<Request>(&mut socket) {
@@ -78,6 +80,7 @@ pub fn run(args: WorkerArgs) -> Result<(), String> {
                 // SAFETY: ignoring a signal installs no handler code.
                 unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
                 set_limit(libc::RLIMIT_FSIZE, 0)?;
+                let dropped_root = drop_root(args.parent)?;
                 seccomp::install(std::process::id())?;
                 sealed = true;
                 Reply::Sealed {
@@ -85,10 +88,25 @@ pub fn run(args: WorkerArgs) -> Result<(), String> {
                         seccomp: true,
                         address_space_limit: address_space,
                         landlock: false,
+                        dropped_root,
                     },
                 }
             }
-            Request::Compute { .. } if !sealed => {
+            Request::WarmUpCuda if !sealed => {
+                let options = SessionOptions {
+                    device: crate::manifest::Device::Gpu,
+                    threads: 1,
+                };
+                match onnxruntime.session("<CUDA warm-up>", &cuda_warm_up_graph(), options) {
+                    Ok(session) => {
+                        warm_up.push(session);
+                        Reply::Loaded { graph: u32::MAX }
+                    }
+                    Err(error) => failed(Failure::Load, &error.to_string()),
+                }
+            }
+            Request::WarmUpCuda => return Err("asked to start CUDA after sealing".into()),
+            Request::Load { .. } | Request::Compute { .. } if !sealed => {
                 return Err("asked to compute before the jail was sealed".into());
             }
             Request::Load {
@@ -266,6 +284,69 @@ fn confine_process(parent: u32) -> Result<(), String> {
         return Err("the host is gone".into());
     }
     Ok(())
+}
+
+/// Cordon's own graph for starting CUDA before the worker seals itself: one `Identity` node
+/// from a float [1] `x` to `y`, encoded here so that no provider byte is involved.
+pub fn cuda_warm_up_graph() -> Vec<u8> {
+    fn varint(mut value: u64, out: &mut Vec<u8>) {
+        while value >= 0x80 {
+            out.push((value as u8 & 0x7f) | 0x80);
+            value >>= 7;
+        }
+        out.push(value as u8);
+    }
+    fn number(field: u64, value: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        varint(field << 3, &mut out);
+        varint(value, &mut out);
+        out
+    }
+    fn bytes(field: u64, content: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        varint(field << 3 | 2, &mut out);
+        varint(content.len() as u64, &mut out);
+        out.extend_from_slice(content);
+        out
+    }
+    let float_vector = |name: &str| {
+        let shape = bytes(1, &number(1, 1)); // TensorShapeProto.dim { dim_value: 1 }
+        let tensor = [number(1, 1), bytes(2, &shape)].concat(); // elem_type FLOAT, shape
+        [bytes(1, name.as_bytes()), bytes(2, &bytes(1, &tensor))].concat()
+    };
+    let node = [bytes(1, b"x"), bytes(2, b"y"), bytes(4, b"Identity")].concat();
+    let graph = [
+        bytes(1, &node),
+        bytes(2, b"cordon-cuda-warm-up"),
+        bytes(11, &float_vector("x")),
+        bytes(12, &float_vector("y")),
+    ]
+    .concat();
+    [number(1, 8), bytes(7, &graph), bytes(8, &number(2, 17))].concat()
+}
+
+/// A worker started by root becomes `nobody` (uid and gid 65534, no supplementary groups), so
+/// that it holds no capability and the kernel's same-user checks no longer match the host.
+/// Returns whether it did. Everything the worker needs is open already.
+fn drop_root(parent: u32) -> Result<bool, String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(false);
+    }
+    const NOBODY: libc::uid_t = 65534;
+    // SAFETY: plain system calls with constant arguments; the order (groups, gid, uid) is the
+    // one that leaves no privilege behind.
+    unsafe {
+        if libc::setgroups(0, std::ptr::null()) != 0
+            || libc::setresgid(NOBODY, NOBODY, NOBODY) != 0
+            || libc::setresuid(NOBODY, NOBODY, NOBODY) != 0
+        {
+            return Err(format!("cannot drop root: {}", io::Error::last_os_error()));
+        }
+    }
+    // Changing credentials clears the parent-death signal and dumpability: set both again.
+    confine_process(parent)?;
+    Ok(true)
 }
 
 fn set_limit(resource: libc::__rlimit_resource_t, bytes: u64) -> Result<(), String> {
