@@ -264,6 +264,23 @@ fn churn_graph(
     Ok((graph, registry))
 }
 
+/// One pass of the guest over its own copy of `batches`, each batch freed inside the clock once
+/// scored: (seconds, sum of the scores).
+fn guest_pass(instance: &mut Instance, batches: &[Batch]) -> Result<(f64, f64), Box<dyn Error>> {
+    let inputs = batches.to_vec();
+    let started = Instant::now();
+    let mut checksum = 0.0;
+    for batch in inputs {
+        let output = instance
+            .score(batch, FUEL, Instant::now() + Duration::from_secs(3600))
+            .map_err(|e| format!("the guest failed: {e:?}"))?;
+        if let Some(ColumnValues::Float64(p)) = output.columns.first().map(|c| &c.values) {
+            checksum += p.iter().sum::<f64>();
+        }
+    }
+    Ok((started.elapsed().as_secs_f64(), checksum))
+}
+
 /// The same graph registered for inference workers (no session in this process), and the
 /// guest's instance whose graphs run in its jailed worker.
 fn jailed_instance(
@@ -443,36 +460,9 @@ fn main() -> Result<(), Box<dyn Error>> {
             let (mut jailed_rates, mut jail_ratios, mut jailed_ratios) =
                 (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..passes {
-                let inputs = batches.clone();
-                let started = Instant::now();
-                let mut checksum = 0.0;
-                for batch in inputs {
-                    let output = instance
-                        .score(batch, FUEL, deadline())
-                        .map_err(|e| format!("the guest failed: {e:?}"))?;
-                    if let Some(ColumnValues::Float64(p)) =
-                        output.columns.first().map(|c| &c.values)
-                    {
-                        checksum += p.iter().sum::<f64>();
-                    }
-                }
-                let guest = started.elapsed().as_secs_f64();
-
+                let (guest, checksum) = guest_pass(&mut instance, &batches)?;
                 // The same guest, its graph in the jailed worker.
-                let inputs = batches.clone();
-                let started = Instant::now();
-                let mut jailed_checksum = 0.0;
-                for batch in inputs {
-                    let output = jailed
-                        .score(batch, FUEL, deadline())
-                        .map_err(|e| format!("the jailed guest failed: {e:?}"))?;
-                    if let Some(ColumnValues::Float64(p)) =
-                        output.columns.first().map(|c| &c.values)
-                    {
-                        jailed_checksum += p.iter().sum::<f64>();
-                    }
-                }
-                let jailed_time = started.elapsed().as_secs_f64();
+                let (jailed_time, jailed_checksum) = guest_pass(&mut jailed, &batches)?;
                 assert!(
                     (checksum - jailed_checksum).abs() < 1e-6 * ROWS as f64,
                     "in-process and jailed disagree: {checksum} vs {jailed_checksum}"

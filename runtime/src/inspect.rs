@@ -25,6 +25,9 @@ pub struct Inspection {
     pub graphs: Vec<GraphFacts>,
     pub resources: ResourceHints,
     pub component: ComponentFacts,
+    /// Where the graphs would run under the policy given (`jail` or `in-process`); `None`
+    /// without a policy.
+    pub isolation: Option<String>,
     /// The versions of the host that read it.
     pub host: HostFacts,
 }
@@ -195,6 +198,7 @@ pub fn inspect(
             verdict,
             world: world.ok(),
         },
+        isolation: None,
         host: HostFacts {
             cordon: env!("CARGO_PKG_VERSION"),
             wasmtime: WASMTIME_VERSION,
@@ -331,6 +335,17 @@ impl fmt::Display for Inspection {
             }
             for why in &graph.refused {
                 writeln!(f, "  REFUSED     {why}")?;
+            }
+            if let Some(isolation) = &self.isolation {
+                let place = if isolation == "jail" {
+                    "in a jailed inference worker"
+                } else {
+                    "in the host process"
+                };
+                writeln!(
+                    f,
+                    "  runs        {place} ([inference] isolation = \"{isolation}\")"
+                )?;
             }
         }
 

@@ -325,7 +325,8 @@ fn inspect(package_path: &Path, policy_path: Option<&Path>, json: bool) -> anyho
         .as_ref()
         .map(cordon::policy::Policy::admission_rules)
         .unwrap_or_default();
-    let inspection = cordon::inspect::inspect(&package, trusted, &rules);
+    let mut inspection = cordon::inspect::inspect(&package, trusted, &rules);
+    inspection.isolation = policy.as_ref().map(|p| p.inference.isolation.to_string());
     if json {
         println!("{}", serde_json::to_string_pretty(&inspection)?);
     } else {

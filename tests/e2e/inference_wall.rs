@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use cordon::nn::jail::WorkerError;
 use cordon::run::Quiet;
-use cordon::{RunError, RunRequest, Runtime, RuntimeConfig};
+use cordon::{RunError, RunRequest, Runtime};
 use cordon_test_guests::onnx_graphs;
 
 use crate::support::{
-    Case, PROBE_MANIFEST, assert_churn_still_scores, onnxruntime_library, probe_table, read_csv,
-    root,
+    Case, PROBE_MANIFEST, assert_churn_still_scores, new_runtime, onnxruntime_library, probe_table,
+    read_csv, root,
 };
 
 /// The probe manifest with one declared graph, `hostile`.
@@ -50,19 +50,7 @@ fn hostile_case(graph: &[u8], limits: &str, inference: &str) -> Case {
 /// does with a graph that got past it.
 fn runtime_without_admission() -> &'static Runtime {
     static RUNTIME: OnceLock<(Runtime, tempfile::TempDir)> = OnceLock::new();
-    &RUNTIME
-        .get_or_init(|| {
-            let cache = tempfile::tempdir().unwrap();
-            let runtime = Runtime::new(RuntimeConfig {
-                onnxruntime: Some(onnxruntime_library()),
-                cache_dir: Some(cache.path().to_owned()),
-                inference_worker: Some(env!("CARGO_BIN_EXE_cordon").into()),
-                skip_graph_admission_for_tests: true,
-            })
-            .unwrap();
-            (runtime, cache)
-        })
-        .0
+    &RUNTIME.get_or_init(|| new_runtime(true)).0
 }
 
 fn request(case: &Case) -> RunRequest {
@@ -346,6 +334,21 @@ fn a_jailed_run_says_so_and_scores_like_an_unjailed_one() {
     let mut outcomes = Vec::new();
     for isolation in ["jail", "in-process"] {
         let case = hostile_case(&graph, "", &format!("isolation = \"{isolation}\""));
+        // The permissions screen and the check say where the graphs would run.
+        let inspect = case.cordon(&["inspect", "package", "--policy", "policy.toml"]);
+        let screen = String::from_utf8_lossy(&inspect.stdout);
+        assert!(
+            screen.contains(&format!("[inference] isolation = \"{isolation}\"")),
+            "{screen}"
+        );
+        let check = case.cordon(&["check", "--package", "package", "--policy", "policy.toml"]);
+        let checked = String::from_utf8_lossy(&check.stdout);
+        let place = if isolation == "jail" {
+            "jailed inference worker"
+        } else {
+            "in this process"
+        };
+        assert!(checked.contains(place), "{checked}");
         let summary = case.run().unwrap();
         assert!(
             summary.inference_isolation.starts_with(isolation),

@@ -10,20 +10,22 @@ pub use cordon_test_guests::{onnxruntime_library, root};
 /// The process's one runtime, with a compile cache in a temporary directory.
 pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<(Runtime, tempfile::TempDir)> = OnceLock::new();
-    &RUNTIME
-        .get_or_init(|| {
-            let cache = tempfile::tempdir().unwrap();
-            let runtime = Runtime::new(RuntimeConfig {
-                onnxruntime: Some(onnxruntime_library()),
-                cache_dir: Some(cache.path().to_owned()),
-                // This process is the test binary: workers are the `cordon` binary.
-                inference_worker: Some(env!("CARGO_BIN_EXE_cordon").into()),
-                skip_graph_admission_for_tests: false,
-            })
-            .unwrap();
-            (runtime, cache)
-        })
-        .0
+    &RUNTIME.get_or_init(|| new_runtime(false)).0
+}
+
+/// A runtime with a compile cache in a temporary directory (kept with it); graph admission can
+/// be switched off, the test hook that shows what the inference jail alone stops.
+pub fn new_runtime(skip_graph_admission_for_tests: bool) -> (Runtime, tempfile::TempDir) {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        onnxruntime: Some(onnxruntime_library()),
+        cache_dir: Some(cache.path().to_owned()),
+        // This process is the test binary: workers are the `cordon` binary.
+        inference_worker: Some(env!("CARGO_BIN_EXE_cordon").into()),
+        skip_graph_admission_for_tests,
+    })
+    .unwrap();
+    (runtime, cache)
 }
 
 /// A package directory, a table, a policy and a sink in one temporary directory.

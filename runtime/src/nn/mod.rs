@@ -707,6 +707,40 @@ mod tests {
     }
 
     #[test]
+    fn huge_guest_names_are_not_kept_or_repeated() {
+        // A guest asking for 100 graphs with 32 MiB names each once made the host keep (and
+        // print) every name whole.
+        let mut nn = state(1000);
+        let name = "n".repeat(32 << 20);
+        for _ in 0..100 {
+            let missing = nn.load_by_name(name.clone()).unwrap().unwrap_err();
+            let message = HostError::data(&mut nn, missing).unwrap();
+            assert!(
+                message.len() <= MAX_ERROR_TEXT_BYTES + 4,
+                "{}",
+                message.len()
+            );
+        }
+        let kept: usize = nn.stats.incidents.iter().map(String::len).sum();
+        assert!(
+            kept <= MAX_INCIDENTS * 600,
+            "{kept} bytes of incidents kept"
+        );
+        // Too many dimensions trap, naming the limit.
+        let error = nn
+            .new(
+                vec![1; MAX_TENSOR_RANK + 1],
+                tensor::TensorType::U8,
+                vec![0],
+            )
+            .unwrap_err();
+        assert!(matches!(
+            error.downcast_ref::<LimitExceeded>(),
+            Some(LimitExceeded::TensorRank { .. })
+        ));
+    }
+
+    #[test]
     fn handle_count_is_bounded() {
         let mut nn = state(u64::MAX);
         for _ in 0..MAX_NN_HANDLES {

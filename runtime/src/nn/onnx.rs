@@ -56,10 +56,12 @@ pub enum OnnxRuntimeError {
     },
 }
 
-/// The process's ONNX Runtime: the library is loaded once and shared by every run.
+/// The process's ONNX Runtime: the library is probed once and shared by every run. Its
+/// environment (about 15 ms to create) is made on the first session this process builds: a host
+/// whose graphs all run in inference workers never makes one.
 #[derive(Clone)]
 pub struct OnnxRuntime {
-    environment: Arc<Environment>,
+    environment: Arc<OnceLock<Result<Arc<Environment>, String>>>,
     pub library: PathBuf,
     pub version: String,
 }
@@ -74,20 +76,12 @@ impl OnnxRuntime {
         let loaded = match LOADED.get() {
             Some(loaded) => loaded,
             None => {
-                let load_error = |cause: String| OnnxRuntimeError::Load {
+                let version = probe_version(path).map_err(|cause| OnnxRuntimeError::Load {
                     path: path.to_owned(),
                     cause,
-                };
-                let version = probe_version(path).map_err(load_error)?;
-                let environment = ort::init_from(path)
-                    .map_err(|e| load_error(e.to_string()))?
-                    .with_name("cordon")
-                    .with_telemetry(false)
-                    .with_logger(Arc::new(log_through_host))
-                    .build()
-                    .map_err(|e| load_error(e.to_string()))?;
+                })?;
                 LOADED.get_or_init(|| OnnxRuntime {
-                    environment: Arc::new(environment),
+                    environment: Arc::new(OnceLock::new()),
                     library: path.to_owned(),
                     version,
                 })
@@ -103,6 +97,30 @@ impl OnnxRuntime {
         }
     }
 
+    /// Makes the environment now: the inference worker does, before it seals itself and can no
+    /// longer open the library.
+    pub fn prepare(&self) -> Result<(), OnnxRuntimeError> {
+        self.environment().map(|_| ())
+    }
+
+    /// The environment, made on first use.
+    fn environment(&self) -> Result<&Arc<Environment>, OnnxRuntimeError> {
+        let made = self.environment.get_or_init(|| {
+            ort::init_from(&self.library)
+                .map_err(|e| e.to_string())?
+                .with_name("cordon")
+                .with_telemetry(false)
+                .with_logger(Arc::new(log_through_host))
+                .build()
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        });
+        made.as_ref().map_err(|cause| OnnxRuntimeError::Load {
+            path: self.library.clone(),
+            cause: cause.clone(),
+        })
+    }
+
     /// Builds a session for `graph` from its bytes.
     pub fn session(
         &self,
@@ -116,7 +134,7 @@ impl OnnxRuntime {
             cause,
         };
         let threads = usize::try_from(options.threads).unwrap_or(1).max(1);
-        let mut builder = Session::builder(&self.environment)
+        let mut builder = Session::builder(self.environment()?)
             .map_err(|e| error(e.to_string()))?
             .with_intra_threads(threads)
             .map_err(|e| error(e.to_string()))?
@@ -333,7 +351,7 @@ fn run_owned(
         })?;
         values.push((name, SessionInputValue::from(value)));
     }
-    run(session, graph, values, deadline, output_budget)
+    run(session, graph, values, Some(deadline), output_budget)
 }
 
 /// Refuses an input the graph does not have, listing the ones it has.
@@ -352,22 +370,32 @@ pub fn check_input_name(session: &Session, graph: &str, name: &str) -> Result<()
     ))
 }
 
-/// Runs `session` until `deadline`, when the watchdog sets ONNX Runtime's terminate flag (it is
-/// checked between nodes, and between a `Loop`'s iterations), and copies its outputs out.
+/// Runs `session` until `deadline` (if any), when the watchdog sets ONNX Runtime's terminate
+/// flag (it is checked between nodes, and between a `Loop`'s iterations), and copies its
+/// outputs out. `None` is for the inference worker, whose deadline the host enforces by killing
+/// it.
 pub fn run(
     session: &mut Session,
     graph: &str,
     values: Vec<(String, SessionInputValue<'_>)>,
-    deadline: Instant,
+    deadline: Option<Instant>,
     output_budget: u64,
 ) -> Result<Vec<(String, Tensor)>, GraphFailure> {
-    let options =
-        Arc::new(RunOptions::new().map_err(|e| {
+    let options = match deadline {
+        Some(_) => Some(Arc::new(RunOptions::new().map_err(|e| {
             GraphFailure::Nn(ErrorCode::RuntimeError, format!("graph `{graph}`: {e}"))
-        })?);
-    let watch = watchdog().watch(deadline, Arc::clone(&options));
-    let outputs = session.run_with_options(values, &*options);
-    let stopped = watch.finish();
+        })?)),
+        None => None,
+    };
+    let watch = match (deadline, &options) {
+        (Some(deadline), Some(options)) => Some(watchdog().watch(deadline, Arc::clone(options))),
+        _ => None,
+    };
+    let outputs = match &options {
+        Some(options) => session.run_with_options(values, &**options),
+        None => session.run(values),
+    };
+    let stopped = watch.is_some_and(Watch::finish);
     let outputs = match outputs {
         Ok(outputs) => outputs,
         Err(_) if stopped => return Err(GraphFailure::WallTime),
@@ -390,11 +418,23 @@ pub fn run(
     Ok(tensors)
 }
 
-/// Stops graphs that run past their deadline: one thread for the process, woken when a run
-/// starts or ends, that sets the terminate flag of every run whose deadline has passed.
+/// How often the watchdog looks at the runs it watches when no deadline is nearer: a graph is
+/// stopped at most this late, and starting a run costs no wake-up of the watchdog (a deadline
+/// is minutes away, almost always further than its next look).
+const WATCHDOG_PERIOD: Duration = Duration::from_millis(50);
+
+/// Stops graphs that run past their deadline: one thread for the process that looks every
+/// [`WATCHDOG_PERIOD`] (or at the nearest deadline, if sooner) and sets the terminate flag of
+/// every run whose deadline has passed.
 struct Watchdog {
-    runs: Mutex<Vec<WatchedRun>>,
+    state: Mutex<WatchState>,
     changed: Condvar,
+}
+
+struct WatchState {
+    runs: Vec<WatchedRun>,
+    /// When the watchdog looks next.
+    next_look: Instant,
 }
 
 struct WatchedRun {
@@ -412,11 +452,11 @@ struct Watch {
 
 impl Watch {
     fn finish(self) -> bool {
-        let watchdog = watchdog();
-        watchdog
-            .runs
+        watchdog()
+            .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .runs
             .retain(|run| run.id != self.id);
         self.stopped.load(Ordering::SeqCst)
     }
@@ -426,7 +466,10 @@ fn watchdog() -> &'static Watchdog {
     static WATCHDOG: OnceLock<&'static Watchdog> = OnceLock::new();
     WATCHDOG.get_or_init(|| {
         let watchdog: &'static Watchdog = Box::leak(Box::new(Watchdog {
-            runs: Mutex::new(Vec::new()),
+            state: Mutex::new(WatchState {
+                runs: Vec::new(),
+                next_look: Instant::now(),
+            }),
             changed: Condvar::new(),
         }));
         // If the thread cannot start, no graph is stopped early: the deadline is then enforced
@@ -443,48 +486,45 @@ impl Watchdog {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let stopped = Arc::new(AtomicBool::new(false));
-        let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
-        let earliest = runs.iter().all(|run| run.deadline > deadline);
-        runs.push(WatchedRun {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.runs.push(WatchedRun {
             id,
             deadline,
             options,
             stopped: Arc::clone(&stopped),
         });
-        drop(runs);
-        if earliest {
+        let sooner = deadline < state.next_look;
+        drop(state);
+        if sooner {
             self.changed.notify_one();
         }
         Watch { id, stopped }
     }
 
     fn patrol(&self) {
-        let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             let now = Instant::now();
-            for run in runs.iter().filter(|run| run.deadline <= now) {
+            for run in state.runs.iter().filter(|run| run.deadline <= now) {
                 if !run.stopped.swap(true, Ordering::SeqCst) {
                     let _ = run.options.terminate();
                 }
             }
-            let next = runs
+            let nearest = state
+                .runs
                 .iter()
                 .filter(|run| !run.stopped.load(Ordering::SeqCst))
                 .map(|run| run.deadline)
                 .min();
-            runs = match next {
-                Some(deadline) => {
-                    let wait = deadline.saturating_duration_since(Instant::now());
-                    self.changed
-                        .wait_timeout(runs, wait)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-                None => self
-                    .changed
-                    .wait(runs)
-                    .unwrap_or_else(PoisonError::into_inner),
-            };
+            let next_look = nearest.map_or(now + WATCHDOG_PERIOD, |deadline| {
+                deadline.min(now + WATCHDOG_PERIOD)
+            });
+            state.next_look = next_look;
+            state = self
+                .changed
+                .wait_timeout(state, next_look.saturating_duration_since(now))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 }
