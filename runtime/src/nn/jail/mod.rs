@@ -526,6 +526,7 @@ fn send_until(
 
 /// Reads one reply by `deadline`.
 fn receive_until(socket: &mut UnixStream, deadline: Instant) -> std::io::Result<Reply> {
+    protocol::spin_until_readable(socket, protocol::SPIN_BEFORE_SLEEP);
     let mut len = [0u8; 4];
     read_exact_until(socket, &mut len, deadline)?;
     let len = u32::from_le_bytes(len) as usize;

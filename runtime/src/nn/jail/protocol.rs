@@ -118,6 +118,29 @@ pub enum Reply {
     },
 }
 
+/// How long a side waiting for the other polls its socket before it sleeps in `read`: a
+/// sleeping process takes tens of microseconds to wake on a virtualised machine, twice per
+/// inference, while the other side's answer often comes sooner than that.
+pub const SPIN_BEFORE_SLEEP: std::time::Duration = std::time::Duration::from_micros(300);
+
+/// Polls `socket` (without blocking) until it has bytes to read, for at most `spin`; then the
+/// caller's blocking read finds them at once, or sleeps as before.
+pub fn spin_until_readable(socket: &impl std::os::fd::AsRawFd, spin: std::time::Duration) {
+    let started = std::time::Instant::now();
+    let mut poll = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    while started.elapsed() < spin {
+        // SAFETY: one valid pollfd, a zero timeout.
+        if unsafe { libc::poll(&mut poll, 1, 0) } != 0 {
+            return;
+        }
+        std::hint::spin_loop();
+    }
+}
+
 /// Writes one frame.
 pub fn write_frame(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     let len = u32::try_from(bytes.len())

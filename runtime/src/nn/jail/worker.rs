@@ -62,6 +62,7 @@ pub fn run(args: WorkerArgs) -> Result<(), String> {
     let mut warm_up: Vec<Session> = Vec::new();
     let mut sessions: Vec<(String, Session)> = Vec::new();
     loop {
+        protocol::spin_until_readable(&socket, protocol::SPIN_BEFORE_SLEEP);
         let request = match protocol::receive::<Request>(&mut socket) {
             Ok(request) => request,
             // The host is done with this worker.
