@@ -420,12 +420,13 @@ pub fn run(
 
 /// How often the watchdog looks at the runs it watches when no deadline is nearer: a graph is
 /// stopped at most this late, and starting a run costs no wake-up of the watchdog (a deadline
-/// is minutes away, almost always further than its next look).
+/// is minutes away, almost always further than its next look). With nothing to watch it
+/// sleeps until a run is watched.
 const WATCHDOG_PERIOD: Duration = Duration::from_millis(50);
 
-/// Stops graphs that run past their deadline: one thread for the process that looks every
-/// [`WATCHDOG_PERIOD`] (or at the nearest deadline, if sooner) and sets the terminate flag of
-/// every run whose deadline has passed.
+/// Stops graphs that run past their deadline: one thread for the process that, while it
+/// watches runs, looks every [`WATCHDOG_PERIOD`] (or at the nearest deadline, if sooner) and
+/// sets the terminate flag of every run whose deadline has passed.
 struct Watchdog {
     state: Mutex<WatchState>,
     changed: Condvar,
@@ -516,15 +517,24 @@ impl Watchdog {
                 .filter(|run| !run.stopped.load(Ordering::SeqCst))
                 .map(|run| run.deadline)
                 .min();
-            let next_look = nearest.map_or(now + WATCHDOG_PERIOD, |deadline| {
-                deadline.min(now + WATCHDOG_PERIOD)
-            });
-            state.next_look = next_look;
-            state = self
-                .changed
-                .wait_timeout(state, next_look.saturating_duration_since(now))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            state = match nearest {
+                Some(deadline) => {
+                    let next_look = deadline.min(now + WATCHDOG_PERIOD);
+                    state.next_look = next_look;
+                    self.changed
+                        .wait_timeout(state, next_look.saturating_duration_since(now))
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+                // Nothing to watch: sleep until a run is watched (its `watch` notifies, as its
+                // deadline is before this far look).
+                None => {
+                    state.next_look = now + Duration::from_secs(365 * 24 * 3600);
+                    self.changed
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner)
+                }
+            };
         }
     }
 }

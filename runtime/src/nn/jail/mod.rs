@@ -140,8 +140,7 @@ impl InferenceWorker {
             .arg(format!("--region={region_fd}"))
             .arg(format!("--region-bytes={}", region.len()))
             .arg("--onnxruntime")
-            // The worker runs in `/`: a relative library path would name another file there.
-            .arg(std::path::absolute(&config.onnxruntime).map_err(|e| start_error(e.to_string()))?)
+            .arg(library_for_worker(&config.onnxruntime).map_err(|e| start_error(e.to_string()))?)
             .arg(format!("--parent={}", std::process::id()))
             // Nothing of the host's environment (credentials live there) but what CUDA needs
             // to find its libraries and devices.
@@ -175,7 +174,19 @@ impl InferenceWorker {
                     libc::CLOSE_RANGE_CLOEXEC,
                 ) != 0
                 {
-                    return Err(std::io::Error::last_os_error());
+                    // Kernels before 5.11 (or a container's filter) lack it: one by one.
+                    let mut limit = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    let highest = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+                        limit.rlim_cur.min(1 << 20) as i32
+                    } else {
+                        1024
+                    };
+                    for fd in 3..highest {
+                        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                    }
                 }
                 for fd in [socket_fd, region_fd] {
                     if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
@@ -252,10 +263,8 @@ impl InferenceWorker {
             "while starting",
         ) {
             Ok(Reply::Sealed { layers }) => {
-                if !filter_in_force(worker.pid()) {
-                    return Err(worker.kill(WorkerError::Protocol(
-                        "said it sealed itself, but the kernel shows no seccomp filter".into(),
-                    )));
+                if let Err(why) = check_layers(worker.pid(), &layers) {
+                    return Err(worker.kill(WorkerError::Protocol(why)));
                 }
                 worker.layers = layers;
             }
@@ -586,16 +595,37 @@ fn write_all_until(socket: &mut UnixStream, buf: &[u8], deadline: Instant) -> st
     Ok(())
 }
 
-/// Reads, from the kernel rather than from the worker, whether its seccomp filter is in force
-/// (`Seccomp: 2` in /proc/<pid>/status): a compromised worker's word is not taken for it.
-fn filter_in_force(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map(|status| {
-            status
-                .lines()
-                .any(|line| line.split_whitespace().eq(["Seccomp:", "2"]))
-        })
-        .unwrap_or(false)
+/// Checks what the worker says of its jail against what the kernel shows in
+/// /proc/<pid>/status (a compromised worker's word is not taken for it): the seccomp filter in
+/// force (`Seccomp: 2`), and, where it says it dropped root, every uid `nobody`.
+fn check_layers(pid: u32, layers: &JailLayers) -> Result<(), String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("cannot read the worker's status: {e}"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(|rest| rest.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    if !layers.seccomp || field("Seccomp:") != ["2"] {
+        return Err("said it sealed itself, but the kernel shows no seccomp filter".into());
+    }
+    if layers.root == protocol::RootStatus::Dropped && field("Uid:") != ["65534"; 4] {
+        return Err("said it dropped root, but the kernel shows another user".into());
+    }
+    Ok(())
+}
+
+/// The library path as the worker must be given it: the worker runs in `/`, so a relative
+/// path is made absolute; a bare name (`libonnxruntime.so`) stays a name, for the dynamic
+/// loader's search path (`LD_LIBRARY_PATH` is passed on).
+fn library_for_worker(library: &std::path::Path) -> std::io::Result<PathBuf> {
+    if library.components().count() > 1 || library.is_absolute() {
+        std::path::absolute(library)
+    } else {
+        Ok(library.to_owned())
+    }
 }
 
 /// Starts `command` from one thread that lives as long as the process. The worker asks the
@@ -626,9 +656,11 @@ fn spawn_from_lasting_thread(command: Command) -> std::io::Result<Child> {
         Ok(()) => answer
             .recv()
             .unwrap_or_else(|_| Err(std::io::Error::other("the worker spawner is gone"))),
-        // The spawner thread could not start: fork from here (the worker then dies with this
-        // thread, which is at worst early).
-        Err(std::sync::mpsc::SendError((mut command, _))) => command.spawn(),
+        // The spawner thread could not start: forking from this thread would give a worker that
+        // dies when the thread ends, so none is started.
+        Err(_) => Err(std::io::Error::other(
+            "the thread that starts inference workers could not be started",
+        )),
     }
 }
 

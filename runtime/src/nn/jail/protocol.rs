@@ -61,8 +61,20 @@ pub struct JailLayers {
     pub address_space_limit: u64,
     /// Landlock: not used (the filter already denies every open); reported for completeness.
     pub landlock: bool,
-    /// Whether a worker started as root became `nobody` before sealing.
-    pub dropped_root: bool,
+    /// What became of root, when the worker was started as root.
+    pub root: RootStatus,
+}
+
+/// Root in the worker.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RootStatus {
+    /// Started as another user.
+    #[default]
+    NotRoot,
+    /// Started as root, became `nobody` before sealing.
+    Dropped,
+    /// Started as root and could not change user (the reason): root behind the filter.
+    Kept(String),
 }
 
 impl std::fmt::Display for JailLayers {
@@ -76,10 +88,13 @@ impl std::fmt::Display for JailLayers {
             "seccomp {}, address space {address_space}, landlock {}{}",
             if self.seccomp { "on" } else { "off" },
             if self.landlock { "on" } else { "off" },
-            if self.dropped_root {
-                ", root dropped to nobody"
-            } else {
-                ""
+            match &self.root {
+                RootStatus::NotRoot => String::new(),
+                RootStatus::Dropped => ", root dropped to nobody".into(),
+                RootStatus::Kept(why) => format!(
+                    ", still root (cannot become nobody: {})",
+                    crate::sandbox::sanitize(why, 120)
+                ),
             },
         )
     }

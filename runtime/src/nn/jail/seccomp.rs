@@ -227,8 +227,30 @@ pub fn filter(pid: u32) -> Result<BpfProgram, String> {
     rules.insert(libc::SYS_sched_setscheduler, other_process(0)?);
     rules.insert(libc::SYS_sched_setparam, other_process(0)?);
     rules.insert(libc::SYS_sched_setattr, other_process(0)?);
-    rules.insert(libc::SYS_setpriority, other_process(1)?);
-    rules.insert(libc::SYS_ioprio_set, other_process(1)?);
+    // setpriority and ioprio_set name a process, a process group (the host's) or a user: only
+    // a process, and only this one.
+    let other_target = |kind_of_one_process: u64| -> Result<Vec<SeccompRule>, String> {
+        let mut rules = other_process(1)?;
+        rules.push(
+            SeccompRule::new(vec![
+                SeccompCondition::new(
+                    0,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::Ne,
+                    kind_of_one_process,
+                )
+                .map_err(error)?,
+            ])
+            .map_err(error)?,
+        );
+        Ok(rules)
+    };
+    rules.insert(
+        libc::SYS_setpriority,
+        other_target(libc::PRIO_PROCESS as u64)?,
+    );
+    // IOPRIO_WHO_PROCESS (linux/ioprio.h).
+    rules.insert(libc::SYS_ioprio_set, other_target(1)?);
 
     // Signals by proxy: a descriptor's owner (F_SETOWN, F_SETOWN_EX, FIOSETOWN, SIOCSPGRP) is
     // sent a signal of the caller's choice (F_SETSIG) when it becomes ready (O_ASYNC), which
@@ -460,6 +482,10 @@ mod tests {
                         libc::EPERM,
                     ),
                     refused(libc::syscall(libc::SYS_clone3, 0, 0), libc::ENOSYS),
+                    refused(
+                        libc::syscall(libc::SYS_setpriority, libc::PRIO_PGRP, 0, 0),
+                        libc::EPERM,
+                    ),
                     // x32's openat.
                     refused(
                         libc::syscall(

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use ort::session::{Session, SessionInputValue};
 
-use super::protocol::{self, Failure, JailLayers, Reply, Request, Slot};
+use super::protocol::{self, Failure, JailLayers, Reply, Request, RootStatus, Slot};
 use super::seccomp;
 use super::shm::SharedRegion;
 use crate::nn::onnx::{self, GraphFailure, OnnxRuntime, SessionOptions};
@@ -81,7 +81,7 @@ pub fn run(args: WorkerArgs) -> Result<(), String> {
                 // SAFETY: ignoring a signal installs no handler code.
                 unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
                 set_limit(libc::RLIMIT_FSIZE, 0)?;
-                let dropped_root = drop_root(args.parent)?;
+                let root = drop_root(args.parent)?;
                 seccomp::install(std::process::id())?;
                 sealed = true;
                 Reply::Sealed {
@@ -89,7 +89,7 @@ pub fn run(args: WorkerArgs) -> Result<(), String> {
                         seccomp: true,
                         address_space_limit: address_space,
                         landlock: false,
-                        dropped_root,
+                        root,
                     },
                 }
             }
@@ -99,9 +99,26 @@ pub fn run(args: WorkerArgs) -> Result<(), String> {
                     threads: 1,
                 };
                 match onnxruntime.session("<CUDA warm-up>", &cuda_warm_up_graph(), options) {
-                    Ok(session) => {
-                        warm_up.push(session);
-                        Reply::Loaded { graph: u32::MAX }
+                    Ok(mut session) => {
+                        // Run once too: some of CUDA's libraries load at the first run.
+                        let input = Tensor {
+                            dimensions: vec![1],
+                            ty: crate::nn::ElementType::F32,
+                            data: 1f32.to_le_bytes().to_vec(),
+                        };
+                        let ran = onnx::to_ort(&session, &input).and_then(|x| {
+                            let inputs = vec![("x".to_string(), SessionInputValue::from(x))];
+                            onnx::run(&mut session, "<CUDA warm-up>", inputs, None, 64)
+                                .map(|_| ())
+                                .map_err(|e| format!("{e:?}"))
+                        });
+                        match ran {
+                            Ok(()) => {
+                                warm_up.push(session);
+                                Reply::Loaded { graph: u32::MAX }
+                            }
+                            Err(why) => failed(Failure::Load, &why),
+                        }
                     }
                     Err(error) => failed(Failure::Load, &error.to_string()),
                 }
@@ -327,26 +344,74 @@ pub fn cuda_warm_up_graph() -> Vec<u8> {
 
 /// A worker started by root becomes `nobody` (uid and gid 65534, no supplementary groups), so
 /// that it holds no capability and the kernel's same-user checks no longer match the host.
-/// Returns whether it did. Everything the worker needs is open already.
-fn drop_root(parent: u32) -> Result<bool, String> {
+/// Everything the worker needs is open already. Where that cannot be done (a user namespace
+/// that maps no `nobody`), the worker stays root behind its filter, and says so.
+fn drop_root(parent: u32) -> Result<RootStatus, String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Ok(false);
+        return Ok(RootStatus::NotRoot);
     }
     const NOBODY: libc::uid_t = 65534;
     // SAFETY: plain system calls with constant arguments; the order (groups, gid, uid) is the
-    // one that leaves no privilege behind.
+    // one that leaves no privilege behind. Supplementary groups may be locked in a user
+    // namespace; the uid change is what matters.
+    let dropped = unsafe {
+        let _ = libc::setgroups(0, std::ptr::null());
+        libc::setresgid(NOBODY, NOBODY, NOBODY) == 0 && libc::setresuid(NOBODY, NOBODY, NOBODY) == 0
+    };
+    let status = if dropped {
+        RootStatus::Dropped
+    } else {
+        // Still root: at least without any capability (it could otherwise raise its own limits
+        // back, or schedule itself in real time).
+        let why = io::Error::last_os_error().to_string();
+        drop_capabilities()?;
+        RootStatus::Kept(why)
+    };
+    // Changing credentials (even the gid alone) clears the parent-death signal and
+    // dumpability: set both again, on every path.
+    confine_process(parent)?;
+    Ok(status)
+}
+
+/// Empties every capability set and the bounding set; fails if the kernel refuses.
+fn drop_capabilities() -> Result<(), String> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let header = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let none = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: PR_CAPBSET_DROP with each capability number (unknown ones fail harmlessly), then
+    // capset with a version-3 header and its two data words.
     unsafe {
-        if libc::setgroups(0, std::ptr::null()) != 0
-            || libc::setresgid(NOBODY, NOBODY, NOBODY) != 0
-            || libc::setresuid(NOBODY, NOBODY, NOBODY) != 0
-        {
-            return Err(format!("cannot drop root: {}", io::Error::last_os_error()));
+        for capability in 0..64 {
+            libc::prctl(libc::PR_CAPBSET_DROP, capability, 0, 0, 0);
+        }
+        if libc::syscall(libc::SYS_capset, &header, none.as_ptr()) != 0 {
+            return Err(format!(
+                "cannot drop root's capabilities: {}",
+                io::Error::last_os_error()
+            ));
         }
     }
-    // Changing credentials clears the parent-death signal and dumpability: set both again.
-    confine_process(parent)?;
-    Ok(true)
+    Ok(())
 }
 
 fn set_limit(resource: libc::__rlimit_resource_t, bytes: u64) -> Result<(), String> {
