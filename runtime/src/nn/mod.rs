@@ -123,6 +123,11 @@ impl Tensor {
         })
     }
 
+    /// Host bytes the tensor holds against the budget: its data and its dimension list.
+    pub fn held_bytes(&self) -> u64 {
+        (self.data.len() + self.dimensions.len() * std::mem::size_of::<u32>()) as u64
+    }
+
     /// Checks that the data is exactly as long as the dimensions and type say.
     fn check(&self) -> Result<(), String> {
         match Tensor::byte_len(&self.dimensions, self.ty) {
@@ -330,8 +335,7 @@ impl NnState {
     }
 
     fn release_tensor(&mut self, tensor: &Tensor) {
-        let held = tensor.data.len() + tensor.dimensions.len() * std::mem::size_of::<u32>();
-        self.tensor_bytes = self.tensor_bytes.saturating_sub(held as u64);
+        self.tensor_bytes = self.tensor_bytes.saturating_sub(tensor.held_bytes());
     }
 }
 
@@ -354,14 +358,14 @@ impl tensor::HostTensor for NnState {
                 requested: dimensions.len(),
             }));
         }
-        let dimension_bytes = (dimensions.len() * std::mem::size_of::<u32>()) as u64;
-        self.hold_tensor(data.len() as u64 + dimension_bytes)
-            .map_err(wasmtime::Error::new)?;
-        self.push(Tensor {
+        let tensor = Tensor {
             dimensions,
             ty: ty.into(),
             data,
-        })
+        };
+        self.hold_tensor(tensor.held_bytes())
+            .map_err(wasmtime::Error::new)?;
+        self.push(tensor)
     }
 
     fn dimensions(&mut self, tensor: Resource<Tensor>) -> wasmtime::Result<Vec<u32>> {
@@ -594,10 +598,7 @@ impl inference::HostGraphExecutionContext for NnState {
             }
         };
 
-        let output_bytes: u64 = outputs
-            .iter()
-            .map(|(_, t)| (t.data.len() + t.dimensions.len() * std::mem::size_of::<u32>()) as u64)
-            .sum();
+        let output_bytes: u64 = outputs.iter().map(|(_, t)| t.held_bytes()).sum();
         if let Err(limit) = self.hold_tensor(output_bytes) {
             return self.error(ErrorCode::TooLarge, limit.to_string());
         }
