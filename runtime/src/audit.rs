@@ -5,12 +5,20 @@
 //! without the `hash` key (keys sorted, no spaces). Editing a line breaks its own hash;
 //! editing it *and* recomputing its hash breaks the next line's `prev`; deleting or reordering
 //! lines breaks `seq`. Only the end of the log has no successor to vouch for it: the hash of a
-//! run's last line is its *head*, recorded in the usage record and checked by
+//! run's last line is its *head*, printed in the run's summary (kept by the consumer, not in the
+//! usage ledger, whose readers must learn nothing a model chose) and checked by
 //! `cordon audit verify --head`.
 //!
 //! A line is written whole with one `write` and synced before the run goes on, so a run killed
 //! at any point leaves every earlier line intact; a partial last line is ignored by `verify`
 //! and cut off when the log is next opened.
+//!
+//! Several runs may share one log (two `cordon run`s at once, a server's runs): each append
+//! takes an exclusive lock on the file, reads and checks whatever other runs appended since,
+//! and only then numbers and chains its own line, so concurrent runs interleave into one valid
+//! chain. No line is longer than [`MAX_LINE_BYTES`]: a run whose event would be (text a model
+//! chose, say) writes it with its long strings cut, so a hostile model cannot write a line the
+//! verifier rejects and with it stop every later run under the same policy.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -24,6 +32,10 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// Longest line `verify` reads; anything longer is not a line Cordon wrote.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// Longest string value kept whole in an event that would otherwise exceed
+/// [`MAX_LINE_BYTES`].
+const MAX_STRING_IN_LONG_EVENT: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -54,8 +66,27 @@ pub struct AuditLog {
     path: PathBuf,
     file: File,
     run_id: String,
-    next_seq: u64,
+    /// The chain as far as this process has read and checked it.
+    chain: Chain,
+}
+
+/// Where a verified chain ends: how many lines, the last one's hash, and the byte offset after
+/// it.
+#[derive(Debug, Clone)]
+struct Chain {
+    lines: u64,
     prev: String,
+    end: u64,
+}
+
+impl Chain {
+    fn start() -> Chain {
+        Chain {
+            lines: 0,
+            prev: GENESIS.to_owned(),
+            end: 0,
+        }
+    }
 }
 
 impl AuditLog {
@@ -69,46 +100,83 @@ impl AuditLog {
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(write_error)?;
         }
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(path)
             .map_err(write_error)?;
-        let report = verify_reader(&mut BufReader::new(&file), path).map_err(|e| match e {
-            VerifyError::Read(source) => AuditError::Read {
-                path: path.to_owned(),
-                source,
-            },
-            VerifyError::Broken { line, why } => AuditError::Broken {
-                path: path.to_owned(),
-                why: format!("line {line}: {why}"),
-            },
-        })?;
-        if report.partial_tail_bytes > 0 {
-            let keep = file
-                .seek(SeekFrom::End(0))
-                .map_err(write_error)?
-                .saturating_sub(report.partial_tail_bytes);
-            file.set_len(keep).map_err(write_error)?;
-            file.sync_all().map_err(write_error)?;
-        }
-        Ok(AuditLog {
+        let mut log = AuditLog {
             path: path.to_owned(),
             file,
             run_id: run_id.to_owned(),
-            next_seq: report.lines + 1,
+            chain: Chain::start(),
+        };
+        // Checked (and a killed run's partial line cut off) under the lock, as an append is.
+        log.file.lock().map_err(write_error)?;
+        let caught_up = log.catch_up();
+        log.file.unlock().map_err(write_error)?;
+        caught_up?;
+        Ok(log)
+    }
+
+    /// With the lock held: reads and checks the lines appended since this process last looked
+    /// (all of them, the first time), and cuts off a partial last line, which only a writer
+    /// killed mid-write leaves (every writer writes under the lock).
+    fn catch_up(&mut self) -> Result<(), AuditError> {
+        let path = self.path.clone();
+        let write_error = |source| AuditError::Write {
+            path: path.clone(),
+            source,
+        };
+        let len = self.file.metadata().map_err(write_error)?.len();
+        if len == self.chain.end {
+            return Ok(());
+        }
+        if len < self.chain.end {
+            return Err(AuditError::Broken {
+                path: self.path.clone(),
+                why: format!(
+                    "it shrank from {} to {len} bytes while this run was appending to it",
+                    self.chain.end
+                ),
+            });
+        }
+        let mut reader = &self.file;
+        reader
+            .seek(SeekFrom::Start(self.chain.end))
+            .map_err(write_error)?;
+        let report =
+            verify_from(&mut BufReader::new(reader), self.chain.clone()).map_err(|e| match e {
+                VerifyError::Read(source) => AuditError::Read {
+                    path: self.path.clone(),
+                    source,
+                },
+                VerifyError::Broken { line, why } => AuditError::Broken {
+                    path: self.path.clone(),
+                    why: format!("line {line}: {why}"),
+                },
+            })?;
+        let end = self.chain.end + report.bytes;
+        if report.partial_tail_bytes > 0 {
+            self.file.set_len(end).map_err(write_error)?;
+            self.file.sync_all().map_err(write_error)?;
+        }
+        self.chain = Chain {
+            lines: report.lines,
             prev: report.head.unwrap_or_else(|| GENESIS.to_owned()),
-        })
+            end,
+        };
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// The hash of the last line written: the chain's head.
+    /// The hash of the last line written or read: the chain's head.
     pub fn head(&self) -> &str {
-        &self.prev
+        &self.chain.prev
     }
 
     /// Appends one event. `fields` must be a JSON object; `event`, `run_id`, `time`, `seq`,
@@ -125,8 +193,26 @@ impl AuditLog {
         object.insert("event".into(), json!(event));
         object.insert("run_id".into(), json!(self.run_id));
         object.insert("time".into(), json!(rfc3339_now()));
-        object.insert("seq".into(), json!(self.next_seq));
-        object.insert("prev".into(), json!(self.prev));
+        let path = self.path.clone();
+        let write_error = |source| AuditError::Write { path, source };
+        if let Err(source) = self.file.lock() {
+            return Err(write_error(source));
+        }
+        let written = self.append_locked(object);
+        let unlocked = self.file.unlock();
+        written.and(unlocked.map_err(write_error))
+    }
+
+    fn append_locked(&mut self, mut object: Map<String, Value>) -> Result<(), AuditError> {
+        // Other runs may have appended since: their lines come first in the chain.
+        self.catch_up()?;
+        let seq = self.chain.lines + 1;
+        object.insert("seq".into(), json!(seq));
+        object.insert("prev".into(), json!(self.chain.prev));
+        let unhashed_bytes = Value::Object(object.clone()).to_string().len();
+        if unhashed_bytes + 1 + HASH_MEMBER_BYTES > MAX_LINE_BYTES {
+            object = shortened(object, unhashed_bytes);
+        }
         let hash = canonical_hash(&object);
         object.insert("hash".into(), json!(hash));
         let mut line = Value::Object(object).to_string();
@@ -138,10 +224,49 @@ impl AuditLog {
         };
         self.file.write_all(line.as_bytes()).map_err(write_error)?;
         self.file.sync_data().map_err(write_error)?;
-        self.next_seq += 1;
-        self.prev = hash;
+        self.chain = Chain {
+            lines: seq,
+            prev: hash,
+            end: self.chain.end + line.len() as u64,
+        };
         Ok(())
     }
+}
+
+/// Bytes the `"hash":"<64 hex>",` member adds to a line.
+const HASH_MEMBER_BYTES: usize = 76;
+
+/// An event too long for one line, with every long string cut to [`MAX_STRING_IN_LONG_EVENT`]
+/// bytes; if that is still too long (a huge list of short strings), its fields are replaced by
+/// a note of their size. Either way the line says it was shortened.
+fn shortened(object: Map<String, Value>, original_bytes: usize) -> Map<String, Value> {
+    fn cut(value: Value) -> Value {
+        match value {
+            Value::String(text) if text.len() > MAX_STRING_IN_LONG_EVENT => {
+                let mut end = MAX_STRING_IN_LONG_EVENT;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                Value::String(format!(
+                    "{}… ({} bytes cut)",
+                    text.get(..end).unwrap_or_default(),
+                    text.len() - end
+                ))
+            }
+            Value::Array(items) => Value::Array(items.into_iter().map(cut).collect()),
+            Value::Object(map) => {
+                Value::Object(map.into_iter().map(|(k, v)| (k, cut(v))).collect())
+            }
+            other => other,
+        }
+    }
+    let kept = ["event", "run_id", "time", "seq", "prev"];
+    let mut short: Map<String, Value> = object.into_iter().map(|(k, v)| (k, cut(v))).collect();
+    short.insert("shortened_from_bytes".into(), json!(original_bytes));
+    if Value::Object(short.clone()).to_string().len() + 1 + HASH_MEMBER_BYTES > MAX_LINE_BYTES {
+        short.retain(|key, _| kept.contains(&key.as_str()) || key == "shortened_from_bytes");
+    }
+    short
 }
 
 /// What `verify` found in a log that checks out.
@@ -166,15 +291,32 @@ pub enum VerifyError {
 /// Checks a whole log file.
 pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
     let file = File::open(path).map_err(VerifyError::Read)?;
-    verify_reader(&mut BufReader::new(file), path)
+    let report = verify_from(&mut BufReader::new(file), Chain::start())?;
+    Ok(VerifyReport {
+        lines: report.lines,
+        head: report.head,
+        partial_tail_bytes: report.partial_tail_bytes,
+    })
 }
 
-fn verify_reader<R: Read>(
+/// What [`verify_from`] read.
+struct ChainReport {
+    /// Lines of the whole chain (the start's and those read).
+    lines: u64,
+    head: Option<String>,
+    partial_tail_bytes: u64,
+    /// Bytes of the complete lines read.
+    bytes: u64,
+}
+
+/// Checks lines from a reader positioned just after the chain `start`, continuing it.
+fn verify_from<R: Read>(
     reader: &mut BufReader<R>,
-    _path: &Path,
-) -> Result<VerifyReport, VerifyError> {
-    let mut prev = GENESIS.to_owned();
-    let mut lines = 0u64;
+    start: Chain,
+) -> Result<ChainReport, VerifyError> {
+    let mut prev = start.prev;
+    let mut lines = start.lines;
+    let mut bytes = 0u64;
     let mut buffer = Vec::new();
     loop {
         buffer.clear();
@@ -193,10 +335,11 @@ fn verify_reader<R: Read>(
                 return Err(broken(format!("longer than {MAX_LINE_BYTES} bytes")));
             }
             // A partial last line: the run that wrote it was killed mid-write.
-            return Ok(VerifyReport {
+            return Ok(ChainReport {
                 lines,
                 head: (lines > 0).then_some(prev),
                 partial_tail_bytes: buffer.len() as u64,
+                bytes,
             });
         }
         let mut object = match serde_json::from_slice::<Value>(&buffer) {
@@ -254,11 +397,13 @@ fn verify_reader<R: Read>(
         }
         prev = recorded;
         lines = number;
+        bytes += buffer.len() as u64;
     }
-    Ok(VerifyReport {
+    Ok(ChainReport {
         lines,
         head: (lines > 0).then_some(prev),
         partial_tail_bytes: 0,
+        bytes,
     })
 }
 
@@ -274,6 +419,11 @@ pub fn read_events(path: &Path) -> Result<Vec<Map<String, Value>>, VerifyError> 
         }
     }
     Ok(events)
+}
+
+/// Today's UTC date as `YYYY-MM-DD`.
+pub fn utc_date_now() -> String {
+    rfc3339_now().chars().take(10).collect()
 }
 
 /// The current UTC time as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
@@ -423,6 +573,47 @@ mod tests {
         write_lines(&path, &all);
         let error = AuditLog::open(&path, "run-2").err().unwrap().to_string();
         assert!(error.contains("line 1"), "{error}");
+    }
+
+    /// Runs appending to one log at once (each with its own open file) still make one chain.
+    #[test]
+    fn concurrent_appenders_keep_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let writers: Vec<_> = (0..4)
+            .map(|writer| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let mut log = AuditLog::open(&path, &format!("run-{writer}")).unwrap();
+                    for i in 0..50 {
+                        log.append("data-read", json!({ "rows": i })).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        assert_eq!(verify(&path).unwrap().lines, 200);
+    }
+
+    /// An event a model made huge is shortened, not written as a line the verifier rejects.
+    #[test]
+    fn an_event_too_long_for_a_line_is_shortened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path, "run-1").unwrap();
+        log.append("denial", json!({ "why": "é".repeat(MAX_LINE_BYTES) }))
+            .unwrap();
+        // Many short strings: cutting each is not enough, so the fields give way to a note.
+        let many: Vec<String> = (0..200_000).map(|i| format!("column-{i}")).collect();
+        log.append("grant", json!({ "granted": many })).unwrap();
+        log.append("run-end", json!({ "status": "error" })).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.lines().all(|line| line.len() < MAX_LINE_BYTES));
+        assert!(text.contains("bytes cut") && text.contains("shortened_from_bytes"));
+        assert_eq!(verify(&path).unwrap().lines, 3);
+        AuditLog::open(&path, "run-2").unwrap();
     }
 
     #[test]

@@ -126,7 +126,7 @@ enum AuditCommand {
     Verify {
         /// The audit log (JSON Lines).
         log: PathBuf,
-        /// The expected hash of the last line (a run's `audit_head` from its usage record):
+        /// The expected hash of the last line (the `audit_head` a run's summary printed):
         /// also catches lines cut off the end.
         #[arg(long, value_name = "HASH")]
         head: Option<String>,
@@ -376,11 +376,11 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
             .unwrap_or_default()
     );
     for column in &input.columns {
-        let masked = column
-            .mask
-            .as_ref()
+        let masked = [&column.mask, &column.role_mask]
+            .into_iter()
+            .flatten()
             .map(|mask| format!(", masked as {mask}"))
-            .unwrap_or_default();
+            .collect::<String>();
         println!(
             "  {:<20} {:<9} <- {}{masked}",
             column.model.as_str(),

@@ -1,7 +1,15 @@
 //! The usage ledger: one JSON record per run, appended to a JSON Lines file.
 //!
-//! Counts only, never data values: a consumer can send its ledger to the provider for billing
-//! and attribution without sending anything about its customers.
+//! The ledger is the one record meant to leave the consumer: it is sent to the provider for
+//! billing and attribution. So it holds only what the host determines without the model's
+//! help: the package's identity, the run's UTC date, its status, and, for a run that succeeded,
+//! the rows read after the policy's filter, the partitions and the batches the host cut them
+//! into. Anything the model can steer (fuel burnt, inference calls, CPU and wall time, rows it
+//! returned, the audit chain's head, which hashes guest-chosen text) would let a hostile model
+//! encode the consumer's data in the record its author receives: those figures go to the
+//! consumer's own audit trail instead. A failed run records zero counts, since how far it got is
+//! the model's choice. What remains, and cannot be closed, is one bit per run: whether it
+//! succeeded.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -15,11 +23,13 @@ pub struct UsageError {
     pub source: std::io::Error,
 }
 
-/// What one run used, attributed to the package and its publisher.
-#[derive(Debug, Clone, serde::Serialize)]
+/// What one run used, attributed to the package and its publisher. Every field is decided by the
+/// host before or around the model, never by it (see the module's documentation).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UsageRecord {
     pub run_id: String,
-    pub time: String,
+    /// The run's UTC date, `YYYY-MM-DD`: as fine as billing needs, too coarse to time the model.
+    pub date: String,
     pub package: String,
     pub version: String,
     pub publisher: String,
@@ -27,18 +37,52 @@ pub struct UsageRecord {
     pub component_sha256: String,
     /// `ok` or `error`.
     pub status: &'static str,
-    pub rows_scored: u64,
-    /// Calls to the model's `score`.
-    pub batches: u64,
-    /// Partitions scored (partition mode; 0 in row mode).
+    /// Rows read from the table after the policy's filter (0 for a failed run).
+    pub rows_read: u64,
+    /// Partitions read (partition mode; 0 in row mode or for a failed run).
     pub partitions: u64,
-    pub inference_calls: u64,
-    /// CPU time of the process during the run (user + system), all threads.
-    pub cpu_time_s: f64,
-    pub wall_time_s: f64,
-    pub fuel: u64,
-    /// Hash of the run's last audit line, tying this record to the audit trail.
-    pub audit_head: Option<String>,
+    /// Batches the host cut the rows into, one call to the model's `score` each (0 for a
+    /// failed run).
+    pub batches: u64,
+}
+
+impl UsageRecord {
+    /// The record of a run: counts only if it succeeded, since a model that fails on purpose
+    /// after k batches would otherwise report k.
+    pub fn of_run(identity: PackageIdentity, run_id: &str, date: &str, outcome: RunCounts) -> Self {
+        let succeeded = outcome.succeeded;
+        let count = |n: u64| if succeeded { n } else { 0 };
+        UsageRecord {
+            run_id: run_id.to_owned(),
+            date: date.to_owned(),
+            package: identity.name,
+            version: identity.version,
+            publisher: identity.publisher,
+            component_sha256: identity.component_sha256,
+            status: if succeeded { "ok" } else { "error" },
+            rows_read: count(outcome.rows_read),
+            partitions: count(outcome.partitions),
+            batches: count(outcome.batches),
+        }
+    }
+}
+
+/// Who is credited: the package's manifest and component, as verified before the run.
+#[derive(Debug, Clone)]
+pub struct PackageIdentity {
+    pub name: String,
+    pub version: String,
+    pub publisher: String,
+    pub component_sha256: String,
+}
+
+/// The host's own counts of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct RunCounts {
+    pub succeeded: bool,
+    pub rows_read: u64,
+    pub partitions: u64,
+    pub batches: u64,
 }
 
 /// Appends `record` as one line and syncs it.
@@ -57,8 +101,13 @@ pub fn append(path: &Path, record: &UsageRecord) -> Result<(), UsageError> {
         .append(true)
         .open(path)
         .map_err(error)?;
-    file.write_all(line.as_bytes()).map_err(error)?;
-    file.sync_data().map_err(error)
+    // Runs sharing a ledger append under a lock, so their lines never interleave.
+    file.lock().map_err(error)?;
+    let written = file
+        .write_all(line.as_bytes())
+        .and_then(|()| file.sync_data());
+    let unlocked = file.unlock();
+    written.and(unlocked).map_err(error)
 }
 
 /// This process's peak resident set size so far (`VmHWM` in /proc/self/status), in bytes; 0
@@ -102,30 +151,59 @@ mod tests {
     fn records_append_one_per_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("usage/ledger.jsonl");
-        let record = UsageRecord {
-            run_id: "r".into(),
-            time: "t".into(),
-            package: "p".into(),
-            version: "1".into(),
-            publisher: "acme".into(),
-            component_sha256: "00".into(),
-            status: "ok",
-            rows_scored: 7,
-            batches: 1,
-            partitions: 0,
-            inference_calls: 1,
-            cpu_time_s: 0.5,
-            wall_time_s: 1.0,
-            fuel: 10,
-            audit_head: None,
-        };
+        let record = UsageRecord::of_run(identity(), "r", "2026-12-01", counts(true));
         append(&path, &record).unwrap();
         append(&path, &record).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2);
         let parsed: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-        assert_eq!(parsed["rows_scored"], 7);
+        assert_eq!(parsed["rows_read"], 7);
         assert_eq!(parsed["publisher"], "acme");
+        // Nothing the model can steer has a field here.
+        let fields: Vec<&str> = parsed
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        for steerable in [
+            "fuel",
+            "inference_calls",
+            "cpu_time_s",
+            "wall_time_s",
+            "audit_head",
+        ] {
+            assert!(!fields.contains(&steerable), "{fields:?}");
+        }
+    }
+
+    fn identity() -> PackageIdentity {
+        PackageIdentity {
+            name: "p".into(),
+            version: "1.0.0".into(),
+            publisher: "acme".into(),
+            component_sha256: "00".into(),
+        }
+    }
+
+    fn counts(succeeded: bool) -> RunCounts {
+        RunCounts {
+            succeeded,
+            rows_read: 7,
+            partitions: 0,
+            batches: 1,
+        }
+    }
+
+    /// A model that fails after k batches must not be able to report k.
+    #[test]
+    fn a_failed_run_counts_nothing() {
+        let record = UsageRecord::of_run(identity(), "r", "2026-12-01", counts(false));
+        assert_eq!(record.status, "error");
+        assert_eq!(
+            (record.rows_read, record.partitions, record.batches),
+            (0, 0, 0)
+        );
     }
 
     #[test]

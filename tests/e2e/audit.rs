@@ -2,7 +2,7 @@
 
 use std::process::Output;
 
-use crate::support::{Case, churn_case};
+use crate::support::{Case, PROBE_MANIFEST, churn_case};
 
 fn audit(case: &Case, args: &[&str]) -> Output {
     let args: Vec<&str> = ["audit"].iter().chain(args).copied().collect();
@@ -36,7 +36,7 @@ fn events(case: &Case) -> Vec<serde_json::Value> {
 }
 
 /// Two runs append one chain; the events say what was granted, read and written; the usage
-/// ledger has one record per run, with counts only, tied to the log by its head.
+/// ledger has one record per run, with the host's counts only, tied to the log by its run id.
 #[test]
 fn runs_leave_a_verifiable_trail_and_a_usage_record() {
     let case = churn_case();
@@ -95,8 +95,12 @@ fn runs_leave_a_verifiable_trail_and_a_usage_record() {
         .collect();
     assert_eq!(ledger.len(), 2);
     assert_eq!(ledger[1]["run_id"], second["run_id"]);
-    assert_eq!(ledger[1]["audit_head"], head);
-    assert_eq!(ledger[1]["rows_scored"], 7043);
+    assert_eq!(ledger[1]["rows_read"], 7043);
+    assert_eq!(ledger[1]["batches"], 7);
+    assert_eq!(
+        ledger[1]["date"].as_str().unwrap().len(),
+        "2026-12-01".len()
+    );
     assert_eq!(ledger[1]["publisher"], "acme-analytics");
     // Counts only: no customer id or value from the table appears in the ledger.
     let text = std::fs::read_to_string(case.path("out/usage.jsonl")).unwrap();
@@ -111,7 +115,7 @@ fn runs_leave_a_verifiable_trail_and_a_usage_record() {
 #[test]
 fn tampering_with_any_line_is_named() {
     let case = churn_case();
-    run_churn(&case);
+    let summary = run_churn(&case);
     let original: Vec<String> = std::fs::read_to_string(case.path("out/audit.jsonl"))
         .unwrap()
         .lines()
@@ -149,9 +153,7 @@ fn tampering_with_any_line_is_named() {
             &format!("line {}: it is entry {}", index + 1, index + 2),
         );
     }
-    // Cutting the last line off is caught against the head from the usage record.
-    let ledger = std::fs::read_to_string(case.path("out/usage.jsonl")).unwrap();
-    let record: serde_json::Value = serde_json::from_str(ledger.lines().next().unwrap()).unwrap();
+    // Cutting the last line off is caught against the head the run's summary gave.
     std::fs::write(
         case.path("out/audit.jsonl"),
         original[..original.len() - 1].join("\n") + "\n",
@@ -163,7 +165,7 @@ fn tampering_with_any_line_is_named() {
             "verify",
             "out/audit.jsonl",
             "--head",
-            record["audit_head"].as_str().unwrap(),
+            summary["audit_head"].as_str().unwrap(),
         ],
     );
     assert_eq!(output.status.code(), Some(2));
@@ -199,7 +201,7 @@ fn a_refused_run_is_audited() {
     let ledger = std::fs::read_to_string(case.path("out/usage.jsonl")).unwrap();
     let record: serde_json::Value = serde_json::from_str(ledger.trim()).unwrap();
     assert_eq!(record["status"], "error");
-    assert_eq!(record["rows_scored"], 0);
+    assert_eq!(record["rows_read"], 0);
 }
 
 /// A run killed with SIGKILL midway leaves a log that verifies up to its last complete line,
@@ -278,4 +280,68 @@ fn a_killed_run_leaves_a_verifiable_log_and_no_output() {
         .filter(|name| !name.starts_with("audit") && !name.starts_with("usage"))
         .collect();
     assert!(outputs.is_empty(), "left behind: {outputs:?}");
+}
+
+/// A model that modulates fuel, inference calls and time with a value from its input: two runs
+/// on two tables with equal row counts but different values leave usage records that differ
+/// only in their run id, while the consumer's own audit trail shows the difference.
+#[test]
+fn the_usage_ledger_carries_nothing_the_model_steers() {
+    let manifest = format!(
+        "{PROBE_MANIFEST}\n[[graph]]\nname = \"identity\"\nfile = \"graphs/identity.onnx\"\nformat = \"onnx\"\ndevice = \"cpu\"\n"
+    );
+    let policy = "version = 1\n[inference]\ndevices = [\"cpu\"]\n[bind.rows]\nsource = \"input.csv\"\nkey = [\"id\"]\ncolumns = { x = \"x\" }\n[emit.results]\nsink = \"out/results.csv\"\n[audit]\nlog = \"out/audit.jsonl\"\nusage = \"out/usage.jsonl\"\n";
+    let run_on = |value: u32| {
+        let case = Case::new();
+        let graph = case.write("identity.onnx", "");
+        std::fs::write(
+            &graph,
+            cordon_test_guests::onnx_graphs::identity_f32("x", "y"),
+        )
+        .unwrap();
+        case.package(
+            cordon_test_guests::USAGE_MODULATOR,
+            &manifest,
+            &[("identity.onnx", &graph)],
+        );
+        case.write(
+            "input.csv",
+            &format!("id,x\na,{value}\nb,{value}\nc,{value}\n"),
+        );
+        case.write("policy.toml", policy);
+        let output = case.cordon(&["run", "--package", "package", "--policy", "policy.toml"]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let record: serde_json::Value = serde_json::from_str(
+            std::fs::read_to_string(case.path("out/usage.jsonl"))
+                .unwrap()
+                .trim(),
+        )
+        .unwrap();
+        let run_end = events(&case).pop().unwrap();
+        (record, run_end)
+    };
+    // Two tries, in case the two runs fall either side of midnight (UTC).
+    for attempt in 0..2 {
+        let (mut low, low_end) = run_on(1);
+        let (mut high, high_end) = run_on(9);
+        // The model did modulate what it could: the consumer's trail shows it.
+        assert_eq!(low_end["inference_calls"], 1);
+        assert_eq!(high_end["inference_calls"], 9);
+        assert!(high_end["fuel"].as_u64() > low_end["fuel"].as_u64());
+
+        assert_ne!(low["run_id"], high["run_id"]);
+        low.as_object_mut().unwrap().remove("run_id");
+        high.as_object_mut().unwrap().remove("run_id");
+        if low["date"] != high["date"] && attempt == 0 {
+            continue;
+        }
+        assert_eq!(low, high, "the ledger records differ beyond their run id");
+        assert_eq!(low["rows_read"], 3);
+        assert_eq!(low["status"], "ok");
+        return;
+    }
 }
