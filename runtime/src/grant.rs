@@ -26,15 +26,23 @@ pub struct GrantedColumn {
     pub model: Name,
     /// What the policy's `columns` maps it to: a source column or an SQL expression.
     pub source: String,
-    /// The SQL expression the policy's `mask` puts in its place, if any.
+    /// The SQL expression the binding's `mask` puts in its place, if any: over the table's
+    /// columns.
     pub mask: Option<String>,
+    /// The role's `mask`, if any, applied on top of the binding's result: it reads the model's
+    /// columns as the binding delivers them (`contract` is already `left(Contract, 3)`), never
+    /// the table's, so a role can only narrow what the binding grants.
+    pub role_mask: Option<String>,
     pub ty: ColumnType,
     /// Where in the policy `source` is written (`bind.customers.columns.tenure`), for errors.
     #[serde(skip)]
     pub source_key: String,
-    /// Where in the policy `mask` is written (the binding's or the role's), for errors.
+    /// Where in the policy `mask` is written, for errors.
     #[serde(skip)]
     pub mask_key: Option<String>,
+    /// Where in the policy `role_mask` is written, for errors.
+    #[serde(skip)]
+    pub role_mask_key: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -180,21 +188,27 @@ impl Grant {
                 extra.clone(),
             ));
         }
-        // Each mask with where it is written: a role's replaces the binding's.
-        let mut masks: BTreeMap<Name, (String, String)> = binding
-            .mask
-            .iter()
-            .map(|(column, sql)| {
-                let key = format!("bind.{input_name}.mask.{column}");
-                (column.clone(), (key, sql.clone()))
-            })
-            .collect();
-        if let (Some((role_name, _)), Some(role_binding)) = (&role, role_binding) {
-            for (column, sql) in &role_binding.mask {
-                let key = format!("role.{role_name}.bind.{input_name}.mask.{column}");
-                masks.insert(column.clone(), (key, sql.clone()));
-            }
-        }
+        // Each mask with where it is written; a role's comes on top of the binding's.
+        let masks_of =
+            |masks: &BTreeMap<Name, String>, prefix: &str| -> BTreeMap<Name, (String, String)> {
+                masks
+                    .iter()
+                    .map(|(column, sql)| {
+                        (
+                            column.clone(),
+                            (format!("{prefix}.mask.{column}"), sql.clone()),
+                        )
+                    })
+                    .collect()
+            };
+        let masks = masks_of(&binding.mask, &format!("bind.{input_name}"));
+        let role_masks = match (&role, role_binding) {
+            (Some((role_name, _)), Some(role_binding)) => masks_of(
+                &role_binding.mask,
+                &format!("role.{role_name}.bind.{input_name}"),
+            ),
+            _ => BTreeMap::new(),
+        };
 
         let requested: BTreeSet<&Name> = manifest.input.columns.iter().map(|c| &c.name).collect();
         for granted in binding.columns.keys() {
@@ -225,22 +239,24 @@ impl Grant {
                 ));
             }
             let mask = masks.get(&spec.name);
+            let role_mask = role_masks.get(&spec.name);
             columns.push(GrantedColumn {
                 model: spec.name.clone(),
                 source: source.clone(),
                 mask: mask.map(|(_, sql)| sql.clone()),
+                role_mask: role_mask.map(|(_, sql)| sql.clone()),
                 ty: spec.ty,
                 source_key: format!("bind.{input_name}.columns.{}", spec.name),
                 mask_key: mask.map(|(key, _)| key.clone()),
+                role_mask_key: role_mask.map(|(key, _)| key.clone()),
             });
         }
-        for (masked, (key, _)) in &masks {
+        for (masked, (key, _)) in masks.iter().chain(&role_masks) {
             if !requested.contains(masked) {
+                let table = key.strip_suffix(&format!(".mask.{masked}")).unwrap_or(key);
                 return Err(refuse(
                     key,
-                    format!(
-                        "[bind.{input_name}] mask names `{masked}`, which the package does not ask for"
-                    ),
+                    format!("[{table}] mask names `{masked}`, which the package does not ask for"),
                 ));
             }
         }
@@ -425,10 +441,11 @@ format = "onnx"
             eu.input.filter.as_deref(),
             Some("(consent) AND (region = 'EU')")
         );
-        assert_eq!(eu.input.columns[1].mask.as_deref(), Some("left(c, 3)"));
+        assert_eq!(eu.input.columns[1].mask, None);
+        assert_eq!(eu.input.columns[1].role_mask.as_deref(), Some("left(c, 3)"));
         let all = Grant::resolve(&manifest, &policy, Some("all")).unwrap();
         assert_eq!(all.input.filter.as_deref(), Some("consent"));
-        assert_eq!(all.input.columns[1].mask, None);
+        assert_eq!(all.input.columns[1].role_mask, None);
     }
 
     #[test]

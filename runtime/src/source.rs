@@ -11,7 +11,7 @@
 //! In partition mode the query also sorts by the partition and order columns (DataFusion spills
 //! to disk past its memory pool), and the source cuts the sorted stream into whole partitions.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -28,7 +28,7 @@ use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, Ses
 use futures::StreamExt;
 
 use crate::data::{Batch, Column, ColumnValues, DataError, HeldBack, KeyedBatch, TextValues};
-use crate::grant::InputGrant;
+use crate::grant::{GrantedColumn, InputGrant};
 use crate::manifest::{ColumnType, InputMode};
 
 /// The table name the query reads from.
@@ -123,6 +123,22 @@ impl TableSource {
     ///
     /// In partition mode each item is one whole partition of at most `partition_rows` rows.
     pub fn open(
+        grant: &InputGrant,
+        batch_rows: usize,
+        partition_rows: u64,
+        tokio: Arc<tokio::runtime::Runtime>,
+    ) -> Result<TableSource, DataError> {
+        // Reading a damaged file's footer can make the parquet crate panic: caught, and named.
+        crate::panics::catch(|| Self::open_unguarded(grant, batch_rows, partition_rows, tokio))
+            .unwrap_or_else(|message| {
+                Err(DataError::Damaged {
+                    path: grant.source.clone(),
+                    message,
+                })
+            })
+    }
+
+    fn open_unguarded(
         grant: &InputGrant,
         batch_rows: usize,
         partition_rows: u64,
@@ -264,7 +280,14 @@ impl TableSource {
     /// The next non-empty record batch of the query.
     fn next_record(&mut self) -> Result<Option<RecordBatch>, DataError> {
         loop {
-            match self.tokio.block_on(self.stream.next()) {
+            // A damaged file can make the parquet crate panic: caught here, and named.
+            let next = crate::panics::catch(|| self.tokio.block_on(self.stream.next())).map_err(
+                |message| DataError::Damaged {
+                    path: self.path.clone(),
+                    message,
+                },
+            )?;
+            match next {
                 None => return Ok(None),
                 Some(Err(error)) => {
                     return Err(query_error(&self.path, "cannot read the table", error));
@@ -489,23 +512,45 @@ async fn check_expressions(
     path: &Path,
 ) -> Result<(), DataError> {
     let is_table_column = |name: &str| table_columns.iter().any(|(column, _)| column == name);
-    let mut checks: Vec<(&str, &str, String)> = Vec::new();
+    // (policy key, SQL, query that plans it, whether it feeds the sandbox).
+    let mut checks: Vec<(&str, &str, String, bool)> = Vec::new();
     for (key, filter) in &grant.filters {
+        // A filter may read key columns: it chooses rows, and its values never enter.
         checks.push((
             key,
             filter,
             format!("SELECT 1 FROM {SOURCE_TABLE} WHERE ({filter})"),
+            false,
         ));
     }
     for column in &grant.columns {
         if let (Some(mask), Some(key)) = (&column.mask, &column.mask_key) {
-            checks.push((key, mask, format!("SELECT ({mask}) FROM {SOURCE_TABLE}")));
+            checks.push((
+                key,
+                mask,
+                format!("SELECT ({mask}) FROM {SOURCE_TABLE}"),
+                true,
+            ));
         } else if !is_table_column(&column.source) {
             let source = &column.source;
             checks.push((
                 &column.source_key,
                 source,
                 format!("SELECT ({source}) FROM {SOURCE_TABLE}"),
+                true,
+            ));
+        }
+    }
+    // A role's mask is planned over the binding's result alone: the model's columns, as the
+    // binding masks them, without the key columns. A name of the table is not in scope.
+    let granted = binding_query(grant, table_columns, false);
+    for column in &grant.columns {
+        if let (Some(mask), Some(key)) = (&column.role_mask, &column.role_mask_key) {
+            checks.push((
+                key,
+                mask,
+                format!("SELECT ({mask}) FROM ({granted}) AS granted"),
+                true,
             ));
         }
     }
@@ -526,18 +571,52 @@ async fn check_expressions(
             });
         }
     }
-    for (key, sql, query) in checks {
-        let planned = match context.sql(&query).await {
-            Ok(frame) => frame.into_optimized_plan().map(|_| ()),
-            Err(error) => Err(error),
+    let model_columns = || {
+        grant
+            .columns
+            .iter()
+            .map(|c| c.model.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let key_aliases: Vec<String> = (0..grant.key.len()).map(key_alias).collect();
+    for (key, sql, query, feeds_sandbox) in checks {
+        let refuse = |message: String| DataError::PolicySql {
+            table: path.to_owned(),
+            key: key.to_owned(),
+            sql: sql.to_owned(),
+            message,
         };
-        if let Err(error) = planned {
-            return Err(DataError::PolicySql {
-                table: path.to_owned(),
-                key: key.to_owned(),
-                sql: sql.to_owned(),
-                message: error.strip_backtrace().to_string(),
-            });
+        let plan = match context.sql(&query).await {
+            Ok(frame) => frame.into_unoptimized_plan(),
+            Err(error) => {
+                let mut message = error.strip_backtrace().to_string();
+                if key.starts_with("role.") {
+                    message = format!(
+                        "a role's mask applies to the binding's result and reads only the model's columns ({}), not the table's: {message}",
+                        model_columns()
+                    );
+                }
+                return Err(refuse(message));
+            }
+        };
+        if feeds_sandbox {
+            let read = columns_read(&plan);
+            if let Some(held_back) = grant
+                .key
+                .iter()
+                .chain(&key_aliases)
+                .find(|name| read.contains(*name))
+            {
+                return Err(refuse(format!(
+                    "it reads key column `{held_back}`; key columns never enter the sandbox"
+                )));
+            }
+        }
+        // Optimizing type-checks what planning alone lets through.
+        let optimized = context.state().optimize(&plan);
+        if let Err(error) = optimized {
+            return Err(refuse(error.strip_backtrace().to_string()));
         }
     }
     Ok(())
@@ -598,38 +677,45 @@ fn csv_schema(path: &Path, grant: &InputGrant) -> Result<Schema, DataError> {
     Ok(Schema::new(fields))
 }
 
-/// `SELECT keys..., columns... FROM source [WHERE filter]`.
-///
-/// A `columns` value that names a column of the table reads that column; any other value is
-/// an SQL expression over the table's columns. A mask replaces either.
-fn build_query(grant: &InputGrant, table_columns: &[(String, DataType)]) -> String {
+/// The name the query gives key column `index` between its two levels: not a valid model
+/// column name (names have no spaces), so no model column can take it.
+fn key_alias(index: usize) -> String {
+    format!("cordon key {index}")
+}
+
+/// A model column's value as the binding gives it, over the table's columns: its mask, or the
+/// source column it names, or its SQL expression.
+fn binding_expression(column: &GrantedColumn, table_columns: &[(String, DataType)]) -> String {
+    let is_table_column = table_columns.iter().any(|(name, _)| *name == column.source);
+    match &column.mask {
+        Some(mask) => format!("({mask})"),
+        None if is_table_column => quote_identifier(&column.source),
+        None => format!("({})", column.source),
+    }
+}
+
+/// The inner level of the query: the rows that pass the filter, each model column as the
+/// binding gives it (under the model's name), and, with `with_keys`, the key columns under
+/// [`key_alias`]es.
+fn binding_query(
+    grant: &InputGrant,
+    table_columns: &[(String, DataType)],
+    with_keys: bool,
+) -> String {
     let mut select = Vec::with_capacity(grant.key.len() + grant.columns.len());
-    for key in &grant.key {
-        select.push(format!("CAST({} AS VARCHAR)", quote_identifier(key)));
+    if with_keys {
+        for (index, key) in grant.key.iter().enumerate() {
+            select.push(format!(
+                "{} AS {}",
+                quote_identifier(key),
+                quote_identifier(&key_alias(index))
+            ));
+        }
     }
     for column in &grant.columns {
-        let source_type = table_columns
-            .iter()
-            .find(|(name, _)| *name == column.source)
-            .map(|(_, ty)| ty);
-        let expression = match (&column.mask, source_type) {
-            (Some(mask), _) => format!("({mask})"),
-            (None, Some(_)) => quote_identifier(&column.source),
-            (None, None) => format!("({})", column.source),
-        };
-        let is_text = matches!(
-            source_type,
-            Some(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
-        ) && column.mask.is_none();
-        let converted = match column.ty {
-            // A blank cell is a null.
-            ColumnType::Text => format!("NULLIF(CAST({expression} AS VARCHAR), '')"),
-            // Text becomes a number only after trimming, and a blank is a null, not an error.
-            ty if is_text => format!("CAST(NULLIF(TRIM({expression}), '') AS {})", sql_type(ty)),
-            ty => format!("CAST({expression} AS {})", sql_type(ty)),
-        };
         select.push(format!(
-            "{converted} AS {}",
+            "{} AS {}",
+            binding_expression(column, table_columns),
             quote_identifier(column.model.as_str())
         ));
     }
@@ -637,6 +723,54 @@ fn build_query(grant: &InputGrant, table_columns: &[(String, DataType)]) -> Stri
     if let Some(filter) = &grant.filter {
         query.push_str(&format!(" WHERE ({filter})"));
     }
+    query
+}
+
+/// `SELECT keys..., columns... FROM (binding level) [ORDER BY partition]`, in two levels: the
+/// inner computes each column as the binding grants it, and the outer applies the role's mask
+/// on top and casts to the manifest's type. A role's mask can therefore only read what the
+/// binding already let through: `zip = "zip"` in a role reads `left(zip, 3)` if the binding
+/// masks it so.
+///
+/// A `columns` value that names a column of the table reads that column; any other value is
+/// an SQL expression over the table's columns. A mask replaces either.
+fn build_query(grant: &InputGrant, table_columns: &[(String, DataType)]) -> String {
+    let mut select = Vec::with_capacity(grant.key.len() + grant.columns.len());
+    for index in 0..grant.key.len() {
+        select.push(format!(
+            "CAST({} AS VARCHAR)",
+            quote_identifier(&key_alias(index))
+        ));
+    }
+    for column in &grant.columns {
+        let source_type = table_columns
+            .iter()
+            .find(|(name, _)| *name == column.source)
+            .map(|(_, ty)| ty);
+        let model = quote_identifier(column.model.as_str());
+        let expression = match &column.role_mask {
+            Some(mask) => format!("({mask})"),
+            None => model.clone(),
+        };
+        let is_text = matches!(
+            source_type,
+            Some(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+        ) && column.mask.is_none()
+            && column.role_mask.is_none();
+        let converted = match column.ty {
+            // A blank cell is a null.
+            ColumnType::Text => format!("NULLIF(CAST({expression} AS VARCHAR), '')"),
+            // Text becomes a number only after trimming, and a blank is a null, not an error.
+            ty if is_text => format!("CAST(NULLIF(TRIM({expression}), '') AS {})", sql_type(ty)),
+            ty => format!("CAST({expression} AS {})", sql_type(ty)),
+        };
+        select.push(format!("{converted} AS {model}"));
+    }
+    let mut query = format!(
+        "SELECT {} FROM ({}) AS granted",
+        select.join(", "),
+        binding_query(grant, table_columns, true)
+    );
     // Partition mode: partitions one after another, each in the model's order.
     let sort: Vec<String> = grant
         .partition_by
@@ -648,6 +782,31 @@ fn build_query(grant: &InputGrant, table_columns: &[(String, DataType)]) -> Stri
         query.push_str(&format!(" ORDER BY {}", sort.join(", ")));
     }
     query
+}
+
+/// Every column name an expression of `plan` reads, in any node and any subquery: what a
+/// snippet of SQL really reads, whatever its text looks like (`"customerID"`, a subquery over
+/// the table, a function of a key).
+fn columns_read(plan: &datafusion::logical_expr::LogicalPlan) -> BTreeSet<String> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Expr;
+
+    let mut names = BTreeSet::new();
+    // The closures never fail, so neither can the walk.
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expression| {
+            expression.apply(|inner| {
+                match inner {
+                    Expr::Column(column) | Expr::OuterReferenceColumn(_, column) => {
+                        names.insert(column.name.clone());
+                    }
+                    _ => {}
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    names
 }
 
 /// A primitive array's values with every null slot set to zero, the placeholder the contract

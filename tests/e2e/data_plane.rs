@@ -90,6 +90,27 @@ fn a_mask_changes_what_the_guest_sees() {
     }
 }
 
+/// A role's mask applies on top of the binding's: `contract = "contract"` in a role cannot undo
+/// `left(Contract, 3)`, and a role's own mask works on the masked value (`Mon` -> `Mo`).
+#[test]
+fn a_role_mask_applies_on_top_of_the_binding_mask() {
+    let case = crate::support::echo_case();
+    add_to_binding(&case, "mask = { contract = \"left(Contract, 3)\" }");
+    let policy = std::fs::read_to_string(case.path("policy.toml")).unwrap()
+        + "\n[role.undo.bind.customers]\nmask = { contract = \"contract\" }\n\n[role.narrower.bind.customers]\nmask = { contract = \"left(contract, 2)\", tenure = \"'7'\" }\n";
+    case.write("policy.toml", &policy);
+
+    case.run_as(Some("undo")).unwrap();
+    let seen = read_csv(&case.path("out/churn_scores.csv"));
+    assert!(seen[0][1].contains("contract=Mon;"), "{}", seen[0][1]);
+    assert!(seen.iter().all(|row| !row[1].contains("Month-to-month")));
+
+    case.run_as(Some("narrower")).unwrap();
+    let seen = read_csv(&case.path("out/churn_scores.csv"));
+    assert!(seen[0][1].contains("contract=Mo;"), "{}", seen[0][1]);
+    assert!(seen.iter().all(|row| row[1].contains("tenure=7;")));
+}
+
 /// A value the policy nulls never reaches the model. DataFusion's NULLIF only marks a value
 /// null and keeps it in the slot; the host hands the model the contract's placeholder (0)
 /// there, which the echo guest would otherwise show as `<null holding ...>`.
@@ -325,4 +346,72 @@ fn check_validates_a_policy_without_running_it() {
         stderr.contains("[bind.customers] mask.contract `left(Contract, 3)) OR (1 = 1` must be one SQL expression"),
         "{stderr}"
     );
+}
+
+/// A Parquet source with one bit flipped in its footer can make the parquet crate panic on an
+/// out-of-range slice. The run fails with a data error naming the table, never with a panic's
+/// text or backtrace on stderr, and the host goes on scoring.
+#[test]
+fn a_damaged_parquet_source_is_a_named_error() {
+    // A Parquet table of the churn example's scores, written by a run.
+    let case = churn_case();
+    let policy = std::fs::read_to_string(case.path("policy.toml"))
+        .unwrap()
+        .replace("out/churn_scores.csv", "out/scores.parquet");
+    case.write("policy.toml", &policy);
+    case.run().unwrap();
+    let good = std::fs::read(case.path("out/scores.parquet")).unwrap();
+
+    // A probe reading it, in this process and through the binary.
+    let probe = Case::new();
+    probe.package(
+        cordon_test_guests::POLICY_ECHO_COLUMNS,
+        &PROBE_MANIFEST.replace("\"outcome\"", "\"seen\""),
+        &[],
+    );
+    probe.write(
+        "policy.toml",
+        "version = 1\n[bind.rows]\nsource = \"input.parquet\"\nkey = [\"customerID\"]\ncolumns = { x = \"churn_probability\" }\n[emit.results]\nsink = \"out/results.csv\"\n",
+    );
+    std::fs::write(probe.path("input.parquet"), &good).unwrap();
+    probe.run().unwrap();
+
+    // Bit 3 of each byte of the footer's column-chunk offsets, where a flip makes a reader
+    // slice past the end of a page.
+    let mut damaged_seen = None;
+    for from_end in (400..=700).rev() {
+        let mut bytes = good.clone();
+        let at = bytes.len() - from_end;
+        bytes[at] ^= 1 << 3;
+        std::fs::write(probe.path("input.parquet"), &bytes).unwrap();
+        match probe.run() {
+            Err(RunError::Data(cordon::data::DataError::Damaged { path, message })) => {
+                assert!(path.ends_with("input.parquet"), "{}", path.display());
+                damaged_seen.get_or_insert((bytes, message));
+            }
+            Err(RunError::Internal(message)) => {
+                panic!("flip at -{from_end}: internal error {message}")
+            }
+            _ => {}
+        }
+    }
+    let (bytes, message) = damaged_seen.expect("no flip made the Parquet reader fail outright");
+    assert!(
+        !message.contains("/root/") && !message.contains('\n'),
+        "{message}"
+    );
+
+    std::fs::write(probe.path("input.parquet"), &bytes).unwrap();
+    let output = probe.cordon(&["run", "--package", "package", "--policy", "policy.toml"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("input.parquet: the table is damaged or not what its extension says"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+    assert_churn_still_scores();
 }

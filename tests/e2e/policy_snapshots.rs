@@ -7,14 +7,22 @@ use crate::support::{churn_case, root};
 /// The error `cordon check` gives for a policy file with the churn example, with paths relative
 /// to the repository root; `None` if the policy is good. The check covers everything a run
 /// checks before it starts: the policy, the grant, and the policy's SQL against the table.
+///
+/// A first line `# role: NAME` checks it as that role.
 fn policy_error(runtime: &Runtime, path: &std::path::Path) -> Option<String> {
     let case = churn_case();
+    let text = std::fs::read_to_string(path).unwrap();
+    let role = text
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("# role: "))
+        .map(str::to_owned);
     let error = runtime
         .check(&RunRequest {
             package_dir: case.path("package"),
             policy: path.to_owned(),
             base_dir: root(),
-            role: None,
+            role,
             allow_unsigned: true,
         })
         .err()?
