@@ -39,6 +39,11 @@ pub enum DataError {
     },
     #[error("{path}: only .csv and .parquet sources can be read")]
     Format { path: PathBuf },
+    /// The file's bytes made its reader fail outright (a panic inside the parquet crate, say).
+    #[error(
+        "{path}: the table is damaged or not what its extension says; its reader failed: {message}"
+    )]
+    Damaged { path: PathBuf, message: String },
     #[error("{path}: {what}: {message}")]
     Query {
         path: PathBuf,

@@ -8,6 +8,7 @@ use std::fmt::{self, Write as _};
 use ed25519_dalek::VerifyingKey;
 
 use crate::manifest::{ColumnSpec, ResourceHints};
+use crate::names::printable;
 use crate::nn::graph_info::{self, GraphInfo};
 use crate::package::Package;
 use crate::sandbox::WASMTIME_VERSION;
@@ -260,16 +261,27 @@ fn size(bytes: u64) -> String {
     }
 }
 
+/// Most of a description shown; the manifest allows no more.
+const MAX_DESCRIPTION_SHOWN: usize = crate::manifest::MAX_DESCRIPTION_BYTES;
+
+/// A provider's string as the terminal shows it: escaped and cut (see [`printable`]).
+fn shown(text: &str) -> String {
+    printable(text, 512)
+}
+
 impl fmt::Display for Inspection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = &self.package;
         writeln!(
             f,
             "{} {} by {}  ({})",
-            p.name, p.version, p.publisher, p.license
+            p.name,
+            shown(&p.version),
+            p.publisher,
+            shown(&p.license)
         )?;
-        writeln!(f, "  {}", p.description)?;
-        writeln!(f, "  file        {}", p.path)?;
+        writeln!(f, "  {}", printable(&p.description, MAX_DESCRIPTION_SHOWN))?;
+        writeln!(f, "  file        {}", shown(&p.path))?;
         writeln!(f, "  digest      {}", p.digest)?;
         let s = &self.signature;
         writeln!(
@@ -278,10 +290,10 @@ impl fmt::Display for Inspection {
             s.status,
             s.key_fingerprint
                 .as_ref()
-                .map(|k| format!(", key {k}"))
+                .map(|k| format!(", key {}", shown(k)))
                 .unwrap_or_default()
         )?;
-        writeln!(f, "  {}", s.detail)?;
+        writeln!(f, "  {}", shown(&s.detail))?;
 
         let input = &self.input;
         writeln!(f, "reads         `{}`, {} mode", input.name, input.mode)?;
@@ -302,7 +314,7 @@ impl fmt::Display for Inspection {
                 f,
                 "graph         {} ({}, {}, {}, prefers {})",
                 graph.name,
-                graph.file,
+                shown(&graph.file),
                 graph.format,
                 size(graph.bytes),
                 graph.device
@@ -312,13 +324,13 @@ impl fmt::Display for Inspection {
                     let opsets = info
                         .opsets
                         .iter()
-                        .map(|(domain, version)| format!("{domain} {version}"))
+                        .map(|(domain, version)| format!("{} {version}", shown(domain)))
                         .collect::<Vec<_>>()
                         .join(", ");
                     let operators = info
                         .operators
                         .iter()
-                        .map(|(op, count)| format!("{op} ×{count}"))
+                        .map(|(op, count)| format!("{} ×{count}", shown(op)))
                         .collect::<Vec<_>>()
                         .join(", ");
                     writeln!(f, "  opsets      {opsets}")?;
@@ -330,11 +342,11 @@ impl fmt::Display for Inspection {
                         size(info.initializer_bytes)
                     )?;
                 }
-                (None, Some(why)) => writeln!(f, "  unreadable  {why}")?,
+                (None, Some(why)) => writeln!(f, "  unreadable  {}", shown(why))?,
                 (None, None) => {}
             }
             for why in &graph.refused {
-                writeln!(f, "  REFUSED     {why}")?;
+                writeln!(f, "  REFUSED     {}", shown(why))?;
             }
             if let Some(isolation) = &self.isolation {
                 let place = if isolation == "jail" {
@@ -369,10 +381,10 @@ impl fmt::Display for Inspection {
         writeln!(
             f,
             "component     {} ({}, sha256:{}): {}",
-            c.file,
+            shown(&c.file),
             size(c.bytes),
             c.sha256,
-            c.verdict
+            shown(&c.verdict)
         )?;
         if let Some(world) = &c.world {
             for import in &world.imports {
@@ -380,10 +392,15 @@ impl fmt::Display for Inspection {
                     ImportVerdict::Offered => "imports",
                     ImportVerdict::Network | ImportVerdict::Unknown => "REFUSED",
                 };
-                writeln!(f, "  {mark:<11} {}: {}", import.name, import.note)?;
+                writeln!(
+                    f,
+                    "  {mark:<11} {}: {}",
+                    shown(&import.name),
+                    shown(&import.note)
+                )?;
             }
             for export in &world.exports {
-                writeln!(f, "  exports     {export}")?;
+                writeln!(f, "  exports     {}", shown(export))?;
             }
         }
 
@@ -392,7 +409,7 @@ impl fmt::Display for Inspection {
             writeln!(
                 f,
                 "  {:<28} {:>10}  sha256:{}",
-                file.name,
+                shown(&file.name),
                 size(file.bytes),
                 file.sha256
             )?;

@@ -22,6 +22,7 @@ pub mod manifest;
 pub mod names;
 pub mod nn;
 pub mod package;
+pub mod panics;
 pub mod plot;
 pub mod policy;
 pub mod run;

@@ -247,6 +247,23 @@ impl Manifest {
         }
         check_package_path(&raw.package.component)
             .map_err(|why| invalid(format!("package.component: {why}")))?;
+        check_version(&raw.package.version)
+            .map_err(|why| invalid(format!("package.version: {why}")))?;
+        for (key, text, max) in [
+            (
+                "description",
+                &raw.package.description,
+                MAX_DESCRIPTION_BYTES,
+            ),
+            ("license", &raw.package.license, MAX_LICENSE_BYTES),
+        ] {
+            if text.len() > max {
+                return Err(invalid(format!(
+                    "package.{key} is {} bytes; at most {max} are allowed",
+                    text.len()
+                )));
+            }
+        }
 
         // One input and one output for now: multi-input models need the data interface.
         let mut inputs = raw.input.into_iter();
@@ -305,6 +322,28 @@ impl Manifest {
             resources: raw.resources,
         })
     }
+}
+
+/// Longest `package.description`: a paragraph, not a payload.
+pub const MAX_DESCRIPTION_BYTES: usize = 2048;
+/// Longest `package.license` (an SPDX expression).
+pub const MAX_LICENSE_BYTES: usize = 256;
+/// Longest `package.version`.
+const MAX_VERSION_BYTES: usize = 64;
+
+/// A version is Semantic Versioning 2.0 (`1.4.0`, `2.0.0-rc.1+build.5`): it ends up in file
+/// names (`cordon pack` writes `<name>-<version>.cordon`), so it may hold nothing but
+/// `[0-9A-Za-z.+-]`, never a `/` or `..`.
+pub fn check_version(version: &str) -> Result<(), String> {
+    let shown = crate::names::printable(version, MAX_VERSION_BYTES);
+    if version.len() > MAX_VERSION_BYTES {
+        return Err(format!(
+            "`{shown}` is longer than {MAX_VERSION_BYTES} bytes"
+        ));
+    }
+    semver::Version::parse(version).map(|_| ()).map_err(|e| {
+        format!("`{shown}` is not a semantic version such as 1.4.0 or 2.0.0-rc.1 ({e})")
+    })
 }
 
 fn check_columns(columns: &[ColumnSpec], key: &str) -> Result<(), String> {

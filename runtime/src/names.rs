@@ -45,7 +45,7 @@ impl TryFrom<String> for Name {
         {
             return Err(format!(
                 "`{}` is not a valid name: use a letter or `_` first, then letters, digits, `_` or `-`, at most {MAX_NAME_LEN} characters",
-                value.escape_debug()
+                printable(&value, MAX_NAME_LEN + 16)
             ));
         }
         Ok(Name(value))
@@ -59,9 +59,45 @@ impl<'de> serde::Deserialize<'de> for Name {
     }
 }
 
+/// Text from a package, a guest or a graph made safe for a terminal and a log line: control
+/// characters and bidirectional overrides (which reorder what a terminal shows) escaped, cut to
+/// at most `max_bytes` bytes plus an ellipsis. Every string a provider wrote is printed through
+/// this: a description holding `ESC[1A` could otherwise overwrite the line above it, say the
+/// "signature verified" line of the permissions screen.
+pub fn printable(text: &str, max_bytes: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_bytes));
+    let mut piece = String::new();
+    for c in text.chars() {
+        piece.clear();
+        let bidi = matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            piece.extend(c.escape_default());
+        } else {
+            piece.push(c);
+        }
+        if out.len() + piece.len() > max_bytes {
+            out.push('…');
+            break;
+        }
+        out.push_str(&piece);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_text_escapes_terminal_controls_and_bidi() {
+        let shown = printable("ok\u{1b}[1A\u{202e}evil\nline", 100);
+        assert_eq!(shown, "ok\\u{1b}[1A\\u{202e}evil\\nline");
+        assert!(!shown.chars().any(char::is_control));
+        assert_eq!(
+            printable(&"x".repeat(50), 10),
+            format!("{}…", "x".repeat(10))
+        );
+    }
 
     #[test]
     fn names_are_checked() {

@@ -28,7 +28,7 @@ use crate::sandbox::{
 use crate::signing::{self, Verified, VerifyError};
 use crate::sink::Sink;
 use crate::source::{PartitionRead, TableSource};
-use crate::usage::{self, UsageError, UsageRecord};
+use crate::usage::{self, PackageIdentity, RunCounts, UsageError, UsageRecord};
 use crate::world::{ComponentWorld, WorldError};
 
 /// Everything that can end a run. Only `main` turns it into an exit code.
@@ -273,19 +273,12 @@ pub struct RunSummary {
 /// What the audit trail and usage record need, gathered as the run goes.
 #[derive(Default)]
 struct RunFacts {
-    package: Option<PackageFacts>,
+    package: Option<PackageIdentity>,
     rows_in: u64,
     rows_out: u64,
     batches: u64,
     partitions: u64,
     totals: Totals,
-}
-
-struct PackageFacts {
-    name: String,
-    version: String,
-    publisher: String,
-    component_sha256: String,
 }
 
 /// The run's audit log, if the policy asks for one.
@@ -359,6 +352,9 @@ impl Runtime {
         let tokio = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("cordon-data")
+            // Tasks run here parse the consumer's files; tokio turns a panic in one into an
+            // error that DataFusion reports, so the default hook's message is only noise.
+            .on_thread_start(crate::panics::silence_this_thread)
             .enable_all()
             .build()
             .map_err(|e| {
@@ -398,6 +394,8 @@ impl Runtime {
         let started = Instant::now();
         let cpu_at_start = usage::process_cpu_time();
         let run_id = new_run_id();
+        // Taken before any guest code runs: the ledger's only time.
+        let date = audit::utc_date_now();
         // The policy says where the audit trail goes, so it is read before the trail opens.
         let policy = Policy::load(&request.policy, &request.base_dir)?;
         let mut trail = Trail::open(policy.audit.as_ref(), &run_id)?;
@@ -411,6 +409,8 @@ impl Runtime {
         {
             trail.record("denial", json!({ "what": what, "why": error.to_string() }))?;
         }
+        // What the model steered (fuel, inference calls, time, rows it returned) is for the
+        // consumer's own trail; the ledger below gets none of it.
         let totals = &facts.totals;
         trail.record(
             "run-end",
@@ -419,34 +419,26 @@ impl Runtime {
                 "error": result.as_ref().err().map(|e| format!("{e}")),
                 "rows_in": facts.rows_in,
                 "rows_out": facts.rows_out,
+                "batches": facts.batches,
+                "partitions": facts.partitions,
                 "wall_time_s": wall_time.as_secs_f64(),
+                "cpu_time_s": usage::process_cpu_time()
+                    .saturating_sub(cpu_at_start)
+                    .as_secs_f64(),
                 "fuel": totals.fuel_consumed,
+                "inference_calls": totals.inference_calls,
                 "peak_guest_memory_bytes": totals.peak_memory,
             }),
         )?;
         if let (Some(audit), Some(package)) = (&policy.audit, &facts.package) {
-            usage::append(
-                &audit.usage,
-                &UsageRecord {
-                    run_id: run_id.clone(),
-                    time: audit::rfc3339_now(),
-                    package: package.name.clone(),
-                    version: package.version.clone(),
-                    publisher: package.publisher.clone(),
-                    component_sha256: package.component_sha256.clone(),
-                    status: if result.is_ok() { "ok" } else { "error" },
-                    rows_scored: facts.rows_out,
-                    batches: facts.batches,
-                    partitions: facts.partitions,
-                    inference_calls: totals.inference_calls,
-                    cpu_time_s: usage::process_cpu_time()
-                        .saturating_sub(cpu_at_start)
-                        .as_secs_f64(),
-                    wall_time_s: wall_time.as_secs_f64(),
-                    fuel: totals.fuel_consumed,
-                    audit_head: trail.head(),
-                },
-            )?;
+            let counts = RunCounts {
+                succeeded: result.is_ok(),
+                rows_read: facts.rows_in,
+                partitions: facts.partitions,
+                batches: facts.batches,
+            };
+            let record = UsageRecord::of_run(package.clone(), &run_id, &date, counts);
+            usage::append(&audit.usage, &record)?;
         }
         let mut summary = result?;
         summary.run_id = run_id;
@@ -493,7 +485,7 @@ impl Runtime {
             }
         };
         let manifest = &package.manifest;
-        facts.package = Some(PackageFacts {
+        facts.package = Some(PackageIdentity {
             name: manifest.name.to_string(),
             version: manifest.version.clone(),
             publisher: manifest.publisher.to_string(),
@@ -772,7 +764,7 @@ fn record_data_read(
             "input": input.name,
             "source": input.source,
             "columns": input.columns.iter().map(|c| json!({
-                "column": c.model, "source": c.source, "mask": c.mask,
+                "column": c.model, "source": c.source, "mask": c.mask, "role_mask": c.role_mask,
             })).collect::<Vec<_>>(),
             "filter": input.filter,
             "role": grant.role,

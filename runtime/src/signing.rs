@@ -282,7 +282,8 @@ pub fn claimed_signer(package: &Package) -> Option<String> {
     bundle
         .pointer("/verificationMaterial/publicKey/hint")
         .and_then(Value::as_str)
-        .map(str::to_owned)
+        // Unverified text from the package: escaped and cut before anything shows it.
+        .map(|hint| crate::names::printable(hint, 128))
 }
 
 /// What a verified signature established.

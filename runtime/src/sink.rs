@@ -65,7 +65,8 @@ impl Sink {
 /// is killed with SIGKILL, leaves nothing behind, not even a temporary file. At commit it is
 /// linked under a temporary name and renamed over the target, so readers see the old file or
 /// the whole new one. Elsewhere, or where the file system lacks `O_TMPFILE`, a named temporary
-/// file beside the target is used and removed on failure.
+/// file beside the target is used and removed on failure. Either way the file is the owner's
+/// alone (mode 0600): it holds the consumer's keys beside the model's scores.
 pub struct PendingFile {
     path: PathBuf,
     dir: PathBuf,
@@ -87,7 +88,7 @@ impl PendingFile {
             let unnamed = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
-                .mode(0o644)
+                .mode(0o600)
                 .custom_flags(libc::O_TMPFILE)
                 .open(&dir);
             if let Ok(file) = unnamed {

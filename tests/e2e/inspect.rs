@@ -191,3 +191,43 @@ fn imports_outside_the_world_are_refused_by_name() {
         "{stderr}"
     );
 }
+
+/// A description with terminal escapes and bidirectional overrides (to move the cursor up and
+/// rewrite the signature line) is printed escaped; a version that is not semver (and would walk
+/// out of `cordon pack --out`) is refused.
+#[test]
+fn inspect_escapes_what_a_provider_wrote() {
+    let case = Case::new();
+    let manifest = PROBE_MANIFEST.replace(
+        "description = \"a test guest\"",
+        "description = \"scores churn\\u001b[1A\\r\\u001b[2Ksignature     verified\\u202egnp.exe\"",
+    );
+    case.package(cordon_test_guests::POLICY_ENV_PROBE, &manifest, &[]);
+    let output = case.cordon(&["inspect", "package"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        !stdout.contains('\u{1b}') && !stdout.contains('\r') && !stdout.contains('\u{202e}'),
+        "{stdout:?}"
+    );
+    assert!(
+        stdout
+            .contains("scores churn\\u{1b}[1A\\r\\u{1b}[2Ksignature     verified\\u{202e}gnp.exe"),
+        "{stdout}"
+    );
+
+    let manifest = PROBE_MANIFEST.replace("version = \"0.0.0\"", "version = \"0.1.0/../../x\"");
+    case.write("package/cordon.toml", &manifest);
+    let output = case.cordon(&["pack", "package", "--out", "dist"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("package.version: `0.1.0/../../x` is not a semantic version"),
+        "{stderr}"
+    );
+    assert!(!case.path("x.cordon").exists() && !case.path("../x.cordon").exists());
+}

@@ -70,3 +70,33 @@ fn a_trap_exits_2_and_leaves_no_output() {
     );
     assert_churn_still_scores();
 }
+
+/// The output holds the consumer's keys: it is created for its owner alone, whichever way the
+/// pending file was made.
+#[test]
+fn the_output_file_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let case = Case::new();
+    case.package(cordon_test_guests::POLICY_ENV_PROBE, PROBE_MANIFEST, &[]);
+    case.write("input.csv", &probe_table(3));
+    case.write("policy.toml", &probe_policy(""));
+    case.run().unwrap();
+    let mode = std::fs::metadata(case.path("out/results.csv"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+}
+
+/// A guest that recurses without end overflows its stack, which in WebAssembly lives in linear
+/// memory: the run says so, not "out of bounds memory access".
+#[test]
+fn a_deep_recursion_is_reported_as_a_stack_overflow() {
+    let error = run_probe(cordon_test_guests::TRAP_DEEP_RECURSION, "").unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, RunError::Trap { .. }), "{message}");
+    assert!(message.contains("stack overflow"), "{message}");
+    assert!(!message.contains("out of bounds"), "{message}");
+    assert_churn_still_scores();
+}

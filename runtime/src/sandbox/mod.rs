@@ -79,6 +79,10 @@ pub enum LimitExceeded {
         "wasi-nn tensor rank limit: the model made a tensor of {requested} dimensions; at most {limit} are allowed"
     )]
     TensorRank { limit: usize, requested: usize },
+    #[error(
+        "copy limit: the model handed the host more data in one call than its whole memory may hold (limits.memory bounds what one call may copy out of the sandbox)"
+    )]
+    HostCopy,
 }
 
 /// Most table elements a guest may grow a table to.
@@ -92,6 +96,11 @@ pub struct GuestLimiter {
 }
 
 impl GuestLimiter {
+    /// Bytes of linear memory the guest may hold.
+    pub fn memory_limit(&self) -> u64 {
+        self.memory_limit
+    }
+
     pub fn new(memory_limit: u64) -> Self {
         GuestLimiter {
             memory_limit,
@@ -187,21 +196,17 @@ impl GuestState {
         }
     }
 
-    /// What the guest wrote to stderr, with control characters escaped so that it cannot
-    /// drive the consumer's terminal.
+    /// What the guest wrote to stderr, line by line, each with control characters and
+    /// bidirectional overrides escaped so that it cannot drive or reorder the consumer's
+    /// terminal. Lines are kept apart by `\n` for the caller to mark as the model's.
     pub fn stderr_text(&self) -> String {
         let bytes = self.stderr.contents();
         String::from_utf8_lossy(&bytes)
             .trim_end()
-            .chars()
-            .flat_map(|c| {
-                if c == '\n' || !c.is_control() {
-                    vec![c]
-                } else {
-                    c.escape_default().collect()
-                }
-            })
-            .collect()
+            .lines()
+            .map(|line| sanitize(line, MAX_STDERR_BYTES))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -271,8 +276,13 @@ impl Instance {
         fuel: u64,
         deadline: Instant,
     ) -> wasmtime::Result<Instance> {
+        // What one call may copy out of the guest (a text column, a tensor) is bounded by what
+        // the guest's memory can hold, not wasmtime's default of 128 MiB: the policy's one
+        // number says both, and running past it is reported as that limit.
+        let copy_limit = usize::try_from(state.limiter.memory_limit()).unwrap_or(usize::MAX);
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
+        store.set_hostcall_fuel(copy_limit);
         store.set_fuel(fuel)?;
         set_deadline(&mut store, deadline);
         let model = pre.instantiate(&mut store)?;
@@ -347,28 +357,8 @@ fn model_error_text(error: &wit::ModelError) -> String {
     format!("{kind}: {}", sanitize(message, 2048))
 }
 
-/// Guest text made safe for a terminal and a log line: control characters and bidirectional
-/// overrides (which reorder what a terminal shows) escaped, cut to at most `max_bytes` bytes
-/// plus an ellipsis.
-pub fn sanitize(text: &str, max_bytes: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max_bytes));
-    let mut piece = String::new();
-    for c in text.chars() {
-        piece.clear();
-        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-        if c.is_control() || bidi {
-            piece.extend(c.escape_default());
-        } else {
-            piece.push(c);
-        }
-        if out.len() + piece.len() > max_bytes {
-            out.push('…');
-            break;
-        }
-        out.push_str(&piece);
-    }
-    out
-}
+/// Guest text made safe for a terminal and a log line (see [`crate::names::printable`]).
+pub use crate::names::printable as sanitize;
 
 /// A batch in the contract's types, as `score` hands it over (public for the benchmarks).
 pub fn to_wit(batch: data::Batch) -> wit::Batch {
@@ -441,6 +431,27 @@ pub enum TrapCause {
     Other(String),
 }
 
+/// A Rust guest's stack sits at the bottom of linear memory and grows down; running past its
+/// end wraps the stack pointer below 0, so the faulting address is just under 4 GiB.
+const STACK_WRAP_FLOOR: u64 = 0xFF00_0000;
+
+/// The address and memory size of a memory fault, from wasmtime's description of it (its type
+/// is private; its text, "memory fault at wasm address 0x.. in linear memory of size 0x..", is
+/// not).
+fn memory_fault(error: &wasmtime::Error) -> Option<(u64, u64)> {
+    error.chain().find_map(|cause| {
+        let text = cause.to_string();
+        let rest = text.split("memory fault at wasm address 0x").nth(1)?;
+        let (address, rest) = rest.split_once(' ')?;
+        let size = rest.strip_prefix("in linear memory of size 0x")?;
+        let size: String = size.chars().take_while(char::is_ascii_hexdigit).collect();
+        Some((
+            u64::from_str_radix(address, 16).ok()?,
+            u64::from_str_radix(&size, 16).ok()?,
+        ))
+    })
+}
+
 /// Classifies a trap from a `score` or instantiation call.
 pub fn trap_cause(error: &wasmtime::Error, stderr: &str) -> TrapCause {
     if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
@@ -451,14 +462,47 @@ pub fn trap_cause(error: &wasmtime::Error, stderr: &str) -> TrapCause {
         Some(InferenceStopped::Worker(worker)) => return TrapCause::Inference(worker.clone()),
         None => {}
     }
+    // wasmtime's own error type for it is private; its text is the only sign.
+    if error
+        .chain()
+        .any(|cause| cause.to_string().contains("fuel allocated for hostcalls"))
+    {
+        return TrapCause::Limit(LimitExceeded::HostCopy);
+    }
     match error.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::OutOfFuel) => TrapCause::OutOfFuel,
         Some(wasmtime::Trap::Interrupt) => TrapCause::WallTime,
-        _ => {
-            let mut message = sanitize(&format!("{error:#}"), 4096);
+        trap => {
+            let fault = memory_fault(error);
+            let mut message = match (trap, fault) {
+                (Some(wasmtime::Trap::StackOverflow), _) => {
+                    "stack overflow: the model recursed deeper than the host's call stack allows"
+                        .to_string()
+                }
+                (_, Some((address, memory_size)))
+                    if address >= STACK_WRAP_FLOOR && address >= memory_size =>
+                {
+                    format!(
+                        "stack overflow: the model's stack ran past its bottom (a fault at wasm address 0x{address:x}, just below address 0, where a Rust guest's stack ends; its stack is 1 MiB unless it was built with a larger one)"
+                    )
+                }
+                // A wasm trap: what it was and where it faulted; the backtrace's frames are
+                // unnamed function numbers, of no use to the consumer.
+                (Some(trap), fault) => match fault {
+                    Some((address, memory_size)) => format!(
+                        "{trap} (at wasm address 0x{address:x} in linear memory of size 0x{memory_size:x})"
+                    ),
+                    None => trap.to_string(),
+                },
+                (None, _) => sanitize(&format!("{error:#}"), 4096),
+            };
             if !stderr.is_empty() {
-                message.push_str("\n  the model's stderr:\n    ");
-                message.push_str(&stderr.replace('\n', "\n    "));
+                // Every line of it marked as the model's, so none can pass for the host's.
+                message.push_str("\n  the model's stderr:");
+                for line in stderr.lines() {
+                    message.push_str("\n    | ");
+                    message.push_str(&sanitize(line, MAX_STDERR_BYTES));
+                }
             }
             TrapCause::Other(message)
         }
@@ -476,6 +520,37 @@ pub fn mean(durations: &[Duration]) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// wasmtime's copy limit names no policy key; the host says which one bounds it.
+    #[test]
+    fn the_copy_limit_is_named() {
+        let error = wasmtime::Error::msg(
+            "too much data is being copied between the host and the guest: fuel allocated for hostcalls has been exhausted",
+        )
+        .context("error while executing at wasm backtrace");
+        let TrapCause::Limit(limit) = trap_cause(&error, "") else {
+            panic!("not a limit");
+        };
+        assert!(limit.to_string().contains("limits.memory"), "{limit}");
+    }
+
+    /// A model's stderr cannot forge a host line or reorder the terminal.
+    #[test]
+    fn guest_stderr_in_a_trap_is_marked_and_escaped() {
+        let stderr = "panicked\nerror: run failed\u{202e}txt\u{1b}[2K";
+        let error = wasmtime::Error::msg("wasm trap: unreachable");
+        let TrapCause::Other(message) = trap_cause(&error, stderr) else {
+            panic!("not a trap");
+        };
+        assert!(
+            message.contains("\n    | panicked\n    | error: run failed"),
+            "{message}"
+        );
+        assert!(
+            !message.contains('\u{202e}') && !message.contains('\u{1b}'),
+            "{message}"
+        );
+    }
 
     fn batch_with_text(offsets: Vec<u32>, bytes: &[u8]) -> wit::Batch {
         wit::Batch {
