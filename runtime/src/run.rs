@@ -92,6 +92,9 @@ pub enum RunError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Usage(#[from] UsageError),
+    /// A compile cache directory or key another user could have written or read.
+    #[error(transparent)]
+    CacheDir(#[from] sandbox::CacheDirError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -375,7 +378,7 @@ impl Runtime {
         Ok(Runtime {
             engine,
             onnxruntime,
-            cache: CompileCache::new(config.cache_dir),
+            cache: CompileCache::new(config.cache_dir)?,
             graphs: Mutex::new(HashMap::new()),
             tokio: Arc::new(tokio),
             setup_time: started.elapsed(),
