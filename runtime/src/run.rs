@@ -115,6 +115,8 @@ impl RunError {
             | RunError::OutputRows { .. } => Some("limit"),
             RunError::Inference(_) => Some("inference"),
             RunError::InvalidOutput { .. } => Some("output"),
+            RunError::Data(DataError::OutputBytes { .. }) => Some("limit"),
+            RunError::Data(DataError::NonFinite { .. }) => Some("output"),
             _ => None,
         }
     }
@@ -595,7 +597,7 @@ impl Runtime {
             mode: grant.input.mode,
             deadline,
         };
-        let sink = Sink::create(&grant.output, &grant.input.key)?;
+        let sink = Sink::create(&grant.output, &grant.input.key, &policy.limits)?;
         let (scored, totals) = score_all(&setup, &grant, &mut source, sink, progress);
         facts.rows_in = source.rows_read();
         facts.partitions = source.partitions_read().len() as u64;
@@ -1174,7 +1176,13 @@ fn score_one(
     let limits = &setup.policy.limits;
     let input_rows = batch.num_rows;
     match instance.score(batch, limits.fuel_per_batch, setup.deadline) {
-        Ok(scored) => match validate_output(scored, input_rows, setup.mode, output) {
+        Ok(scored) => match validate_output(
+            scored,
+            input_rows,
+            setup.mode,
+            output,
+            limits.output_text_bytes,
+        ) {
             Ok(batch) => WorkerMessage::Scored { index, batch },
             Err(reason) => WorkerMessage::Failed(RunError::InvalidOutput {
                 batch: index,
@@ -1210,6 +1218,7 @@ fn validate_output(
     input_rows: usize,
     mode: InputMode,
     output: &OutputGrant,
+    max_text: crate::units::ByteSize,
 ) -> Result<Batch, String> {
     if mode == InputMode::Row && batch.num_rows != input_rows {
         return Err(format!(
@@ -1244,6 +1253,19 @@ fn validate_output(
                 "column `{name}` has {} validity flags for {} rows",
                 column.validity.len(),
                 batch.num_rows
+            ));
+        }
+        // limits.output-text-bytes: one value may not carry a flood into the consumer's files.
+        if let crate::data::ColumnValues::Text(text) = &column.values
+            && let Some((row, value)) = text
+                .iter()
+                .enumerate()
+                .find(|(_, value)| value.len() as u64 > max_text.bytes())
+        {
+            return Err(format!(
+                "column `{name}`, row {} of the batch: a text value of {} bytes is over limits.output-text-bytes (\"{max_text}\")",
+                row + 1,
+                value.len()
             ));
         }
         if by_name.insert(column.name.clone(), column).is_some() {
