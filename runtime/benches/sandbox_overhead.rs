@@ -393,7 +393,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let guest_path = root().join(std::env::var("CORDON_BENCH_GUEST").unwrap_or(CHURN_MODEL.into()));
     let wasm = std::fs::read(&guest_path).map_err(|e| format!("{}: {e}", guest_path.display()))?;
     let profiling = std::env::var_os("CORDON_BENCH_PROFILE").is_some();
-    let (component, _) = CompileCache::new(Some(cache_dir.path().to_owned())).load(
+    let (component, _) = CompileCache::new(Some(cache_dir.path().to_owned()))?.load(
         &engine.engine,
         "bench",
         &wasm,

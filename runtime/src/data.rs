@@ -66,12 +66,44 @@ pub enum DataError {
     Internal { path: PathBuf, message: String },
     #[error("{path}: only .csv and .parquet sinks can be written")]
     SinkFormat { path: PathBuf },
+    /// A NaN or infinity in the model's output under `[emit.<output>] non-finite = "refuse"`.
+    #[error(
+        "output `{output}` ({}) column `{}`, row {}{}: the model returned {}; refused by [emit.{output}] non-finite = \"refuse\" (the default); set non-finite = \"null\" to write it as null",
+        path.display(), at.column, at.row, at.key, at.value
+    )]
+    NonFinite {
+        output: String,
+        path: PathBuf,
+        at: Box<NonFiniteAt>,
+    },
+    #[error(
+        "output `{output}` ({}): the run would write more than {limit} (limits.output-bytes) and was stopped",
+        path.display()
+    )]
+    OutputBytes {
+        output: String,
+        path: PathBuf,
+        limit: crate::units::ByteSize,
+    },
     #[error("cannot write sink {path}")]
     Write {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Where a refused NaN or infinity is.
+#[derive(Debug)]
+pub struct NonFiniteAt {
+    pub column: String,
+    /// The output's row, counted from 1.
+    pub row: u64,
+    /// ` (id=r11)`: the row's key values or partition key (the consumer's own data), empty
+    /// when the policy names no key.
+    pub key: String,
+    /// `NaN`, `inf` or `-inf`.
+    pub value: String,
 }
 
 /// One column's values, one entry per row; a null row holds a placeholder.

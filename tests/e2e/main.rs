@@ -14,6 +14,7 @@
 
 mod audit;
 mod bounded_memory;
+mod cache;
 mod churn;
 mod data_plane;
 mod forecast;

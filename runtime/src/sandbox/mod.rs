@@ -22,7 +22,7 @@ use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{HostMonotonicClock, WasiCtx, WasiCtxView, WasiView};
 
-pub use cache::{CacheOutcome, CompileCache, WASMTIME_VERSION};
+pub use cache::{CacheDirError, CacheOutcome, CompileCache, WASMTIME_VERSION};
 pub use clocks::CLOCK_RESOLUTION;
 pub use engine::{EPOCH_TICK, SandboxEngine};
 pub use log::{GuestLog, LogRecord, MAX_LOG_MESSAGE_BYTES, MAX_LOG_RECORDS};
