@@ -345,3 +345,98 @@ fn the_usage_ledger_carries_nothing_the_model_steers() {
         return;
     }
 }
+
+/// The probe manifest and a policy with an audit trail, for the audit log's own tests.
+fn audited_probe(case: &Case, wasm: &str, x: u32) {
+    case.package(wasm, PROBE_MANIFEST, &[]);
+    case.write("input.csv", &format!("id,x\na,{x}\nb,{x}\n"));
+    case.write(
+        "policy.toml",
+        "version = 1\n[bind.rows]\nsource = \"input.csv\"\nkey = [\"id\"]\ncolumns = { x = \"x\" }\n[emit.results]\nsink = \"out/results.csv\"\n[audit]\nlog = \"out/audit.jsonl\"\nusage = \"out/usage.jsonl\"\n",
+    );
+}
+
+/// A model that fails with megabytes of text of its choosing (a 2 MiB graph name, logged,
+/// written to stderr and returned as its error) cannot break the audit log: the run fails,
+/// the log verifies, and the next run under the same policy works.
+#[test]
+fn a_guest_cannot_break_the_audit_log_with_long_strings() {
+    let case = Case::new();
+    audited_probe(&case, cordon_test_guests::AUDIT_LONG_STRINGS, 1);
+    let run = || case.cordon(&["run", "--package", "package", "--policy", "policy.toml"]);
+    let failed = run();
+    assert_eq!(failed.status.code(), Some(2));
+    assert!(
+        failed.stderr.len() < 64 * 1024,
+        "{} bytes of stderr",
+        failed.stderr.len()
+    );
+    let verified = audit(&case, &["verify", "out/audit.jsonl"]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let log = std::fs::read_to_string(case.path("out/audit.jsonl")).unwrap();
+    assert!(log.lines().all(|line| line.len() < 64 * 1024));
+
+    case.write("input.csv", "id,x\na,0\nb,0\n");
+    let next = run();
+    assert!(
+        next.status.success(),
+        "{}",
+        String::from_utf8_lossy(&next.stderr)
+    );
+    assert!(
+        audit(&case, &["verify", "out/audit.jsonl"])
+            .status
+            .success()
+    );
+}
+
+/// Runs appending to one log at once: 20 pairs of concurrent `cordon run`s leave one chain
+/// that verifies, with every run's start and end in it.
+#[test]
+fn concurrent_runs_on_one_log_keep_its_chain() {
+    let case = Case::new();
+    audited_probe(&case, cordon_test_guests::AUDIT_LONG_STRINGS, 0);
+    for _ in 0..20 {
+        let pair: Vec<_> = (0..2)
+            .map(|_| {
+                case.command(&[
+                    "run",
+                    "--package",
+                    "package",
+                    "--policy",
+                    "policy.toml",
+                    "--quiet",
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+            })
+            .collect();
+        for child in pair {
+            let output = child.wait_with_output().unwrap();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+    let verified = audit(&case, &["verify", "out/audit.jsonl"]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let ends = events(&case)
+        .iter()
+        .filter(|e| e["event"] == "run-end" && e["status"] == "ok")
+        .count();
+    assert_eq!(ends, 40);
+    let ledger = std::fs::read_to_string(case.path("out/usage.jsonl")).unwrap();
+    assert_eq!(ledger.lines().count(), 40);
+}

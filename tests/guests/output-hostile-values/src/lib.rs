@@ -42,10 +42,7 @@ impl Model for HostileValues {
                 "ok".to_string()
             });
         }
-        BatchBuilder::new()
-            .f64("p", p)
-            .text("label", label)
-            .build()
+        BatchBuilder::new().f64("p", p).text("label", label).build()
     }
 }
 
