@@ -2,6 +2,14 @@
 //! found (`regressions/<target>/`), in the normal test suite: a regression fails here without
 //! the fuzzer, and a target that stops compiling fails the build.
 
+// Test code: a failed unwrap is a failed test, which is what these lints guard production code from.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -164,4 +172,21 @@ fn write_seeds() {
         "partition-csv.bin",
         &guest_batch_seed(4, true, false),
     );
+}
+
+/// The seeds are worth starting from only if they get past the first refusal: the signed
+/// package verifies under the targets' key and the table yields rows.
+#[test]
+fn seeds_reach_past_the_first_refusal() {
+    let key = ed25519_dalek::SigningKey::from_bytes(&cordon_fuzz::SIGNING_SEED);
+    let package =
+        cordon::package::Package::load(&dir("corpus", "archive").join("signed.cordon")).unwrap();
+    cordon::signing::verify(&package, &[key.verifying_key()]).unwrap();
+    for seed in inputs(&dir("corpus", "onnx_graph")) {
+        cordon::nn::graph_info::read(&std::fs::read(&seed).unwrap()).unwrap();
+    }
+    for seed in inputs(&dir("corpus", "manifest")) {
+        let text = std::fs::read_to_string(&seed).unwrap();
+        cordon::manifest::Manifest::parse(&text, &seed).unwrap();
+    }
 }
