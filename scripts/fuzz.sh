@@ -52,7 +52,11 @@ for target in "${targets[@]}"; do
   artifacts="$target_dir/fuzz-artifacts/$target"
   log="$target_dir/fuzz-logs/$target.log"
   mkdir -p "$corpus" "$artifacts" "$(dirname "$log")"
-  cp -n "fuzz/corpus/$target"/* "$corpus/"
+  # Seeds missing from the working corpus are added; what earlier runs found stays. (Not
+  # `cp -n`, whose exit status for a skipped file differs between coreutils versions.)
+  for seed in "fuzz/corpus/$target"/*; do
+    [ -e "$corpus/$(basename "$seed")" ] || cp "$seed" "$corpus/"
+  done
   before=$(find "$artifacts" -type f | wc -l)
   status=0
   # -rss_limit_mb: the CSV target runs DataFusion, whose query memory alone is capped at
