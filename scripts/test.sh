@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints (host and guests), then every test of
-# the workspace, including the end-to-end tests that build the test guests for wasm32-wasip2.
+# the workspace, including the end-to-end tests that build the test guests for wasm32-wasip2,
+# and a short run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,3 +15,6 @@ cargo clippy --locked --release --workspace --all-targets -- -D warnings
 cargo clippy --locked --profile guest --target wasm32-wasip2 \
   --manifest-path tests/guests/Cargo.toml --target-dir target/test-guests -- -D warnings
 cargo test --locked --release --workspace
+# Every fuzz target for a few seconds: a target that no longer builds, or an input that now
+# crashes one, fails here (the replay tests above already ran the seeds and past crashes).
+scripts/fuzz.sh 5

@@ -1204,8 +1204,9 @@ fn score_one(
 
 /// Honest output: exactly the declared columns with their declared types, every column as
 /// long as the batch says, and in row mode one output row per input row (in partition mode
-/// any number). Columns come back in the manifest's order.
-fn validate_output(
+/// any number). Columns come back in the manifest's order. Public for the fuzz target that
+/// feeds it hostile batches (`fuzz/`).
+pub fn validate_output(
     batch: Batch,
     input_rows: usize,
     mode: InputMode,

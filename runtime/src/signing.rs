@@ -251,8 +251,15 @@ pub fn sign(package: &Package, key: &SigningKey) -> Result<Vec<u8>, SigningError
         .as_deref()
         .ok_or_else(|| SigningError::NotPacked(package.path.display().to_string()))?;
     let payload = statement(package, archive).to_string().into_bytes();
-    let signature = key.sign(&pae(PAYLOAD_TYPE, &payload));
-    Ok(bundle_bytes(&payload, &signature, &key.verifying_key()))
+    Ok(sign_payload(&payload, key))
+}
+
+/// The bundle around any `payload`, signed with `key`, exactly as `sign` writes it. Public so
+/// that the signature fuzz target can hand `verify` statements a trusted key really signed:
+/// without it, mutated input never gets past the signature check to the statement's parser.
+pub fn sign_payload(payload: &[u8], key: &SigningKey) -> Vec<u8> {
+    let signature = key.sign(&pae(PAYLOAD_TYPE, payload));
+    bundle_bytes(payload, &signature, &key.verifying_key())
 }
 
 /// The bundle as `sign` writes it.

@@ -390,7 +390,8 @@ pub fn to_wit(batch: data::Batch) -> wit::Batch {
 
 /// The model's batch for the host. The model is not trusted: its text layout is checked
 /// (offsets in order, inside the buffer, cutting it into UTF-8) before anything reads it.
-fn from_wit(batch: wit::Batch) -> Result<data::Batch, String> {
+/// Public for the fuzz target that feeds it hostile batches (`fuzz/`).
+pub fn from_wit(batch: wit::Batch) -> Result<data::Batch, String> {
     let columns = batch
         .columns
         .into_iter()
