@@ -21,7 +21,7 @@ use cordon::manifest::{ColumnSpec, ColumnType, InputMode, Manifest};
 use cordon::names::Name;
 use cordon::nn::graph_info::{self, AdmissionRules};
 use cordon::package::Package;
-use cordon::policy::Policy;
+use cordon::policy::{Limits, NonFinite, Policy};
 use cordon::sandbox::bindings::cordon::model::types as wit;
 use cordon::sink::Sink;
 use cordon::source::TableSource;
@@ -358,13 +358,22 @@ pub fn guest_batch(data: &[u8]) {
         }],
         _ => Vec::new(),
     };
+    // Both ways of treating a NaN, chosen by the batch's row count.
+    let non_finite = if input_rows % 2 == 0 {
+        NonFinite::Refuse
+    } else {
+        NonFinite::Null
+    };
     let grant = OutputGrant {
         name: output_name,
         sink: fixture().scratch.path().join(format!("out.{extension}")),
         columns,
         partition_key,
+        non_finite,
     };
-    let Ok(batch) = run::validate_output(batch, input_rows, mode, &grant) else {
+    let limits = Limits::default();
+    let Ok(batch) = run::validate_output(batch, input_rows, mode, &grant, limits.output_text_bytes)
+    else {
         return;
     };
     for column in &batch.columns {
@@ -407,7 +416,7 @@ pub fn guest_batch(data: &[u8]) {
         InputMode::Row => vec!["customerID".to_owned()],
         InputMode::Partition => Vec::new(),
     };
-    let Ok(mut sink) = Sink::create(&grant, &key_columns) else {
+    let Ok(mut sink) = Sink::create(&grant, &key_columns, &limits) else {
         return;
     };
     let _ = sink.write(&keys, &batch);
@@ -421,9 +430,11 @@ fn granted(model: &str, source: &str, ty: ColumnType) -> Option<GrantedColumn> {
         model: name(model)?,
         source: source.to_owned(),
         mask: None,
+        role_mask: None,
         ty,
         source_key: format!("bind.customers.columns.{model}"),
         mask_key: None,
+        role_mask_key: None,
     })
 }
 

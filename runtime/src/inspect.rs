@@ -396,7 +396,7 @@ impl fmt::Display for Inspection {
                     f,
                     "  {mark:<11} {}: {}",
                     shown(&import.name),
-                    shown(&import.note)
+                    shown(import.note)
                 )?;
             }
             for export in &world.exports {
