@@ -221,7 +221,8 @@ pub struct RoleBinding {
     /// Combined with the binding's filter: rows must pass both.
     #[serde(default)]
     pub filter: Option<String>,
-    /// Added to the binding's masks, replacing any for the same column.
+    /// Applied on top of the binding's result for the same column (it reads the model's
+    /// columns as the binding delivers them, never the table's).
     #[serde(default)]
     pub mask: BTreeMap<Name, String>,
 }
@@ -582,6 +583,13 @@ fn check_binding_sql(
 
 /// Parses `sql` as exactly one SQL expression in DataFusion's dialect.
 pub fn check_sql_expression(sql: &str) -> Result<(), String> {
+    canonical_sql_expression(sql).map(|_| ())
+}
+
+/// `sql` parsed as exactly one SQL expression and printed back by the parser: the text the
+/// data plane splices into its query. It has no comments and its literals are balanced, so no
+/// snippet can comment out or swallow the query text after it, whatever the policy wrote.
+pub fn canonical_sql_expression(sql: &str) -> Result<String, String> {
     use datafusion::sql::sqlparser::dialect::GenericDialect;
     use datafusion::sql::sqlparser::parser::Parser;
     use datafusion::sql::sqlparser::tokenizer::Token;
@@ -590,11 +598,11 @@ pub fn check_sql_expression(sql: &str) -> Result<(), String> {
     let mut parser = Parser::new(&GenericDialect {})
         .try_with_sql(sql)
         .map_err(|e| format!("{quoted} is not valid SQL: {e}"))?;
-    parser
+    let expression = parser
         .parse_expr()
         .map_err(|e| format!("{quoted} is not an SQL expression: {e}"))?;
     match parser.peek_token().token {
-        Token::EOF => Ok(()),
+        Token::EOF => Ok(expression.to_string()),
         token => Err(format!(
             "{quoted} must be one SQL expression and nothing more, but goes on at `{token}`"
         )),

@@ -195,8 +195,17 @@ fn float_at(values: &ColumnValues, row: usize) -> Option<f64> {
 /// tab or carriage return before one), with a leading `'` so that it is shown as text: OWASP's
 /// advice against CSV injection. The output is opened beside the consumer's keys, so a formula
 /// there (`=HYPERLINK(...)`) could send them anywhere.
+///
+/// Spreadsheets that trim cells on import, or read full-width forms as their ASCII twins (some
+/// CJK locales do), see a formula through leading spaces or in `＝`, `＋`, `－`, `＠`: those
+/// count too.
 fn neutralise(cell: String) -> String {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    const OPENERS: [char; 10] = ['=', '+', '-', '@', '\t', '\r', '＝', '＋', '－', '＠'];
+    let first = cell
+        .trim_start_matches(|c: char| c.is_whitespace() && c != '\t' && c != '\r')
+        .chars()
+        .next();
+    if first.is_some_and(|c| OPENERS.contains(&c)) {
         format!("'{cell}")
     } else {
         cell
@@ -717,10 +726,12 @@ mod tests {
             "\r=1",
             "ok=1",
             "",
+            "  =1",
+            "＝HYPERLINK(\"x\")",
         ];
         // Keys are the consumer's own values and are written as they are.
-        let ids = ["=k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8"];
-        sink.write(&keys(&ids), &batch(vec![-0.5; 8], &labels))
+        let ids = ["=k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9", "k10"];
+        sink.write(&keys(&ids), &batch(vec![-0.5; 10], &labels))
             .unwrap();
         sink.finish().unwrap();
         let rows: Vec<Vec<String>> = csv::Reader::from_path(&path)
@@ -740,6 +751,8 @@ mod tests {
                 "'\r=1",
                 "ok=1",
                 "",
+                "'  =1",
+                "'＝HYPERLINK(\"x\")",
             ]
         );
         assert_eq!(rows[0][0], "=k1");

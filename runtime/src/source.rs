@@ -207,6 +207,7 @@ impl TableSource {
             .iter()
             .map(|f| (f.name().clone(), f.data_type().clone()))
             .collect();
+        let grant = &canonical_grant(grant, &table_columns, &path)?;
         tokio.block_on(check_expressions(&context, grant, &table_columns, &path))?;
         let query = build_query(grant, &table_columns);
         let stream = tokio.block_on(async {
@@ -600,6 +601,13 @@ async fn check_expressions(
                 return Err(refuse(message));
             }
         };
+        // The binding's level scans the table once; a second scan is a subquery of the role's
+        // own, reading the table past the binding's masks.
+        if key.starts_with("role.") && tables_scanned(&plan) > 1 {
+            return Err(refuse(
+                "a role's mask may not read a table (a subquery): it applies to the binding's result alone".to_string(),
+            ));
+        }
         if feeds_sandbox {
             let read = columns_read(&plan);
             if let Some(held_back) = grant
@@ -782,6 +790,68 @@ fn build_query(grant: &InputGrant, table_columns: &[(String, DataType)]) -> Stri
         query.push_str(&format!(" ORDER BY {}", sort.join(", ")));
     }
     query
+}
+
+/// The grant with every SQL snippet of the policy replaced by its canonical text
+/// ([`crate::policy::canonical_sql_expression`]): each one balanced expression with no comment,
+/// so that text from one key cannot comment out, or sit inside a literal opened by, the query
+/// text of the next. A snippet that is not one expression is an error at its key.
+fn canonical_grant(
+    grant: &InputGrant,
+    table_columns: &[(String, DataType)],
+    path: &Path,
+) -> Result<InputGrant, DataError> {
+    let canonical = |key: &str, sql: &str| {
+        crate::policy::canonical_sql_expression(sql).map_err(|message| DataError::PolicySql {
+            table: path.to_owned(),
+            key: key.to_owned(),
+            sql: sql.to_owned(),
+            message,
+        })
+    };
+    let mut grant = grant.clone();
+    for (key, filter) in &mut grant.filters {
+        *filter = canonical(key, filter)?;
+    }
+    grant.filter = match grant.filters.as_slice() {
+        [] => None,
+        [(_, only)] => Some(only.clone()),
+        all => Some(
+            all.iter()
+                .map(|(_, filter)| format!("({filter})"))
+                .collect::<Vec<_>>()
+                .join(" AND "),
+        ),
+    };
+    for column in &mut grant.columns {
+        if !table_columns.iter().any(|(name, _)| *name == column.source) {
+            column.source = canonical(&column.source_key, &column.source)?;
+        }
+        if let (Some(mask), Some(key)) = (column.mask.as_mut(), column.mask_key.as_ref()) {
+            *mask = canonical(key, mask)?;
+        }
+        if let (Some(mask), Some(key)) = (column.role_mask.as_mut(), column.role_mask_key.as_ref())
+        {
+            *mask = canonical(key, mask)?;
+        }
+    }
+    Ok(grant)
+}
+
+/// How many table scans `plan` holds, subqueries included.
+fn tables_scanned(plan: &datafusion::logical_expr::LogicalPlan) -> usize {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::LogicalPlan;
+
+    let mut scans = 0;
+    // The closure never fails, so neither can the walk.
+    let _ = plan.apply_with_subqueries(|node| {
+        if matches!(node, LogicalPlan::TableScan(_)) {
+            scans += 1;
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    scans
 }
 
 /// Every column name an expression of `plan` reads, in any node and any subquery: what a

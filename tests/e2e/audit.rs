@@ -10,21 +10,7 @@ fn audit(case: &Case, args: &[&str]) -> Output {
 }
 
 fn run_churn(case: &Case) -> serde_json::Value {
-    let output = case.cordon(&[
-        "run",
-        "--package",
-        "package",
-        "--policy",
-        "policy.toml",
-        "--json",
-        "--no-cache",
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    case.run_json(&["--no-cache"])
 }
 
 fn events(case: &Case) -> Vec<serde_json::Value> {
@@ -180,7 +166,7 @@ fn a_refused_run_is_audited() {
         .unwrap()
         .replace("tenure = \"tenure\", ", "");
     case.write("policy.toml", &policy);
-    let output = case.cordon(&["run", "--package", "package", "--policy", "policy.toml"]);
+    let output = case.run_cli(&[]);
     assert_eq!(output.status.code(), Some(2));
     let events = events(&case);
     let kinds: Vec<&str> = events
@@ -228,15 +214,7 @@ fn a_killed_run_leaves_a_verifiable_log_and_no_output() {
     case.write("policy.toml", &policy);
 
     let mut child = case
-        .command(&[
-            "run",
-            "--package",
-            "package",
-            "--policy",
-            "policy.toml",
-            "--no-cache",
-            "--quiet",
-        ])
+        .run_command(&["--no-cache", "--quiet"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -309,7 +287,7 @@ fn the_usage_ledger_carries_nothing_the_model_steers() {
             &format!("id,x\na,{value}\nb,{value}\nc,{value}\n"),
         );
         case.write("policy.toml", policy);
-        let output = case.cordon(&["run", "--package", "package", "--policy", "policy.toml"]);
+        let output = case.run_cli(&[]);
         assert!(
             output.status.success(),
             "{}",
@@ -363,7 +341,7 @@ fn audited_probe(case: &Case, wasm: &str, x: u32) {
 fn a_guest_cannot_break_the_audit_log_with_long_strings() {
     let case = Case::new();
     audited_probe(&case, cordon_test_guests::AUDIT_LONG_STRINGS, 1);
-    let run = || case.cordon(&["run", "--package", "package", "--policy", "policy.toml"]);
+    let run = || case.run_cli(&[]);
     let failed = run();
     assert_eq!(failed.status.code(), Some(2));
     assert!(
@@ -403,18 +381,11 @@ fn concurrent_runs_on_one_log_keep_its_chain() {
     for _ in 0..20 {
         let pair: Vec<_> = (0..2)
             .map(|_| {
-                case.command(&[
-                    "run",
-                    "--package",
-                    "package",
-                    "--policy",
-                    "policy.toml",
-                    "--quiet",
-                ])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
+                case.run_command(&["--quiet"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
             })
             .collect();
         for child in pair {

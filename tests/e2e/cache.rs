@@ -11,22 +11,7 @@ use crate::support::churn_case;
 const HEADER_LEN: usize = 16 + 64 + 32;
 
 fn run_json(case: &crate::support::Case) -> serde_json::Value {
-    let output = case.cordon(&[
-        "run",
-        "--package",
-        "package",
-        "--policy",
-        "policy.toml",
-        "--json",
-        "--cache-dir",
-        "cache",
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    case.run_json(&["--cache-dir", "cache"])
 }
 
 /// Someone who can write the cache directory but not read its key replaces the compiled code
@@ -64,15 +49,7 @@ fn a_planted_cache_entry_is_refused_and_rebuilt() {
 
     // The human summary says the same.
     std::fs::write(&entry, &planted).unwrap();
-    let output = case.cordon(&[
-        "run",
-        "--package",
-        "package",
-        "--policy",
-        "policy.toml",
-        "--cache-dir",
-        "cache",
-    ]);
+    let output = case.run_cli(&["--cache-dir", "cache"]);
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -90,15 +67,7 @@ fn a_cache_directory_others_can_write_is_an_error() {
     let case = churn_case();
     std::fs::create_dir(case.path("cache")).unwrap();
     std::fs::set_permissions(case.path("cache"), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let output = case.cordon(&[
-        "run",
-        "--package",
-        "package",
-        "--policy",
-        "policy.toml",
-        "--cache-dir",
-        "cache",
-    ]);
+    let output = case.run_cli(&["--cache-dir", "cache"]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

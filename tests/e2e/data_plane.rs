@@ -402,7 +402,7 @@ fn a_damaged_parquet_source_is_a_named_error() {
     );
 
     std::fs::write(probe.path("input.parquet"), &bytes).unwrap();
-    let output = probe.cordon(&["run", "--package", "package", "--policy", "policy.toml"]);
+    let output = probe.run_cli(&[]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

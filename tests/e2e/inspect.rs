@@ -135,7 +135,7 @@ fn refused_case(wasm: &[u8]) -> (Case, String) {
         PROBE_MANIFEST,
         &[],
     );
-    let output = case.cordon(&["run", "--package", "package", "--policy", "policy.toml"]);
+    let output = case.run_cli(&[]);
     assert_eq!(output.status.code(), Some(2));
     assert!(!case.path("out/results.csv").exists());
     (case, String::from_utf8_lossy(&output.stderr).into_owned())

@@ -158,14 +158,7 @@ fn a_nan_output_is_refused_by_default() {
     assert!(!case.path("out/results.csv").exists());
 
     // The binary: exit code 2 and the same message.
-    let output = case.cordon(&[
-        "run",
-        "--package",
-        "package",
-        "--policy",
-        "policy.toml",
-        "--no-cache",
-    ]);
+    let output = case.run_cli(&["--no-cache"]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("column `p`, row 2 (id=c1)"), "{stderr}");

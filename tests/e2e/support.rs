@@ -78,6 +78,29 @@ impl Case {
         self.command(args).output().unwrap()
     }
 
+    /// `cordon run --package package --policy policy.toml`, then `extra`, not yet started.
+    pub fn run_command(&self, extra: &[&str]) -> std::process::Command {
+        let mut args = vec!["run", "--package", "package", "--policy", "policy.toml"];
+        args.extend_from_slice(extra);
+        self.command(&args)
+    }
+
+    /// `cordon run` of the case's package and policy, then `extra`, to completion.
+    pub fn run_cli(&self, extra: &[&str]) -> std::process::Output {
+        self.run_command(extra).output().unwrap()
+    }
+
+    /// The `--json` summary of a `cordon run` (then `extra`) that must succeed.
+    pub fn run_json(&self, extra: &[&str]) -> serde_json::Value {
+        let output = self.run_cli(&[extra, &["--json"]].concat());
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
     /// Points the policy's binding at another table.
     pub fn set_source(&self, source: &str) {
         let policy = std::fs::read_to_string(self.path("policy.toml")).unwrap();
