@@ -1,0 +1,459 @@
+//! The batch driver, `cordon run`: the policy's bound table in, the policy's sink out. A reader
+//! thread parses the table into batches of granted columns (keys held back), `instances`
+//! scorers score them side by side, and this thread writes the outputs back in input order,
+//! keys re-attached, to a sink that is put in place only when every batch has been written.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, bounded, unbounded};
+
+use crate::data::{Batch, Column, DataError, HeldBack, KeyedBatch};
+use crate::error::RunError;
+use crate::grant::Grant;
+use crate::policy::{Isolation, Policy};
+use crate::prepare::PreparedModel;
+use crate::record::{RunFacts, RunRecorder};
+use crate::run::{Progress, RunRequest, RunSummary};
+use crate::runtime::Runtime;
+use crate::sandbox;
+use crate::scorer::{Scorer, Totals};
+use crate::sink::Sink;
+use crate::source::TableSource;
+
+/// Runs one package on one table under one policy, with its audit trail and usage record.
+pub fn run(
+    runtime: &Runtime,
+    request: &RunRequest,
+    progress: &dyn Progress,
+) -> Result<RunSummary, RunError> {
+    let started = Instant::now();
+    // The policy says where the audit trail goes, so it is read before the trail opens.
+    let policy = Policy::load(&request.policy, &request.base_dir)?;
+    let mut recorder = RunRecorder::open(&policy, started)?;
+    let mut facts = RunFacts::default();
+    let result = execute(
+        runtime,
+        request,
+        &policy,
+        &mut recorder,
+        &mut facts,
+        progress,
+    );
+    let wall_time = recorder.finish(&result, &facts)?;
+    let mut summary = result?;
+    summary.run_id = recorder.run_id().to_owned();
+    summary.audit_head = recorder.head();
+    summary.wall_time_s = wall_time.as_secs_f64();
+    summary.rows_per_second = summary.rows_out as f64 / wall_time.as_secs_f64().max(1e-9);
+    summary.host_peak_rss_bytes = crate::usage::process_peak_rss();
+    Ok(summary)
+}
+
+/// The run itself; `facts` keeps what the audit trail and the usage record need even when it
+/// fails.
+fn execute(
+    runtime: &Runtime,
+    request: &RunRequest,
+    policy: &Policy,
+    recorder: &mut RunRecorder,
+    facts: &mut RunFacts,
+    progress: &dyn Progress,
+) -> Result<RunSummary, RunError> {
+    let (package, signature) = match runtime.load_verified(request, policy) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            // What the run was asked to start, for the denial that follows.
+            recorder.refused_start(&request.package_dir, policy)?;
+            return Err(error);
+        }
+    };
+    recorder.run_start(&package, signature.as_ref(), policy)?;
+    let admitted = runtime.admit(package, signature, policy, request.role.as_deref())?;
+    recorder.grant(&admitted, policy)?;
+    let deadline = recorder.started() + policy.limits.wall_time.0;
+
+    // The query is planned before any guest code is compiled: a filter, mask or column
+    // expression that does not fit the table fails here, and no row has been read yet.
+    let mut source = open_source(runtime, &admitted.grant, policy)?;
+    let prepared = runtime.prepare(admitted, policy)?;
+    let grant = prepared.grant();
+
+    let sink = Sink::create(&grant.output, &grant.input.key, &policy.limits)?;
+    let (scored, totals) = score_table(&prepared, deadline, &mut source, sink, progress);
+    facts.rows_in = source.rows_read();
+    facts.partitions = source.partitions_read().len() as u64;
+    facts.totals = totals;
+    recorder.data_read(grant, facts.rows_in, source.partitions_read())?;
+    recorder.inference(&facts.totals)?;
+    let scored = scored?;
+    facts.rows_out = scored.rows_out;
+    facts.batches = scored.batches;
+    recorder.output_write(grant.output.name.as_str(), &scored.sink, scored.rows_out)?;
+    Ok(summary(
+        runtime,
+        &prepared,
+        scored,
+        facts,
+        recorder.started(),
+    ))
+}
+
+/// Plans the grant's query on its table. SQL of the policy that does not fit the table is
+/// reported as a policy error, at the line of the key that holds it.
+pub(crate) fn open_source(
+    runtime: &Runtime,
+    grant: &Grant,
+    policy: &Policy,
+) -> Result<TableSource, RunError> {
+    TableSource::open(
+        &grant.input,
+        policy.limits.batch_rows as usize,
+        policy.limits.partition_rows,
+        Arc::clone(&runtime.tokio),
+    )
+    .map_err(|error| match error {
+        DataError::PolicySql {
+            table,
+            key,
+            sql,
+            message,
+        } => RunError::Policy(policy.error_at(
+            &key,
+            format!(
+                "{} `{sql}` does not fit {}: {message}",
+                crate::policy::describe_key(&key),
+                table.display()
+            ),
+        )),
+        other => RunError::Data(other),
+    })
+}
+
+/// What the run's summary reports: counts and timings, never data values.
+fn summary(
+    runtime: &Runtime,
+    prepared: &PreparedModel,
+    scored: Scored,
+    facts: &RunFacts,
+    started: Instant,
+) -> RunSummary {
+    let identity = prepared.identity();
+    let grant = prepared.grant();
+    let policy = prepared.policy();
+    let totals = &facts.totals;
+    let (compile, compile_time) = prepared.compile();
+    RunSummary {
+        run_id: String::new(),
+        package: identity.name.clone(),
+        version: identity.version.clone(),
+        publisher: identity.publisher.clone(),
+        component_sha256: identity.component_sha256.clone(),
+        package_digest: prepared.package_digest().to_owned(),
+        signature: prepared.signature().cloned(),
+        model_description: scored.model_description,
+        input: grant.input.name.to_string(),
+        output: grant.output.name.to_string(),
+        sink: scored.sink,
+        rows_in: facts.rows_in,
+        rows_out: scored.rows_out,
+        batches: scored.batches,
+        partitions: facts.partitions,
+        instances: policy.limits.instances,
+        wall_time_s: 0.0,
+        rows_per_second: 0.0,
+        first_batch_ms: scored
+            .first_batch_at
+            .map(|at| at.saturating_duration_since(started).as_secs_f64() * 1e3),
+        runtime_setup_ms: runtime.setup_time.as_secs_f64() * 1e3,
+        fuel_consumed: totals.fuel_consumed,
+        peak_guest_memory_bytes: totals.peak_memory,
+        host_peak_rss_bytes: 0,
+        peak_tensor_bytes: totals.peak_tensor_bytes,
+        inference_calls: totals.inference_calls,
+        inference_time_s: totals.inference_time.as_secs_f64(),
+        compile: compile.clone(),
+        compile_time_ms: compile_time.as_secs_f64() * 1e3,
+        instantiate_time_us: sandbox::mean(&totals.instantiate_times).as_secs_f64() * 1e6,
+        graphs: grant
+            .graphs
+            .iter()
+            .map(|g| format!("{} on {}", g.spec.name, g.device))
+            .collect(),
+        inference_isolation: match (&totals.jail, policy.inference.isolation) {
+            (Some(layers), _) => format!("jail ({layers})"),
+            (None, Isolation::Jail) => "jail (no graph ran)".into(),
+            (None, Isolation::InProcess) => "in-process".into(),
+        },
+        guest_log: totals.log.clone(),
+        guest_log_dropped: totals.log_dropped,
+        incidents: totals.incidents.clone(),
+        audit_log: policy.audit.as_ref().map(|a| a.log.clone()),
+        audit_head: None,
+    }
+}
+
+/// What a worker thread tells the writer.
+enum WorkerMessage {
+    Scored { index: u64, batch: Batch },
+    Failed(RunError),
+    Finished(Box<Totals>),
+}
+
+struct Scored {
+    rows_out: u64,
+    batches: u64,
+    /// When the first batch was handed to a sandbox.
+    first_batch_at: Option<Instant>,
+    sink: PathBuf,
+    model_description: String,
+}
+
+/// Streams the table through the policy's `instances` scorers and writes the outputs in input
+/// order, gathering the scorers' counts whether it succeeds or not. Keys stay on this side:
+/// scorers see only the batch of granted columns.
+fn score_table(
+    prepared: &PreparedModel,
+    deadline: Instant,
+    source: &mut TableSource,
+    sink: Sink,
+    progress: &dyn Progress,
+) -> (Result<Scored, RunError>, Totals) {
+    let mut totals = Totals::default();
+    let result = score_table_into(prepared, deadline, source, sink, progress, &mut totals);
+    (result, totals)
+}
+
+fn score_table_into(
+    prepared: &PreparedModel,
+    deadline: Instant,
+    source: &mut TableSource,
+    mut sink: Sink,
+    progress: &dyn Progress,
+    totals: &mut Totals,
+) -> Result<Scored, RunError> {
+    let limits = &prepared.policy().limits;
+    let instances = limits.instances as usize;
+    let mut scorers = start_scorers(prepared, deadline, instances)?;
+    let model_description = match scorers.first_mut() {
+        Some(scorer) => scorer
+            .describe()
+            .map_err(|error| RunError::scoring(error, None))?,
+        None => String::new(),
+    };
+
+    let (work_tx, work_rx) = bounded::<(u64, u64, Batch)>(instances * 2);
+    let (keys_tx, keys_rx) = unbounded::<(u64, HeldBack)>();
+    let (result_tx, result_rx) = unbounded::<WorkerMessage>();
+    let abort = AtomicBool::new(false);
+    let first_batch_at = OnceLock::new();
+
+    let outcome = std::thread::scope(|scope| -> Result<(u64, u64), RunError> {
+        for mut scorer in scorers {
+            let work_rx = work_rx.clone();
+            let result_tx = result_tx.clone();
+            let abort = &abort;
+            let first_batch_at = &first_batch_at;
+            scope.spawn(move || {
+                for (index, first_row, batch) in work_rx.iter() {
+                    if abort.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    first_batch_at.get_or_init(Instant::now);
+                    let message = match scorer.score(batch) {
+                        Ok(batch) => WorkerMessage::Scored { index, batch },
+                        Err(error) => WorkerMessage::Failed(RunError::scoring(
+                            error,
+                            Some((index, first_row)),
+                        )),
+                    };
+                    let failed = matches!(message, WorkerMessage::Failed(_));
+                    let _ = result_tx.send(message);
+                    if failed {
+                        break;
+                    }
+                }
+                let _ = result_tx.send(WorkerMessage::Finished(Box::new(scorer.totals())));
+            });
+        }
+        drop(result_tx);
+        drop(work_rx);
+
+        // The reader parses the table and feeds the scorers. Keys go straight to the writer, in
+        // input order, and never to a scorer.
+        let abort_reader = &abort;
+        let reader = scope.spawn(move || -> Result<(), RunError> {
+            let mut first_row = 0u64;
+            while let Some(KeyedBatch {
+                index,
+                batch,
+                held_back,
+            }) = source.next_batch()?
+            {
+                let rows = batch.num_rows as u64;
+                if abort_reader.load(Ordering::Relaxed)
+                    || keys_tx.send((index, held_back)).is_err()
+                    || work_tx.send((index, first_row, batch)).is_err()
+                {
+                    break;
+                }
+                first_row += rows;
+            }
+            Ok(())
+        });
+
+        // The writer (this thread) puts outputs back in input order as they complete.
+        let mut writer = OrderedWriter {
+            pending: BTreeMap::new(),
+            next_index: 0,
+            rows_out: 0,
+            keys_rx: &keys_rx,
+            sink: &mut sink,
+            output_rows_limit: limits.output_rows,
+        };
+        let mut first_error: Option<RunError> = None;
+        for message in result_rx.iter() {
+            let result = match message {
+                WorkerMessage::Scored { index, batch } => {
+                    writer.pending.insert(index, batch);
+                    writer.write_ready(progress)
+                }
+                WorkerMessage::Failed(error) => Err(error),
+                WorkerMessage::Finished(scorer_totals) => {
+                    totals.merge(*scorer_totals);
+                    Ok(())
+                }
+            };
+            let result = result.and_then(|()| {
+                if Instant::now() > deadline {
+                    Err(RunError::WallTime {
+                        limit: limits.wall_time.0,
+                    })
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(error) = result {
+                // Stop the reader and the scorers; keep the first cause.
+                abort.store(true, Ordering::Relaxed);
+                writer.pending.clear();
+                first_error.get_or_insert(error);
+            }
+        }
+        abort.store(true, Ordering::Relaxed);
+        // Unblock a reader waiting on a full work queue: every scorer has exited by now.
+        let read_result = reader
+            .join()
+            .unwrap_or_else(|_| Err(RunError::Internal("the table reader panicked".into())));
+        if let Some(error) = first_error {
+            return Err(error);
+        }
+        read_result?;
+        if !writer.pending.is_empty() {
+            return Err(RunError::Internal(format!(
+                "{} scored batches were never written",
+                writer.pending.len()
+            )));
+        }
+        Ok((writer.rows_out, writer.next_index))
+    });
+
+    // On error the sink is dropped here unfinished, which deletes its temporary file.
+    let (rows_out, batches) = outcome?;
+    let sink = sink.finish()?;
+    Ok(Scored {
+        rows_out,
+        batches,
+        first_batch_at: first_batch_at.into_inner(),
+        sink,
+        model_description,
+    })
+}
+
+/// Starts the run's scorers up front, side by side: a model that cannot start fails before
+/// any data is read, and each jailed scorer starts an inference worker (a process, ONNX
+/// Runtime loaded, its graphs built), which is most of a run's start-up.
+fn start_scorers(
+    prepared: &PreparedModel,
+    deadline: Instant,
+    instances: usize,
+) -> Result<Vec<Scorer>, RunError> {
+    std::thread::scope(|scope| {
+        let starting: Vec<_> = (0..instances)
+            .map(|_| scope.spawn(|| prepared.scorer(deadline)))
+            .collect();
+        starting
+            .into_iter()
+            .map(|handle| match handle.join() {
+                Ok(started) => started.map_err(|error| RunError::scoring(error, None)),
+                Err(_) => Err(RunError::Internal("starting an instance panicked".into())),
+            })
+            .collect()
+    })
+}
+
+/// The writer's state: scored batches waiting for their turn, and where the sink is at.
+struct OrderedWriter<'a> {
+    pending: BTreeMap<u64, Batch>,
+    next_index: u64,
+    rows_out: u64,
+    keys_rx: &'a Receiver<(u64, HeldBack)>,
+    sink: &'a mut Sink,
+    output_rows_limit: u64,
+}
+
+impl OrderedWriter<'_> {
+    /// Writes every pending batch that is next in input order, with its keys.
+    fn write_ready(&mut self, progress: &dyn Progress) -> Result<(), RunError> {
+        while let Some(batch) = self.pending.remove(&self.next_index) {
+            let next = self.next_index;
+            // The reader sends keys in input order before the batch itself, so the next keys
+            // received belong to the next batch to write.
+            let (key_index, held_back) = self
+                .keys_rx
+                .recv()
+                .map_err(|_| RunError::Internal(format!("no keys for batch {next}")))?;
+            if key_index != next {
+                return Err(RunError::Internal(format!(
+                    "keys for batch {key_index} arrived when batch {next} was due"
+                )));
+            }
+            if self.rows_out + batch.num_rows as u64 > self.output_rows_limit {
+                return Err(RunError::OutputRows {
+                    limit: self.output_rows_limit,
+                });
+            }
+            let rows = batch.num_rows as u64;
+            match held_back {
+                HeldBack::RowKeys(keys) => self.sink.write(&keys, &batch)?,
+                HeldBack::PartitionKey(key) => {
+                    self.sink.write(&[], &with_partition_key(&key, batch)?)?;
+                }
+            }
+            self.rows_out += rows;
+            self.next_index += 1;
+            progress.rows_written(self.rows_out);
+        }
+        Ok(())
+    }
+}
+
+/// The model's output for a partition with the partition's key columns in front, on every row.
+fn with_partition_key(key: &[Column], batch: Batch) -> Result<Batch, RunError> {
+    let mut columns = Vec::with_capacity(key.len() + batch.columns.len());
+    for column in key {
+        let spread = column.repeat(0, batch.num_rows).ok_or_else(|| {
+            RunError::Internal(format!("partition key `{}` is empty", column.name))
+        })?;
+        columns.push(spread);
+    }
+    columns.extend(batch.columns);
+    Ok(Batch {
+        num_rows: batch.num_rows,
+        columns,
+    })
+}

@@ -1,0 +1,126 @@
+//! Everything that can end a run, in one type that every driver reports through.
+
+use std::time::Duration;
+
+use crate::audit::AuditError;
+use crate::data::DataError;
+use crate::grant::GrantError;
+use crate::nn::jail::WorkerError;
+use crate::nn::onnx::OnnxRuntimeError;
+use crate::package::PackageError;
+use crate::policy::PolicyError;
+use crate::sandbox::{self, LimitExceeded};
+use crate::scorer::ScoreError;
+use crate::signing::VerifyError;
+use crate::usage::UsageError;
+use crate::world::WorldError;
+
+/// Everything that can end a run. Only `main` turns it into an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Grant(#[from] GrantError),
+    #[error(transparent)]
+    Signature(#[from] VerifyError),
+    #[error("{package}: {component} was refused: {why}")]
+    Component {
+        package: String,
+        component: String,
+        why: WorldError,
+    },
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    OnnxRuntime(#[from] OnnxRuntimeError),
+    #[error("the package has graphs, but no ONNX Runtime library was configured")]
+    NoOnnxRuntime,
+    #[error("graph `{graph}` was refused before it reached ONNX Runtime: {why}")]
+    GraphRefused { graph: String, why: String },
+    #[error(transparent)]
+    Inference(WorkerError),
+    #[error("the model broke a limit: {0}")]
+    Limit(LimitExceeded),
+    #[error(
+        "CPU limit: the model burnt all {fuel} fuel of one batch (limits.fuel-per-batch) and was stopped"
+    )]
+    CpuLimit { fuel: u64 },
+    #[error(
+        "wall-time limit: the run took longer than {limit:?} (limits.wall-time) and was stopped"
+    )]
+    WallTime { limit: Duration },
+    #[error("the model trapped: {message}")]
+    Trap { message: String },
+    #[error("the model failed batch {batch} (rows {first_row}..): {message}")]
+    Model {
+        batch: u64,
+        first_row: u64,
+        message: String,
+    },
+    #[error("the model's output for batch {batch} was refused: {reason}")]
+    InvalidOutput { batch: u64, reason: String },
+    #[error("output-rows limit: the run would write more than {limit} rows (limits.output-rows)")]
+    OutputRows { limit: u64 },
+    #[error("cannot compile the model's component")]
+    Compile(#[source] anyhow::Error),
+    #[error(
+        "cannot prepare the model's instances (does the component export {}@{}?)",
+        crate::world::SCORER_EXPORT,
+        crate::world::CONTRACT_VERSION
+    )]
+    Link(#[source] anyhow::Error),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    /// A compile cache directory or key another user could have written or read.
+    #[error(transparent)]
+    CacheDir(#[from] sandbox::CacheDirError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl RunError {
+    /// For errors that are a refusal of the model or of the package, what was refused: the
+    /// audit trail records those as denials.
+    pub(crate) fn denial_kind(&self) -> Option<&'static str> {
+        match self {
+            RunError::Grant(_) => Some("grant"),
+            RunError::Signature(_) => Some("signature"),
+            RunError::Component { .. } => Some("component"),
+            RunError::GraphRefused { .. } => Some("graph"),
+            RunError::Limit(_)
+            | RunError::CpuLimit { .. }
+            | RunError::WallTime { .. }
+            | RunError::Inference(WorkerError::Memory { .. })
+            | RunError::OutputRows { .. } => Some("limit"),
+            RunError::Inference(_) => Some("inference"),
+            RunError::InvalidOutput { .. } => Some("output"),
+            RunError::Data(DataError::OutputBytes { .. }) => Some("limit"),
+            RunError::Data(DataError::NonFinite { .. }) => Some("output"),
+            _ => None,
+        }
+    }
+
+    /// A scorer's failure, where it happened: batch `batch` from row `first_row` of the input
+    /// when a batch was being scored, `None` while an instance started or described itself.
+    pub fn scoring(error: ScoreError, at: Option<(u64, u64)>) -> RunError {
+        let (batch, first_row) = at.unwrap_or_default();
+        match error {
+            ScoreError::InvalidOutput(reason) => RunError::InvalidOutput { batch, reason },
+            ScoreError::Model(message) => RunError::Model {
+                batch,
+                first_row,
+                message,
+            },
+            ScoreError::Limit(limit) => RunError::Limit(limit),
+            ScoreError::CpuLimit { fuel } => RunError::CpuLimit { fuel },
+            ScoreError::WallTime { limit } => RunError::WallTime { limit },
+            ScoreError::Inference(error) => RunError::Inference(error),
+            ScoreError::Trap { message } => RunError::Trap { message },
+        }
+    }
+}

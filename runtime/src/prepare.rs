@@ -1,0 +1,313 @@
+//! Prepare once, score many. A package is first *admitted* under a policy (loaded, its
+//! signature verified against the policy's `[trust]`, its component's imports and its graphs
+//! checked, the grant resolved: nothing compiled, no row read), then *prepared* (compiled or
+//! taken from the compile cache, graphs loaded, linked into an `InstancePre`). The
+//! [`PreparedModel`] is built once per package, policy and role, and every driver makes its
+//! [`Scorer`]s from it.
+
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::error::RunError;
+use crate::grant::Grant;
+use crate::manifest::Device;
+use crate::nn::GraphRegistry;
+use crate::nn::GuestGraphs;
+use crate::nn::graph_info::{self, AdmissionRules};
+use crate::nn::jail::JailConfig;
+use crate::nn::onnx::{LoadedGraph, SessionOptions};
+use crate::package::Package;
+use crate::policy::{Isolation, Policy};
+use crate::run::RunRequest;
+use crate::runtime::Runtime;
+use crate::sandbox::{self, CacheOutcome, bindings};
+use crate::scorer::{ScoreError, Scorer, ScorerTemplate};
+use crate::signing::{self, Verified, VerifyError};
+use crate::usage::PackageIdentity;
+use crate::world::ComponentWorld;
+
+/// A package admitted under a policy: verified, checked and granted, not yet compiled.
+pub struct Admitted {
+    pub package: Package,
+    /// Who signed the package, or `None` when it is accepted unsigned (`allow_unsigned`).
+    pub signature: Option<Verified>,
+    pub grant: Grant,
+}
+
+impl Admitted {
+    /// What the usage ledger names the package by.
+    pub fn identity(&self) -> PackageIdentity {
+        package_identity(&self.package)
+    }
+}
+
+/// What the usage ledger names a package by.
+pub fn package_identity(package: &Package) -> PackageIdentity {
+    let manifest = &package.manifest;
+    PackageIdentity {
+        name: manifest.name.to_string(),
+        version: manifest.version.clone(),
+        publisher: manifest.publisher.to_string(),
+        component_sha256: package.component_sha256.clone(),
+    }
+}
+
+/// One package under one policy and role, ready to score: shared by every driver and thread
+/// that scores with it (cloning is cheap).
+#[derive(Clone)]
+pub struct PreparedModel {
+    inner: Arc<Prepared>,
+}
+
+struct Prepared {
+    identity: PackageIdentity,
+    package_digest: String,
+    signature: Option<Verified>,
+    grant: Grant,
+    policy: Policy,
+    template: Arc<ScorerTemplate>,
+    compile: CacheOutcome,
+    compile_time: Duration,
+}
+
+// Every driver hands a prepared model to its threads.
+const _: () = {
+    const fn shared_across_threads<T: Send + Sync>() {}
+    shared_across_threads::<PreparedModel>();
+};
+
+impl PreparedModel {
+    /// A new sandbox instance of the model that stops at `deadline`.
+    pub fn scorer(&self, deadline: Instant) -> Result<Scorer, ScoreError> {
+        self.inner.template.scorer(deadline)
+    }
+
+    pub fn grant(&self) -> &Grant {
+        &self.inner.grant
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    pub fn identity(&self) -> &PackageIdentity {
+        &self.inner.identity
+    }
+
+    /// The package's digest over all its files (the signed root digest).
+    pub fn package_digest(&self) -> &str {
+        &self.inner.package_digest
+    }
+
+    pub fn signature(&self) -> Option<&Verified> {
+        self.inner.signature.as_ref()
+    }
+
+    /// Whether the component came from the compile cache, and how long getting it took.
+    pub fn compile(&self) -> (&CacheOutcome, Duration) {
+        (&self.inner.compile, self.inner.compile_time)
+    }
+}
+
+impl Runtime {
+    /// Loads the package, checks its signature against the policy's `[trust]` (an unsigned
+    /// package passes only with `allow_unsigned`), and returns it with what was verified.
+    pub fn load_verified(
+        &self,
+        request: &RunRequest,
+        policy: &Policy,
+    ) -> Result<(Package, Option<Verified>), RunError> {
+        let package = Package::load(&request.package_dir)?;
+        let trusted = policy.trusted_keys(&package.manifest.publisher);
+        let signature = match signing::verify(&package, trusted) {
+            Ok(verified) => Some(verified),
+            Err(VerifyError::Unsigned { .. }) if request.allow_unsigned => None,
+            Err(error) => return Err(error.into()),
+        };
+        Ok((package, signature))
+    }
+
+    /// Checks a verified package's component and graphs, and resolves what `policy` grants it
+    /// for the request's role.
+    pub fn admit(
+        &self,
+        package: Package,
+        signature: Option<Verified>,
+        policy: &Policy,
+        role: Option<&str>,
+    ) -> Result<Admitted, RunError> {
+        check_component(&package)?;
+        if !self.skip_graph_admission {
+            admit_graphs(&package, &policy.admission_rules())?;
+        }
+        let grant = Grant::resolve(&package.manifest, policy, role)?;
+        Ok(Admitted {
+            package,
+            signature,
+            grant,
+        })
+    }
+
+    /// Compiles (or loads from the cache) the admitted package's component, loads its graphs
+    /// as the policy lets them run, and links it to this host's imports.
+    pub fn prepare(&self, admitted: Admitted, policy: &Policy) -> Result<PreparedModel, RunError> {
+        let identity = admitted.identity();
+        let Admitted {
+            package,
+            signature,
+            grant,
+        } = admitted;
+        let compile_started = Instant::now();
+        let (component, compile) = self
+            .cache
+            .load(&self.engine.engine, &package.digest(), &package.component)
+            .map_err(|e| RunError::Compile(e.into()))?;
+        let compile_time = compile_started.elapsed();
+
+        let graphs = Arc::new(self.load_graphs(&package, &grant, policy)?);
+        let linker = sandbox::linker(&self.engine.engine).map_err(|e| RunError::Link(e.into()))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(bindings::ModelPre::new)
+            .map_err(|e| RunError::Link(e.into()))?;
+        let template = ScorerTemplate {
+            engine: self.engine.engine.clone(),
+            pre,
+            graphs,
+            guest_graphs: self.guest_graphs(policy),
+            jail: self.jail(policy),
+            limits: policy.limits.clone(),
+            mode: grant.input.mode,
+            output: grant.output.clone(),
+        };
+        Ok(PreparedModel {
+            inner: Arc::new(Prepared {
+                identity,
+                package_digest: package.digest(),
+                signature,
+                grant,
+                policy: policy.clone(),
+                template: Arc::new(template),
+                compile,
+                compile_time,
+            }),
+        })
+    }
+
+    /// Graphs a guest may build from bytes of its own: on the CPU, under the same admission.
+    fn guest_graphs(&self, policy: &Policy) -> Option<GuestGraphs> {
+        match (&self.onnxruntime, policy.inference.allow_guest_graphs) {
+            (Some(runtime), true) => Some(GuestGraphs {
+                runtime: runtime.clone(),
+                options: SessionOptions {
+                    device: Device::Cpu,
+                    threads: policy.inference.threads,
+                },
+                admission: policy.admission_rules(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// How each instance's inference worker is started, when graphs run in a jail.
+    fn jail(&self, policy: &Policy) -> Option<JailConfig> {
+        match (&self.onnxruntime, policy.inference.isolation) {
+            (Some(runtime), Isolation::Jail) => Some(JailConfig {
+                worker_exe: self.inference_worker.clone(),
+                onnxruntime: runtime.library.clone(),
+                inference_memory: policy.limits.inference_memory.bytes(),
+                region_bytes: policy.limits.tensor_bytes.bytes(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The package's graphs as the policy lets them run, each loaded once per process.
+    fn load_graphs(
+        &self,
+        package: &Package,
+        grant: &Grant,
+        policy: &Policy,
+    ) -> Result<GraphRegistry, RunError> {
+        let mut registry = GraphRegistry::new();
+        if grant.graphs.is_empty() {
+            return Ok(registry);
+        }
+        let onnxruntime = self.onnxruntime.as_ref().ok_or(RunError::NoOnnxRuntime)?;
+        for (granted, packaged) in grant.graphs.iter().zip(&package.graphs) {
+            let options = SessionOptions {
+                device: granted.device,
+                threads: policy.inference.threads,
+            };
+            let name = granted.spec.name.as_str();
+            if policy.inference.isolation == Isolation::Jail {
+                // Sessions are made in each instance's worker, never in this process.
+                let graph = LoadedGraph::for_worker(
+                    onnxruntime,
+                    name,
+                    Arc::clone(&packaged.bytes),
+                    options,
+                );
+                registry.insert(name.to_string(), Arc::new(graph));
+                continue;
+            }
+            let key = (packaged.sha256.clone(), options);
+            let cached = self
+                .graphs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&key)
+                .cloned();
+            let graph = match cached {
+                Some(graph) => graph,
+                None => {
+                    let graph = Arc::new(LoadedGraph::load(
+                        onnxruntime,
+                        name,
+                        Arc::clone(&packaged.bytes),
+                        options,
+                    )?);
+                    self.graphs
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(key, Arc::clone(&graph));
+                    graph
+                }
+            };
+            registry.insert(name.to_string(), graph);
+        }
+        Ok(registry)
+    }
+}
+
+/// Reads what the component imports and exports before it is compiled: a model that asks for
+/// the network, or for anything this host does not offer, never gets that far.
+fn check_component(package: &Package) -> Result<(), RunError> {
+    ComponentWorld::read(&package.component)
+        .and_then(|world| world.check(package.manifest.input.mode))
+        .map_err(|why| RunError::Component {
+            package: package.path.display().to_string(),
+            component: package.manifest.component.clone(),
+            why,
+        })
+}
+
+/// Refuses the package if graph admission refuses any of its graphs.
+fn admit_graphs(package: &Package, rules: &AdmissionRules) -> Result<(), RunError> {
+    for graph in &package.graphs {
+        let refusals = match graph_info::read(&graph.bytes) {
+            Ok(info) => graph_info::admit(&info, rules)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            Err(error) => vec![error.to_string()],
+        };
+        if !refusals.is_empty() {
+            return Err(RunError::GraphRefused {
+                graph: graph.spec.name.to_string(),
+                why: refusals.join("; "),
+            });
+        }
+    }
+    Ok(())
+}
