@@ -13,7 +13,12 @@ const ROWS: u64 = 10_000_000;
 /// The ceiling the issue sets for the whole `cordon` process.
 const PEAK_RSS_LIMIT: u64 = 1 << 30;
 
+// CI runs it: scripts/test.sh runs `cargo test --release --workspace`.
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "10 million rows take minutes in a debug build; run with --release (CI does)"
+)]
 fn ten_million_parquet_rows_score_in_bounded_memory() {
     let case = churn_case_with(&[("output-rows", "20_000_000")]);
     let table = case.path("telco_10m.parquet");
