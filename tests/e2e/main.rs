@@ -26,4 +26,5 @@ mod packaging;
 mod partition;
 mod policy_snapshots;
 mod sandbox_policy;
+mod snapshots;
 mod support;
