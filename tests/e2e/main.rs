@@ -21,6 +21,7 @@ mod forecast;
 mod inference_wall;
 mod inspect;
 mod limits;
+mod manifest_snapshots;
 mod output;
 mod packaging;
 mod partition;
