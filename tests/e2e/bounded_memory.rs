@@ -4,6 +4,7 @@
 //! asserted.
 
 use cordon_test_guests::telco_table::write_telco_parquet;
+use cordon_test_guests::with_setting;
 use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
 
 use crate::support::{churn_case_with, root};
@@ -32,7 +33,7 @@ fn ten_million_parquet_rows_score_in_bounded_memory() {
     let policy = std::fs::read_to_string(case.path("policy.toml")).unwrap();
     case.write(
         "policy.toml",
-        &policy.replace("out/churn_scores.csv", "out/churn_scores.parquet"),
+        &with_setting(&policy, "sink", "\"out/churn_scores.parquet\"").unwrap(),
     );
 
     let run = case.cordon(&[
