@@ -29,16 +29,45 @@ pub fn new_runtime(skip_graph_admission_for_tests: bool) -> (Runtime, tempfile::
     (runtime, cache)
 }
 
-/// A package directory, a table, a policy and a sink in one temporary directory.
+/// A package directory, a table, a policy and a sink in one temporary directory; and, in
+/// another, the home directory and compile cache the `cordon` binary is given, so that no test
+/// writes into the user's `~/.cache` (or reads a cache warmed by another test).
 pub struct Case {
     pub dir: tempfile::TempDir,
+    environment: tempfile::TempDir,
 }
 
 impl Case {
     pub fn new() -> Case {
+        let environment = tempfile::tempdir().unwrap();
+        std::fs::create_dir(environment.path().join("home")).unwrap();
         Case {
             dir: tempfile::tempdir().unwrap(),
+            environment,
         }
+    }
+
+    /// The `HOME` (and `XDG_CACHE_HOME` below it) of the binary's runs: empty, and nothing
+    /// may write into it.
+    pub fn home(&self) -> PathBuf {
+        self.environment.path().join("home")
+    }
+
+    /// The binary's compile cache (`CORDON_CACHE_DIR`) when a run names none.
+    pub fn default_cache(&self) -> PathBuf {
+        self.environment.path().join("cache")
+    }
+
+    /// The `cordon` binary, started in the case's directory with the case's home and cache,
+    /// and no argument yet.
+    pub fn bare_command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cordon"));
+        command
+            .current_dir(self.dir.path())
+            .env("HOME", self.home())
+            .env("XDG_CACHE_HOME", self.home().join(".cache"))
+            .env("CORDON_CACHE_DIR", self.default_cache());
+        command
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -59,8 +88,8 @@ impl Case {
 
     /// The `cordon` binary, started in the case's directory; `--onnxruntime` is added to runs.
     pub fn command(&self, args: &[&str]) -> std::process::Command {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cordon"));
-        command.current_dir(self.dir.path()).args(args);
+        let mut command = self.bare_command();
+        command.args(args);
         if args.first() == Some(&"run") {
             command.arg("--onnxruntime").arg(onnxruntime_library());
         }
