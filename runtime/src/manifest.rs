@@ -33,8 +33,13 @@ pub enum ManifestError {
         #[source]
         source: Box<toml::de::Error>,
     },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        path: PathBuf,
+        /// The line of the key at fault, where there is one.
+        line: Option<usize>,
+        message: String,
+    },
 }
 
 /// The element type of a column, as manifests and policies spell it.
@@ -235,20 +240,30 @@ impl Manifest {
             path: path.to_owned(),
             source: Box::new(source),
         })?;
+        let invalid_at = |key: &str, message: String| ManifestError::Invalid {
+            path: path.to_owned(),
+            line: line_of_key(text, key),
+            message,
+        };
+        // An error about the manifest as a whole, at no one line.
         let invalid = |message: String| ManifestError::Invalid {
             path: path.to_owned(),
+            line: None,
             message,
         };
         if raw.manifest_version != MANIFEST_VERSION {
-            return Err(invalid(format!(
-                "manifest-version {} is not supported; this runtime reads version {MANIFEST_VERSION}",
-                raw.manifest_version
-            )));
+            return Err(invalid_at(
+                "manifest-version",
+                format!(
+                    "manifest-version {} is not supported; this runtime reads version {MANIFEST_VERSION}",
+                    raw.manifest_version
+                ),
+            ));
         }
         check_package_path(&raw.package.component)
-            .map_err(|why| invalid(format!("package.component: {why}")))?;
+            .map_err(|why| invalid_at("package.component", format!("package.component: {why}")))?;
         check_version(&raw.package.version)
-            .map_err(|why| invalid(format!("package.version: {why}")))?;
+            .map_err(|why| invalid_at("package.version", format!("package.version: {why}")))?;
         for (key, text, max) in [
             (
                 "description",
@@ -258,10 +273,13 @@ impl Manifest {
             ("license", &raw.package.license, MAX_LICENSE_BYTES),
         ] {
             if text.len() > max {
-                return Err(invalid(format!(
-                    "package.{key} is {} bytes; at most {max} are allowed",
-                    text.len()
-                )));
+                return Err(invalid_at(
+                    &format!("package.{key}"),
+                    format!(
+                        "package.{key} is {} bytes; at most {max} are allowed",
+                        text.len()
+                    ),
+                ));
             }
         }
 
@@ -270,8 +288,12 @@ impl Manifest {
         let (input_name, input) = match (inputs.next(), inputs.next()) {
             (Some(first), None) => first,
             (None, _) => return Err(invalid("the manifest declares no [input.<name>]".into())),
-            (Some(_), Some(_)) => {
-                return Err(invalid(
+            (Some((first, _)), Some((second, _))) => {
+                let names = [first, second]
+                    .into_iter()
+                    .chain(inputs.map(|(name, _)| name));
+                return Err(invalid_at(
+                    &last_written(text, "input", names),
                     "the manifest declares more than one input; this runtime runs one".into(),
                 ));
             }
@@ -280,24 +302,35 @@ impl Manifest {
         let (output_name, output) = match (outputs.next(), outputs.next()) {
             (Some(first), None) => first,
             (None, _) => return Err(invalid("the manifest declares no [output.<name>]".into())),
-            (Some(_), Some(_)) => {
-                return Err(invalid(
+            (Some((first, _)), Some((second, _))) => {
+                let names = [first, second]
+                    .into_iter()
+                    .chain(outputs.map(|(name, _)| name));
+                return Err(invalid_at(
+                    &last_written(text, "output", names),
                     "the manifest declares more than one output; this runtime writes one".into(),
                 ));
             }
         };
-        check_columns(&input.columns, &format!("input.{input_name}.columns")).map_err(invalid)?;
-        check_columns(&output.columns, &format!("output.{output_name}.columns"))
-            .map_err(invalid)?;
-        check_partitioning(&input_name, &input, &output_name, &output).map_err(invalid)?;
+        let at_key = |(key, message): (String, String)| invalid_at(&key, message);
+        check_columns(&input.columns, &format!("input.{input_name}.columns")).map_err(at_key)?;
+        check_columns(&output.columns, &format!("output.{output_name}.columns")).map_err(at_key)?;
+        check_partitioning(&input_name, &input, &output_name, &output).map_err(at_key)?;
 
         let mut graph_names = BTreeSet::new();
-        for graph in &raw.graph {
+        for (index, graph) in raw.graph.iter().enumerate() {
             if !graph_names.insert(graph.name.as_str()) {
-                return Err(invalid(format!("graph `{}` is declared twice", graph.name)));
+                return Err(invalid_at(
+                    &format!("graph.{index}.name"),
+                    format!("graph `{}` is declared twice", graph.name),
+                ));
             }
-            check_package_path(&graph.file)
-                .map_err(|why| invalid(format!("graph `{}` file: {why}", graph.name)))?;
+            check_package_path(&graph.file).map_err(|why| {
+                invalid_at(
+                    &format!("graph.{index}.file"),
+                    format!("graph `{}` file: {why}", graph.name),
+                )
+            })?;
         }
 
         Ok(Manifest {
@@ -346,16 +379,21 @@ pub fn check_version(version: &str) -> Result<(), String> {
     })
 }
 
-fn check_columns(columns: &[ColumnSpec], key: &str) -> Result<(), String> {
+/// Columns are a non-empty list of distinct names. Returns the dotted key at fault and why.
+fn check_columns(columns: &[ColumnSpec], key: &str) -> Result<(), (String, String)> {
     if columns.is_empty() {
-        return Err(format!(
-            "{key} is empty: a model must read or write some column"
+        return Err((
+            key.to_owned(),
+            format!("{key} is empty: a model must read or write some column"),
         ));
     }
     let mut seen = BTreeSet::new();
-    for column in columns {
+    for (index, column) in columns.iter().enumerate() {
         if !seen.insert(column.name.as_str()) {
-            return Err(format!("{key}: column `{}` is listed twice", column.name));
+            return Err((
+                format!("{key}.{index}"),
+                format!("{key}: column `{}` is listed twice", column.name),
+            ));
         }
     }
     Ok(())
@@ -363,27 +401,36 @@ fn check_columns(columns: &[ColumnSpec], key: &str) -> Result<(), String> {
 
 /// Partition mode needs `partition-by` (and may have `order-by`), both naming declared input
 /// columns; row mode has neither. The host adds the partition columns to every output row, so
-/// an output column may not share their names.
+/// an output column may not share their names. Returns the dotted key at fault and why.
 fn check_partitioning(
     input_name: &Name,
     input: &RawInput,
     output_name: &Name,
     output: &RawOutput,
-) -> Result<(), String> {
+) -> Result<(), (String, String)> {
     let table = format!("input.{input_name}");
     match input.mode {
         InputMode::Row => {
             if !input.partition_by.is_empty() || !input.order_by.is_empty() {
-                return Err(format!(
-                    "{table}: partition-by and order-by need mode = \"partition\""
+                let key = if input.partition_by.is_empty() {
+                    "order-by"
+                } else {
+                    "partition-by"
+                };
+                return Err((
+                    format!("{table}.{key}"),
+                    format!("{table}: partition-by and order-by need mode = \"partition\""),
                 ));
             }
             return Ok(());
         }
         InputMode::Partition => {
             if input.partition_by.is_empty() {
-                return Err(format!(
-                    "{table}: mode = \"partition\" needs partition-by, the columns whose values make one partition"
+                return Err((
+                    format!("{table}.mode"),
+                    format!(
+                        "{table}: mode = \"partition\" needs partition-by, the columns whose values make one partition"
+                    ),
                 ));
             }
         }
@@ -395,25 +442,77 @@ fn check_partitioning(
     ] {
         for name in names {
             if !input.columns.iter().any(|c| &c.name == name) {
-                return Err(format!(
-                    "{table}.{key}: `{name}` is not one of the input's columns"
+                return Err((
+                    format!("{table}.{key}"),
+                    format!("{table}.{key}: `{name}` is not one of the input's columns"),
                 ));
             }
             if !seen.insert(name) {
-                return Err(format!(
-                    "{table}.{key}: `{name}` appears more than once in partition-by and order-by"
+                return Err((
+                    format!("{table}.{key}"),
+                    format!(
+                        "{table}.{key}: `{name}` appears more than once in partition-by and order-by"
+                    ),
                 ));
             }
         }
     }
     for name in &input.partition_by {
-        if output.columns.iter().any(|c| &c.name == name) {
-            return Err(format!(
-                "output.{output_name}.columns: `{name}` is the partition key, which the host adds to every output row; the model must not return it"
+        if let Some(index) = output.columns.iter().position(|c| &c.name == name) {
+            return Err((
+                format!("output.{output_name}.columns.{index}"),
+                format!(
+                    "output.{output_name}.columns: `{name}` is the partition key, which the host adds to every output row; the model must not return it"
+                ),
             ));
         }
     }
     Ok(())
+}
+
+/// The line where the key at dotted `path` is written (`input.rows.columns.2` is the third
+/// column, `graph.0.file` the first `[[graph]]`'s file), or else where its nearest enclosing
+/// key is; read from the TOML parser's spans. `None` if the text does not parse or names none.
+fn line_of_key(text: &str, path: &str) -> Option<usize> {
+    use toml::de::DeValue;
+
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let mut value: Option<&DeValue<'_>> = None;
+    let mut span = None;
+    for part in path.split('.') {
+        let found = match value {
+            None => root
+                .get_ref()
+                .iter()
+                .find(|(key, _)| key.get_ref() == part)
+                .map(|(key, value)| (key.span(), value)),
+            Some(DeValue::Table(table)) => table
+                .iter()
+                .find(|(key, _)| key.get_ref() == part)
+                .map(|(key, value)| (key.span(), value)),
+            Some(DeValue::Array(array)) => part
+                .parse::<usize>()
+                .ok()
+                .and_then(|index| array.get(index))
+                .map(|item| (item.span(), item)),
+            Some(_) => None,
+        };
+        let Some((found_span, found_value)) = found else {
+            break;
+        };
+        span = Some(found_span);
+        value = Some(found_value.get_ref());
+    }
+    let start = span?.start;
+    Some(text.get(..start)?.matches('\n').count() + 1)
+}
+
+/// The dotted key of the `table.<name>` written last in the file: the one that is one too many.
+fn last_written(text: &str, table: &str, names: impl Iterator<Item = Name>) -> String {
+    names
+        .map(|name| format!("{table}.{name}"))
+        .max_by_key(|key| line_of_key(text, key))
+        .unwrap_or_else(|| table.to_owned())
 }
 
 /// A path inside a package must be relative and stay inside it: no `..`, no absolute paths.
@@ -474,6 +573,31 @@ columns = [{ name = "y", type = "float64" }]
         let escaping = GOOD.replace("model.wasm", "../model.wasm");
         let error = Manifest::parse(&escaping, Path::new("cordon.toml")).unwrap_err();
         assert!(error.to_string().contains("without `..`"), "{error}");
+    }
+
+    #[test]
+    fn errors_name_the_line_of_the_key_at_fault() {
+        let duplicated = GOOD.replace(
+            "columns = [{ name = \"x\", type = \"float64\" }]",
+            "columns = [\n  { name = \"x\", type = \"float64\" },\n  { name = \"x\", type = \"text\" },\n]",
+        );
+        let error = Manifest::parse(&duplicated, Path::new("cordon.toml")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "cordon.toml:14: input.rows.columns: column `x` is listed twice"
+        );
+        let version = GOOD.replace("version = \"0.1.0\"", "version = \"1\"");
+        let error = Manifest::parse(&version, Path::new("cordon.toml")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("cordon.toml:5: package.version: "),
+            "{error}"
+        );
+        assert_eq!(line_of_key(GOOD, "input.rows.mode"), Some(11));
+        assert_eq!(line_of_key(GOOD, "input.rows.nothing"), Some(10));
+        assert_eq!(line_of_key(GOOD, "output.scores.columns.0"), Some(14));
+        assert_eq!(line_of_key("not = toml = at all", "not"), None);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use std::process::Output;
 
+use cordon_test_guests::{with_replaced, with_setting};
+
 use crate::support::{Case, PROBE_MANIFEST, churn_case};
 
 fn audit(case: &Case, args: &[&str]) -> Output {
@@ -162,9 +164,8 @@ fn tampering_with_any_line_is_named() {
 #[test]
 fn a_refused_run_is_audited() {
     let case = churn_case();
-    let policy = std::fs::read_to_string(case.path("policy.toml"))
-        .unwrap()
-        .replace("tenure = \"tenure\", ", "");
+    let policy = std::fs::read_to_string(case.path("policy.toml")).unwrap();
+    let policy = with_replaced(&policy, "tenure = \"tenure\", ", "").unwrap();
     case.write("policy.toml", &policy);
     let output = case.run_cli(&[]);
     assert_eq!(output.status.code(), Some(2));
@@ -207,10 +208,9 @@ fn a_killed_run_leaves_a_verifiable_log_and_no_output() {
     }
     case.write("big.csv", &big);
     case.set_source("big.csv");
-    let policy = std::fs::read_to_string(case.path("policy.toml"))
-        .unwrap()
-        .replace("output-rows = 1_000_000", "output-rows = 10_000_000")
-        .replace("instances = 2", "instances = 1");
+    let policy = std::fs::read_to_string(case.path("policy.toml")).unwrap();
+    let policy = with_setting(&policy, "output-rows", "10_000_000").unwrap();
+    let policy = with_setting(&policy, "instances", "1").unwrap();
     case.write("policy.toml", &policy);
 
     let mut child = case

@@ -77,3 +77,27 @@ fn a_cache_directory_others_can_write_is_an_error() {
     assert!(!case.path("out/churn_scores.csv").exists());
     assert_eq!(std::fs::read_dir(case.path("cache")).unwrap().count(), 0);
 }
+
+/// A CLI run that names no cache uses the one the tests give it, and writes nothing into its
+/// `HOME` or `XDG_CACHE_HOME` (an empty directory here): no compile cache, no ONNX Runtime
+/// telemetry, nothing. So no test writes into the user's `~/.cache`.
+#[test]
+fn a_cli_run_writes_into_the_given_cache_and_nothing_into_home() {
+    let case = churn_case();
+    let summary = case.run_json(&[]);
+    assert_eq!(summary["rows_out"], 7043);
+    assert_eq!(summary["compile"]["outcome"], "miss", "{summary}");
+    let cached = std::fs::read_dir(case.default_cache())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .count();
+    assert_eq!(cached, 1);
+    let home: Vec<_> = std::fs::read_dir(case.home())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(home.is_empty(), "the run wrote into HOME: {home:?}");
+    // A second run is served by the given cache, not by one under a real home.
+    assert_eq!(case.run_json(&[])["compile"]["outcome"], "hit");
+}

@@ -1,7 +1,5 @@
 //! The churn example end to end, through the library and through the `cordon` binary.
 
-use std::process::Command;
-
 use cordon::policy::Policy;
 use cordon::sandbox::CacheOutcome;
 
@@ -172,8 +170,8 @@ fn every_shipped_policy_parses() {
 #[test]
 fn a_missing_onnxruntime_is_a_clear_error() {
     let case = Case::new();
-    let output = Command::new(env!("CARGO_BIN_EXE_cordon"))
-        .current_dir(case.dir.path())
+    let output = case
+        .bare_command()
         .args(["run", "--package", "package", "--policy", "policy.toml"])
         .args(["--onnxruntime", "/nonexistent/libonnxruntime.so"])
         .output()

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use cordon::RunError;
+use cordon_test_guests::{with_replaced, with_setting};
 
 use crate::support::{
     Case, PROBE_MANIFEST, assert_churn_still_scores, churn_case, probe_policy, read_csv, root,
@@ -16,12 +17,13 @@ fn reference() -> HashMap<String, f64> {
 }
 
 fn add_to_binding(case: &Case, lines: &str) {
-    let policy = std::fs::read_to_string(case.path("policy.toml"))
-        .unwrap()
-        .replace(
-            "[bind.customers]\n",
-            &format!("[bind.customers]\n{lines}\n"),
-        );
+    let policy = std::fs::read_to_string(case.path("policy.toml")).unwrap();
+    let policy = with_replaced(
+        &policy,
+        "[bind.customers]\n",
+        &format!("[bind.customers]\n{lines}\n"),
+    )
+    .unwrap();
     case.write("policy.toml", &policy);
 }
 
@@ -232,7 +234,7 @@ fn an_unknown_source_format_is_refused() {
     case.write("input.xlsx", "id,x\nr0,1\n");
     case.write(
         "policy.toml",
-        &probe_policy("").replace("input.csv", "input.xlsx"),
+        &with_setting(&probe_policy(""), "source", "\"input.xlsx\"").unwrap(),
     );
     let message = case.run().unwrap_err().to_string();
     assert!(
@@ -272,9 +274,8 @@ fn a_parquet_sink_holds_typed_scores_in_order() {
     use datafusion::arrow::datatypes::DataType;
 
     let case = churn_case();
-    let policy = std::fs::read_to_string(case.path("policy.toml"))
-        .unwrap()
-        .replace("out/churn_scores.csv", "out/churn_scores.parquet");
+    let policy = std::fs::read_to_string(case.path("policy.toml")).unwrap();
+    let policy = with_setting(&policy, "sink", "\"out/churn_scores.parquet\"").unwrap();
     case.write("policy.toml", &policy);
     case.run().unwrap();
 
@@ -355,9 +356,8 @@ fn check_validates_a_policy_without_running_it() {
 fn a_damaged_parquet_source_is_a_named_error() {
     // A Parquet table of the churn example's scores, written by a run.
     let case = churn_case();
-    let policy = std::fs::read_to_string(case.path("policy.toml"))
-        .unwrap()
-        .replace("out/churn_scores.csv", "out/scores.parquet");
+    let policy = std::fs::read_to_string(case.path("policy.toml")).unwrap();
+    let policy = with_setting(&policy, "sink", "\"out/scores.parquet\"").unwrap();
     case.write("policy.toml", &policy);
     case.run().unwrap();
     let good = std::fs::read(case.path("out/scores.parquet")).unwrap();
@@ -366,7 +366,7 @@ fn a_damaged_parquet_source_is_a_named_error() {
     let probe = Case::new();
     probe.package(
         cordon_test_guests::POLICY_ECHO_COLUMNS,
-        &PROBE_MANIFEST.replace("\"outcome\"", "\"seen\""),
+        &with_replaced(PROBE_MANIFEST, "\"outcome\"", "\"seen\"").unwrap(),
         &[],
     );
     probe.write(

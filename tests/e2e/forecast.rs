@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use cordon_test_guests::with_replaced;
+
 use crate::support::{Case, read_csv, root};
 
 const REGIONS: usize = 20;
@@ -21,12 +23,13 @@ fn forecast_case(policy: &str) -> Case {
         &[("forecast_ar.onnx", &graph)],
     );
     let data = root().join("examples/forecast/data/visitor_nights.csv");
-    let policy = std::fs::read_to_string(root().join("policies").join(policy))
-        .unwrap()
-        .replace(
-            "source = \"examples/forecast/data/visitor_nights.csv\"",
-            &format!("source = {:?}", data.display().to_string()),
-        );
+    let policy = std::fs::read_to_string(root().join("policies").join(policy)).unwrap();
+    let policy = with_replaced(
+        &policy,
+        "source = \"examples/forecast/data/visitor_nights.csv\"",
+        &format!("source = {:?}", data.display().to_string()),
+    )
+    .unwrap();
     case.write("policy.toml", &policy);
     case
 }

@@ -380,8 +380,8 @@ fn the_cli_runs_jailed_with_a_relative_onnxruntime_path_and_says_so() {
     let case = hostile_case(&onnx_graphs::endless_loop(3), "instances = 2", "");
     std::fs::create_dir(case.path("lib")).unwrap();
     std::os::unix::fs::symlink(onnxruntime_library(), case.path("lib/libonnxruntime.so")).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cordon"))
-        .current_dir(case.dir.path())
+    let output = case
+        .bare_command()
         .args(["run", "--package", "package", "--policy", "policy.toml"])
         .args(["--allow-unsigned", "--onnxruntime", "lib/libonnxruntime.so"])
         .output()

@@ -1,6 +1,7 @@
 //! The permissions screen (`cordon inspect`) and the component checks: a model that imports
 //! anything outside the world Cordon offers is refused before it is compiled, naming the import.
 
+use cordon_test_guests::with_setting;
 use serde_json::Value;
 
 use crate::packaging::{keygen, packed_churn, sign, trust};
@@ -198,10 +199,12 @@ fn imports_outside_the_world_are_refused_by_name() {
 #[test]
 fn inspect_escapes_what_a_provider_wrote() {
     let case = Case::new();
-    let manifest = PROBE_MANIFEST.replace(
-        "description = \"a test guest\"",
-        "description = \"scores churn\\u001b[1A\\r\\u001b[2Ksignature     verified\\u202egnp.exe\"",
-    );
+    let manifest = with_setting(
+        PROBE_MANIFEST,
+        "description",
+        "\"scores churn\\u001b[1A\\r\\u001b[2Ksignature     verified\\u202egnp.exe\"",
+    )
+    .unwrap();
     case.package(cordon_test_guests::POLICY_ENV_PROBE, &manifest, &[]);
     let output = case.cordon(&["inspect", "package"]);
     assert!(
@@ -220,7 +223,7 @@ fn inspect_escapes_what_a_provider_wrote() {
         "{stdout}"
     );
 
-    let manifest = PROBE_MANIFEST.replace("version = \"0.0.0\"", "version = \"0.1.0/../../x\"");
+    let manifest = with_setting(PROBE_MANIFEST, "version", "\"0.1.0/../../x\"").unwrap();
     case.write("package/cordon.toml", &manifest);
     let output = case.cordon(&["pack", "package", "--out", "dist"]);
     assert_eq!(output.status.code(), Some(2));

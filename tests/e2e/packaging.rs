@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use cordon::package::Package;
 use cordon::signing;
+use cordon_test_guests::with_setting;
 
 use crate::support::{Case, churn_case, read_csv};
 
@@ -50,13 +51,11 @@ pub(crate) fn sign(case: &Case, key: &Path, package: &Path) {
 /// Makes the policy trust `public_key` for the churn example's publisher.
 pub(crate) fn trust(case: &Case, public_key: &Path) {
     let policy = std::fs::read_to_string(case.path("policy.toml")).unwrap();
-    let line = policy
-        .lines()
-        .find(|l| l.starts_with("acme-analytics = "))
-        .unwrap()
-        .to_owned();
-    let trusted = format!("acme-analytics = [{:?}]", public_key.display().to_string());
-    case.write("policy.toml", &policy.replace(&line, &trusted));
+    let trusted = format!("[{:?}]", public_key.display().to_string());
+    case.write(
+        "policy.toml",
+        &with_setting(&policy, "acme-analytics", &trusted).unwrap(),
+    );
 }
 
 fn run_package(case: &Case, package: &Path, extra: &[&str]) -> std::process::Output {

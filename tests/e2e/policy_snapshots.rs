@@ -1,15 +1,36 @@
-//! Bad policies next to the exact error each must produce (tests/policy-snapshots/).
+//! Bad policies next to the exact error each must produce (tests/policy-snapshots/), one test
+//! per file.
+
+use std::sync::OnceLock;
 
 use cordon::{RunRequest, Runtime, RuntimeConfig};
 
+use crate::snapshots::snapshot_tests;
 use crate::support::{churn_case, root};
+
+/// The runtime the policy checks share: no ONNX Runtime (a check runs nothing) and a compile
+/// cache in a temporary directory, as every test's.
+fn check_runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<(Runtime, tempfile::TempDir)> = OnceLock::new();
+    &RUNTIME
+        .get_or_init(|| {
+            let cache = tempfile::tempdir().unwrap();
+            let runtime = Runtime::new(RuntimeConfig {
+                cache_dir: Some(cache.path().to_owned()),
+                ..RuntimeConfig::default()
+            })
+            .unwrap();
+            (runtime, cache)
+        })
+        .0
+}
 
 /// The error `cordon check` gives for a policy file with the churn example, with paths relative
 /// to the repository root; `None` if the policy is good. The check covers everything a run
 /// checks before it starts: the policy, the grant, and the policy's SQL against the table.
 ///
 /// A first line `# role: NAME` checks it as that role.
-fn policy_error(runtime: &Runtime, path: &std::path::Path) -> Option<String> {
+fn policy_error(path: &std::path::Path) -> Option<String> {
     let case = churn_case();
     let text = std::fs::read_to_string(path).unwrap();
     let role = text
@@ -17,7 +38,7 @@ fn policy_error(runtime: &Runtime, path: &std::path::Path) -> Option<String> {
         .next()
         .and_then(|line| line.strip_prefix("# role: "))
         .map(str::to_owned);
-    let error = runtime
+    let error = check_runtime()
         .check(&RunRequest {
             package_dir: case.path("package"),
             policy: path.to_owned(),
@@ -27,43 +48,48 @@ fn policy_error(runtime: &Runtime, path: &std::path::Path) -> Option<String> {
         })
         .err()?
         .to_string();
+    // Not a config text: the error's absolute paths, made relative to the repository root.
     Some(error.replace(&format!("{}/", root().display()), ""))
 }
 
-#[test]
-fn every_bad_policy_gives_its_snapshot_error() {
-    let dir = root().join("tests/policy-snapshots");
-    let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some();
-    let mut cases: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    cases.sort();
-    assert!(cases.len() >= 10);
-    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
-    let mut mismatches = Vec::new();
-    for case in &cases {
-        let error = policy_error(&runtime, case)
-            .unwrap_or_else(|| panic!("{} loaded, but it is broken", case.display()));
-        let snapshot = case.with_extension("err");
-        if update {
-            std::fs::write(&snapshot, format!("{error}\n")).unwrap();
-            continue;
-        }
-        let expected = std::fs::read_to_string(&snapshot).unwrap_or_else(|_| {
-            panic!(
-                "{} has no snapshot: run with UPDATE_SNAPSHOTS=1",
-                case.display()
-            )
-        });
-        if expected.trim_end() != error.trim_end() {
-            mismatches.push(format!(
-                "{}:\n  expected: {}\n  actual:   {error}",
-                case.display(),
-                expected.trim_end()
-            ));
-        }
-    }
-    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
-}
+snapshot_tests!(
+    policy_snapshot,
+    "tests/policy-snapshots",
+    super::policy_error,
+    [
+        bad_size,
+        binding_for_undeclared_input,
+        column_expression_names_missing_column,
+        column_expression_smuggles_a_comment,
+        column_not_granted,
+        column_not_requested,
+        duplicate_table,
+        emit_for_undeclared_output,
+        filter_does_not_parse,
+        filter_names_missing_column,
+        inference_memory_too_small,
+        isolation_unknown,
+        key_column_quoted,
+        key_granted_to_model,
+        key_names_missing_column,
+        mask_does_not_type_check,
+        mask_on_unrequested_column,
+        mask_reads_key_column,
+        mask_smuggles_a_second_query,
+        missing_version,
+        no_inference_device,
+        non_finite_unknown,
+        operator_domain_malformed,
+        output_bytes_zero,
+        partition_rows_zero,
+        role_for_missing_binding,
+        role_mask_reads_the_table,
+        role_widens_mask,
+        roles_without_role_chosen,
+        too_many_instances,
+        trust_key_does_not_parse,
+        unknown_key,
+        unsupported_version,
+        wrong_type,
+    ]
+);

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use cordon::RunError;
+use cordon_test_guests::with_replaced;
 
 use crate::support::{
     Case, PROBE_MANIFEST, assert_churn_still_scores, probe_policy, probe_table, read_csv, root,
@@ -135,10 +136,12 @@ fn every_tensor_element_type_round_trips_and_bad_tensors_are_errors() {
         &[("identity.onnx", &graph)],
     );
     case.write("input.csv", &probe_table(1));
-    let policy = probe_policy("").replace(
+    let policy = with_replaced(
+        &probe_policy(""),
         "[bind.rows]",
         "[inference]\ndevices = [\"cpu\"]\n[bind.rows]",
-    );
+    )
+    .unwrap();
     case.write("policy.toml", &policy);
     let summary = case.run().unwrap();
     let outcome = &read_csv(&case.path("out/results.csv"))[0][1];

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 use cordon::run::Quiet;
 use cordon::{RunError, RunRequest, RunSummary, Runtime, RuntimeConfig};
 pub use cordon_test_guests::{onnxruntime_library, root};
+use cordon_test_guests::{with_replaced, with_setting};
 
 /// The process's one runtime, with a compile cache in a temporary directory.
 pub fn runtime() -> &'static Runtime {
@@ -28,16 +29,45 @@ pub fn new_runtime(skip_graph_admission_for_tests: bool) -> (Runtime, tempfile::
     (runtime, cache)
 }
 
-/// A package directory, a table, a policy and a sink in one temporary directory.
+/// A package directory, a table, a policy and a sink in one temporary directory; and, in
+/// another, the home directory and compile cache the `cordon` binary is given, so that no test
+/// writes into the user's `~/.cache` (or reads a cache warmed by another test).
 pub struct Case {
     pub dir: tempfile::TempDir,
+    environment: tempfile::TempDir,
 }
 
 impl Case {
     pub fn new() -> Case {
+        let environment = tempfile::tempdir().unwrap();
+        std::fs::create_dir(environment.path().join("home")).unwrap();
         Case {
             dir: tempfile::tempdir().unwrap(),
+            environment,
         }
+    }
+
+    /// The `HOME` (and `XDG_CACHE_HOME` below it) of the binary's runs: empty, and nothing
+    /// may write into it.
+    pub fn home(&self) -> PathBuf {
+        self.environment.path().join("home")
+    }
+
+    /// The binary's compile cache (`CORDON_CACHE_DIR`) when a run names none.
+    pub fn default_cache(&self) -> PathBuf {
+        self.environment.path().join("cache")
+    }
+
+    /// The `cordon` binary, started in the case's directory with the case's home and cache,
+    /// and no argument yet.
+    pub fn bare_command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cordon"));
+        command
+            .current_dir(self.dir.path())
+            .env("HOME", self.home())
+            .env("XDG_CACHE_HOME", self.home().join(".cache"))
+            .env("CORDON_CACHE_DIR", self.default_cache());
+        command
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -58,8 +88,8 @@ impl Case {
 
     /// The `cordon` binary, started in the case's directory; `--onnxruntime` is added to runs.
     pub fn command(&self, args: &[&str]) -> std::process::Command {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cordon"));
-        command.current_dir(self.dir.path()).args(args);
+        let mut command = self.bare_command();
+        command.args(args);
         if args.first() == Some(&"run") {
             command.arg("--onnxruntime").arg(onnxruntime_library());
         }
@@ -104,14 +134,9 @@ impl Case {
     /// Points the policy's binding at another table.
     pub fn set_source(&self, source: &str) {
         let policy = std::fs::read_to_string(self.path("policy.toml")).unwrap();
-        let line = policy
-            .lines()
-            .find(|l| l.starts_with("source = "))
-            .unwrap()
-            .to_owned();
         self.write(
             "policy.toml",
-            &policy.replace(&line, &format!("source = {source:?}")),
+            &with_setting(&policy, "source", &format!("{source:?}")).unwrap(),
         );
     }
 
@@ -201,19 +226,16 @@ pub fn read_csv(path: &Path) -> Vec<Vec<String>> {
 /// `(key, value)` replaces that line of its `[limits]`.
 pub fn churn_policy(limits: &[(&str, &str)]) -> String {
     let csv = root().join("examples/churn/data/telco_churn.csv");
-    let mut policy = std::fs::read_to_string(root().join("policies/churn.toml"))
-        .unwrap()
-        .replace(
-            "source = \"examples/churn/data/telco_churn.csv\"",
-            &format!("source = {:?}", csv.display().to_string()),
-        );
+    let policy = std::fs::read_to_string(root().join("policies/churn.toml")).unwrap();
+    let mut policy = with_replaced(
+        &policy,
+        "source = \"examples/churn/data/telco_churn.csv\"",
+        &format!("source = {:?}", csv.display().to_string()),
+    )
+    .unwrap();
     for (key, value) in limits {
-        let line = policy
-            .lines()
-            .find(|line| line.starts_with(&format!("{key} = ")))
-            .unwrap_or_else(|| panic!("policies/churn.toml has no `{key}` limit"))
-            .to_owned();
-        policy = policy.replace(&line, &format!("{key} = {value}"));
+        policy = with_setting(&policy, key, value)
+            .unwrap_or_else(|e| panic!("policies/churn.toml, limit `{key}`: {e}"));
     }
     policy
 }
@@ -257,16 +279,19 @@ pub fn assert_churn_still_scores() {
 /// output `seen` lists every column name and value that reached guest memory.
 pub fn echo_case() -> Case {
     let case = Case::new();
-    let manifest = std::fs::read_to_string(root().join("examples/churn/cordon.toml"))
-        .unwrap()
-        .replace(
-            "columns = [{ name = \"churn_probability\", type = \"float64\" }]",
-            "columns = [{ name = \"seen\", type = \"text\" }]",
-        )
-        .replace(
-            "[[graph]]\nname = \"churn_gbt\"\nfile = \"graphs/churn_gbt.onnx\"\nformat = \"onnx\"\ndevice = \"cpu\"\n",
-            "",
-        );
+    let manifest = std::fs::read_to_string(root().join("examples/churn/cordon.toml")).unwrap();
+    let manifest = with_replaced(
+        &manifest,
+        "columns = [{ name = \"churn_probability\", type = \"float64\" }]",
+        "columns = [{ name = \"seen\", type = \"text\" }]",
+    )
+    .unwrap();
+    let manifest = with_replaced(
+        &manifest,
+        "[[graph]]\nname = \"churn_gbt\"\nfile = \"graphs/churn_gbt.onnx\"\nformat = \"onnx\"\ndevice = \"cpu\"\n",
+        "",
+    )
+    .unwrap();
     case.package(cordon_test_guests::POLICY_ECHO_COLUMNS, &manifest, &[]);
     case.write("policy.toml", &churn_policy(&[]));
     case

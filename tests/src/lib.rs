@@ -72,9 +72,19 @@ pub fn with_setting(text: &str, key: &str, value: &str) -> Result<String, String
     Ok(lines.join("\n") + "\n")
 }
 
+/// `text` (a policy, a manifest) with every `from` replaced by `to`, for an edit that is not one
+/// `key = value` line (a table header, an inline table's entry); an error if `text` has no
+/// `from`, for the same reason as [`with_setting`].
+pub fn with_replaced(text: &str, from: &str, to: &str) -> Result<String, String> {
+    if !text.contains(from) {
+        return Err(format!("no `{from}` to replace"));
+    }
+    Ok(text.replace(from, to))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::with_setting;
+    use super::{with_replaced, with_setting};
 
     #[test]
     fn with_setting_changes_the_one_line_or_says_it_is_missing() {
@@ -86,6 +96,19 @@ mod tests {
         assert_eq!(
             with_setting(policy, "threads", "4").unwrap_err(),
             "no `threads` setting to change"
+        );
+    }
+
+    #[test]
+    fn with_replaced_changes_the_text_or_says_it_is_missing() {
+        let policy = "[bind.rows]\ncolumns = { x = \"x\", y = \"y\" }\n";
+        assert_eq!(
+            with_replaced(policy, "x = \"x\", ", "").unwrap(),
+            "[bind.rows]\ncolumns = { y = \"y\" }\n"
+        );
+        assert_eq!(
+            with_replaced(policy, "[bind.other]", "").unwrap_err(),
+            "no `[bind.other]` to replace"
         );
     }
 }

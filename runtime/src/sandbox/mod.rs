@@ -181,7 +181,7 @@ impl GuestState {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
-            .socket_addr_check(|_, _| Box::pin(async { false }))
+            .socket_addr_check(deny_every_socket_address)
             .wall_clock(clocks::CoarseWallClock);
         let monotonic = clocks::CoarseMonotonicClock::new();
         wasi.monotonic_clock(monotonic.clone());
@@ -339,6 +339,17 @@ impl Instance {
             .fuel_consumed
             .saturating_add(given.saturating_sub(left));
     }
+}
+
+/// The WASI context's socket address check: every address, for every use, is refused. It is
+/// the second line of defence behind [`crate::world`], which refuses a component that imports
+/// wasi:sockets at all; should a guest reach a socket anyway (a linker change, a wasmtime
+/// default that moves), it still cannot bind, connect or send to anything.
+fn deny_every_socket_address(
+    _address: std::net::SocketAddr,
+    _use: wasmtime_wasi::sockets::SocketAddrUse,
+) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send + Sync>> {
+    Box::pin(async { false })
 }
 
 fn set_deadline(store: &mut Store<GuestState>, deadline: Instant) {
@@ -521,6 +532,51 @@ pub fn mean(durations: &[Duration]) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every use of every kind of address is refused: IPv4 and IPv6, loopback, unspecified,
+    /// private and public, any port. wasmtime checks a UDP `stream` to a remote address (UDP's
+    /// connect) as `UdpSend` and `UdpReceive` of that address, and an implicit bind as a bind.
+    #[test]
+    fn every_socket_address_is_refused_for_every_use() {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+        use wasmtime_wasi::sockets::SocketAddrUse;
+
+        let ips = [
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V4(Ipv4Addr::BROADCAST),
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)),
+            IpAddr::V4(Ipv4Addr::new(93, 184, 216, 34)),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped()),
+            IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1)),
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+        ];
+        let uses = [
+            SocketAddrUse::TcpBind,
+            SocketAddrUse::TcpListen,
+            SocketAddrUse::TcpAccept,
+            SocketAddrUse::TcpConnect,
+            SocketAddrUse::UdpBind,
+            SocketAddrUse::UdpSend,
+            SocketAddrUse::UdpReceive,
+        ];
+        let mut checked = 0;
+        for ip in ips {
+            for port in [0, 53, 80, 443, 8080, u16::MAX] {
+                for usage in uses {
+                    let address = SocketAddr::new(ip, port);
+                    let allowed =
+                        futures::executor::block_on(deny_every_socket_address(address, usage));
+                    assert!(!allowed, "{address} was allowed for {usage:?}");
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 11 * 6 * 7);
+    }
 
     /// wasmtime's copy limit names no policy key; the host says which one bounds it.
     #[test]
