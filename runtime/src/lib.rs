@@ -13,25 +13,28 @@
 //! Only the `cordon` binary reads environment variables or arguments; this library takes
 //! everything as explicit configuration.
 
-pub mod archive;
+// The host's crates, below this one (see the README's layout): each module under its old
+// name, so that `cordon::sandbox::Instance`, `crate::grant::Grant` and the rest resolve as
+// they always have.
+pub use cordon_config::{admission, grant, keys, manifest, names, policy, units};
+pub use cordon_contract::{bindings, world};
+pub use cordon_data::{panics, sink, source};
+pub use cordon_package::{archive, files, package, signing};
+pub use cordon_plot as plot;
+pub use cordon_sandbox as sandbox;
+pub use cordon_sandbox::nn;
+
+/// The batches that cross the sandbox boundary (`cordon_contract`) and the data plane's
+/// errors (`cordon_data`), under the one name they always had.
+pub mod data {
+    pub use cordon_contract::data::*;
+    pub use cordon_data::{DataError, NonFiniteAt};
+    pub use cordon_package::files::write_atomically;
+}
+
 pub mod audit;
-pub mod data;
-pub mod grant;
 pub mod inspect;
-pub mod manifest;
-pub mod names;
-pub mod nn;
-pub mod package;
-pub mod panics;
-pub mod plot;
-pub mod policy;
 pub mod run;
-pub mod sandbox;
-pub mod signing;
-pub mod sink;
-pub mod source;
-pub mod units;
 pub mod usage;
-pub mod world;
 
 pub use run::{Progress, RunError, RunRequest, RunSummary, Runtime, RuntimeConfig};

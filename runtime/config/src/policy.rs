@@ -281,8 +281,8 @@ pub struct Policy {
 
 impl Policy {
     /// The graph admission rules: the standard operator domains and those the policy adds.
-    pub fn admission_rules(&self) -> crate::nn::graph_info::AdmissionRules {
-        crate::nn::graph_info::AdmissionRules::with_extra_domains(
+    pub fn admission_rules(&self) -> crate::admission::AdmissionRules {
+        crate::admission::AdmissionRules::with_extra_domains(
             self.inference.operator_domains.iter().cloned(),
         )
     }
@@ -410,7 +410,7 @@ impl Policy {
                     "inference.operator-domains",
                     format!(
                         "inference.operator-domains: {:?} is not an operator domain (letters, digits, `.`, `_`, `-`)",
-                        crate::sandbox::sanitize(domain, 64)
+                        crate::names::printable(domain, 64)
                     ),
                 ));
             }
@@ -529,13 +529,13 @@ impl Policy {
 /// A trusted key as the policy writes it: `ed25519:<base64>` inline, or the path of a public
 /// key file (SPKI PEM, as `cordon keygen` writes it) relative to `base_dir`.
 fn read_trusted_key(key: &str, base_dir: &Path) -> Result<ed25519_dalek::VerifyingKey, String> {
-    if key.starts_with(crate::signing::KEY_PREFIX) {
-        return crate::signing::parse_public_key(key).map_err(|e| e.to_string());
+    if key.starts_with(crate::keys::KEY_PREFIX) {
+        return crate::keys::parse_public_key(key).map_err(|e| e.to_string());
     }
     let path = base_dir.join(key);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read public key file {}: {e}", path.display()))?;
-    crate::signing::parse_public_key(&text).map_err(|e| format!("{}: {e}", path.display()))
+    crate::keys::parse_public_key(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// A dotted key path as a reader finds it in the file: `bind.customers.filter` is
@@ -560,7 +560,7 @@ pub fn describe_key(path: &str) -> String {
 /// policy is loaded. Each must also be one expression and nothing else, so that no text can
 /// close the parenthesis the query wraps it in and change the query's shape. Whether the
 /// columns it names exist is checked against the table before any row is read
-/// ([`crate::source`]). Returns the dotted key at fault and why.
+/// (`cordon_data::source`). Returns the dotted key at fault and why.
 fn check_binding_sql(
     table: &str,
     filter: Option<&String>,

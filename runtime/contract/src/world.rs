@@ -68,7 +68,7 @@ pub enum WorldError {
     ExtraExport { export: String },
 }
 
-/// Interfaces of WASI that Cordon links, locked down (see [`crate::sandbox`]), by package.
+/// Interfaces of WASI that Cordon links, locked down (see `cordon_sandbox`), by package.
 /// Rust's standard library for wasm32-wasip2 imports several of these whatever the model does.
 const OFFERED_WASI: &[(&str, &str)] = &[
     (

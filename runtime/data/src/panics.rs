@@ -81,7 +81,7 @@ fn describe(info: &PanicHookInfo<'_>) -> String {
             format!(" (in {file}:{})", l.line())
         })
         .unwrap_or_default();
-    crate::names::printable(&format!("{text}{place}"), MAX_MESSAGE_BYTES)
+    cordon_config::names::printable(&format!("{text}{place}"), MAX_MESSAGE_BYTES)
 }
 
 #[cfg(test)]

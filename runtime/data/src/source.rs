@@ -27,9 +27,10 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 
-use crate::data::{Batch, Column, ColumnValues, DataError, HeldBack, KeyedBatch, TextValues};
-use crate::grant::{GrantedColumn, InputGrant};
-use crate::manifest::{ColumnType, InputMode};
+use crate::DataError;
+use cordon_config::grant::{GrantedColumn, InputGrant};
+use cordon_config::manifest::{ColumnType, InputMode};
+use cordon_contract::data::{Batch, Column, ColumnValues, HeldBack, KeyedBatch, TextValues};
 
 /// The table name the query reads from.
 const SOURCE_TABLE: &str = "source";
@@ -793,7 +794,7 @@ fn build_query(grant: &InputGrant, table_columns: &[(String, DataType)]) -> Stri
 }
 
 /// The grant with every SQL snippet of the policy replaced by its canonical text
-/// ([`crate::policy::canonical_sql_expression`]): each one balanced expression with no comment,
+/// ([`cordon_config::policy::canonical_sql_expression`]): each one balanced expression with no comment,
 /// so that text from one key cannot comment out, or sit inside a literal opened by, the query
 /// text of the next. A snippet that is not one expression is an error at its key.
 fn canonical_grant(
@@ -802,11 +803,13 @@ fn canonical_grant(
     path: &Path,
 ) -> Result<InputGrant, DataError> {
     let canonical = |key: &str, sql: &str| {
-        crate::policy::canonical_sql_expression(sql).map_err(|message| DataError::PolicySql {
-            table: path.to_owned(),
-            key: key.to_owned(),
-            sql: sql.to_owned(),
-            message,
+        cordon_config::policy::canonical_sql_expression(sql).map_err(|message| {
+            DataError::PolicySql {
+                table: path.to_owned(),
+                key: key.to_owned(),
+                sql: sql.to_owned(),
+                message,
+            }
         })
     };
     let mut grant = grant.clone();

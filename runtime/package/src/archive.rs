@@ -156,7 +156,7 @@ pub fn write(
 /// Writes a package file atomically, readable by everyone (it holds nothing secret).
 fn write_package_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    crate::data::write_atomically(path, bytes)?;
+    crate::files::write_atomically(path, bytes)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
 }
 

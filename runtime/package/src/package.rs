@@ -12,7 +12,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::archive::{self, ArchiveError};
-use crate::manifest::{GraphSpec, MANIFEST_FILE, Manifest, ManifestError};
+use cordon_config::manifest::{GraphSpec, MANIFEST_FILE, Manifest, ManifestError};
 
 /// Largest component accepted.
 pub const MAX_COMPONENT_BYTES: u64 = 256 * 1024 * 1024;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -27,9 +27,7 @@ const PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 const PREDICATE_TYPE: &str = "https://model_signing/signature/v1.0";
 
-/// How a public key is written in a policy's `[trust]` table: `ed25519:` and the 32 raw key
-/// bytes in base64.
-pub const KEY_PREFIX: &str = "ed25519:";
+pub use cordon_config::keys::{BadPublicKey, KEY_PREFIX, parse_public_key, policy_form};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SigningError {
@@ -47,8 +45,6 @@ pub enum SigningError {
     },
     #[error("{path}: not an ed25519 private key in PKCS#8 PEM form: {why}")]
     BadPrivateKey { path: PathBuf, why: String },
-    #[error("`{key}` is not an ed25519 public key (`{KEY_PREFIX}<base64>` or SPKI PEM): {why}")]
-    BadPublicKey { key: String, why: String },
     #[error("cannot find random bytes for a new key: {0}")]
     Random(String),
     #[error("{0}: only a packed .cordon file can be signed (make one with `cordon pack`)")]
@@ -147,7 +143,7 @@ pub fn write_key_pair(key: &SigningKey, stem: &Path) -> Result<(PathBuf, PathBuf
             .and_then(|()| file.sync_all())
             .map_err(write_error(&private_path))?;
     }
-    crate::data::write_atomically(&public_path, public_pem.as_bytes())
+    crate::files::write_atomically(&public_path, public_pem.as_bytes())
         .and_then(|()| {
             use std::os::unix::fs::PermissionsExt;
             // Public: anyone may read it.
@@ -167,29 +163,6 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey, SigningError> {
         path: path.to_owned(),
         why: e.to_string(),
     })
-}
-
-/// A public key as a policy writes it (`ed25519:<base64>`) or as SPKI PEM.
-pub fn parse_public_key(text: &str) -> Result<VerifyingKey, SigningError> {
-    let bad = |why: String| SigningError::BadPublicKey {
-        key: text.chars().take(80).collect(),
-        why,
-    };
-    if let Some(encoded) = text.trim().strip_prefix(KEY_PREFIX) {
-        let bytes = BASE64
-            .decode(encoded)
-            .map_err(|e| bad(format!("bad base64: {e}")))?;
-        let bytes: [u8; 32] = bytes
-            .try_into()
-            .map_err(|b: Vec<u8>| bad(format!("{} bytes, not 32", b.len())))?;
-        return VerifyingKey::from_bytes(&bytes).map_err(|e| bad(e.to_string()));
-    }
-    VerifyingKey::from_public_key_pem(text.trim()).map_err(|e| bad(e.to_string()))
-}
-
-/// The key as a policy's `[trust]` table writes it.
-pub fn policy_form(key: &VerifyingKey) -> String {
-    format!("{KEY_PREFIX}{}", BASE64.encode(key.as_bytes()))
 }
 
 /// A short, stable name for a key: `sha256:` and the first 16 hex digits of the SHA-256 of its
@@ -290,7 +263,7 @@ pub fn claimed_signer(package: &Package) -> Option<String> {
         .pointer("/verificationMaterial/publicKey/hint")
         .and_then(Value::as_str)
         // Unverified text from the package: escaped and cut before anything shows it.
-        .map(|hint| crate::names::printable(hint, 128))
+        .map(|hint| cordon_config::names::printable(hint, 128))
 }
 
 /// What a verified signature established.

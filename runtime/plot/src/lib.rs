@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use plotters::prelude::*;
 
-use crate::data::write_atomically;
+use cordon_package::files::write_atomically;
 
 /// The font the labels are drawn with: DejaVu Sans Condensed cut down to ASCII (see
 /// runtime/assets/README.md for its license and how it was made).

@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::data::write_atomically;
+use cordon_package::files::write_atomically;
 
 /// The version of wasmtime this binary is built with (from Cargo.lock, by build.rs).
 pub const WASMTIME_VERSION: &str = env!("CORDON_WASMTIME_VERSION");

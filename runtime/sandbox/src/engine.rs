@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::policy::{MAX_GUEST_MEMORY, MAX_INSTANCES};
+use cordon_config::policy::{MAX_GUEST_MEMORY, MAX_INSTANCES};
 
 /// How often the epoch advances: the granularity of the wall-time limit.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);

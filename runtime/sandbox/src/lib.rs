@@ -13,7 +13,9 @@
 mod cache;
 mod clocks;
 mod engine;
+mod limits;
 mod log;
+pub mod nn;
 
 use std::time::{Duration, Instant};
 
@@ -25,65 +27,20 @@ use wasmtime_wasi::{HostMonotonicClock, WasiCtx, WasiCtxView, WasiView};
 pub use cache::{CacheDirError, CacheOutcome, CompileCache, WASMTIME_VERSION};
 pub use clocks::CLOCK_RESOLUTION;
 pub use engine::{EPOCH_TICK, SandboxEngine};
+pub use limits::LimitExceeded;
 pub use log::{GuestLog, LogRecord, MAX_LOG_MESSAGE_BYTES, MAX_LOG_RECORDS};
 
-use crate::data;
 use crate::nn::jail::WorkerError;
 use crate::nn::{InferenceStopped, NnState};
+use cordon_contract::data;
 
-/// The bindings generated from the contract in `wit/`; the only `bindgen!` of the host.
-///
-/// Every import is trappable: a host function returns `Err` only for a host fault or a broken
-/// limit, which ends the run. Guest mistakes are reported through the WIT result types
-/// (wasi:nn errors, `model-error`) and never trap.
-pub mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "cordon:model/model",
-        with: {
-            "wasi:nn/tensor.tensor": crate::nn::Tensor,
-            "wasi:nn/graph.graph": crate::nn::Graph,
-            "wasi:nn/inference.graph-execution-context": crate::nn::ExecutionContext,
-            "wasi:nn/errors.error": crate::nn::NnError,
-        },
-        imports: { default: trappable },
-    });
-}
+pub use cordon_contract::bindings;
 
 use bindings::cordon::model::types as wit;
 
 /// Bytes of guest stderr kept for the error message when a guest traps (a Rust panic message
 /// fits); the rest is dropped so a guest cannot fill host memory through stderr.
 pub const MAX_STDERR_BYTES: usize = 4096;
-
-/// A limit the guest broke. Host functions trap with one of these; the run reports it by name.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LimitExceeded {
-    #[error(
-        "memory limit: the model asked for {requested} bytes of linear memory, but the policy allows {limit} (limits.memory)"
-    )]
-    Memory { limit: u64, requested: u64 },
-    #[error(
-        "table limit: the model asked for {requested} table elements, at most {limit} are allowed"
-    )]
-    Table { limit: u64, requested: u64 },
-    #[error(
-        "wasi-nn tensor budget: the model would hold {requested} bytes of tensors, but the policy allows {budget} (limits.tensor-bytes)"
-    )]
-    TensorBytes { budget: u64, requested: u64 },
-    #[error(
-        "wasi-nn handle limit: the model holds more than {limit} tensors, graphs and errors at once"
-    )]
-    NnHandles { limit: usize },
-    #[error(
-        "wasi-nn tensor rank limit: the model made a tensor of {requested} dimensions; at most {limit} are allowed"
-    )]
-    TensorRank { limit: usize, requested: usize },
-    #[error(
-        "copy limit: the model handed the host more data in one call than its whole memory may hold (limits.memory bounds what one call may copy out of the sandbox)"
-    )]
-    HostCopy,
-}
 
 /// Most table elements a guest may grow a table to.
 pub const MAX_TABLE_ELEMENTS: u64 = 100_000;
@@ -357,8 +314,8 @@ fn model_error_text(error: &wit::ModelError) -> String {
     format!("{kind}: {}", sanitize(message, 2048))
 }
 
-/// Guest text made safe for a terminal and a log line (see [`crate::names::printable`]).
-pub use crate::names::printable as sanitize;
+/// Guest text made safe for a terminal and a log line (see `cordon_config::names::printable`).
+pub use cordon_config::names::printable as sanitize;
 
 /// A batch in the contract's types, as `score` hands it over (public for the benchmarks).
 pub fn to_wit(batch: data::Batch) -> wit::Batch {

@@ -1,7 +1,7 @@
 //! `cordon:model/log`: bounded diagnostics from the guest.
 
-use crate::sandbox::bindings::cordon::model::log::{Host, Level};
-use crate::sandbox::sanitize;
+use cordon_config::names::printable as sanitize;
+use cordon_contract::bindings::cordon::model::log::{Host, Level};
 
 /// Most log records one instance keeps; later ones are counted and dropped, so a model cannot
 /// flood the consumer's logs or host memory.

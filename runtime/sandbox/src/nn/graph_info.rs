@@ -20,6 +20,8 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use cordon_config::admission::domain_name;
+
 /// How deep subgraphs may nest before the graph is called malformed.
 pub const MAX_SUBGRAPH_DEPTH: usize = 16;
 
@@ -97,33 +99,7 @@ impl fmt::Display for Refusal {
     }
 }
 
-/// What [`admit`] allows beyond the fixed checks: the operator domains of the policy's
-/// `[inference] operator-domains`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdmissionRules {
-    /// Domains as [`GraphInfo::domains`] names them (`ai.onnx` for the default one).
-    pub domains: BTreeSet<String>,
-}
-
-impl Default for AdmissionRules {
-    /// The standard ONNX operators and the ONNX-ML ones, nothing else: ONNX Runtime's
-    /// contrib operators (`com.microsoft`) and custom domains are more native code a graph
-    /// would reach, and must be allowed by name.
-    fn default() -> Self {
-        Self {
-            domains: ["ai.onnx", "ai.onnx.ml"].map(String::from).into(),
-        }
-    }
-}
-
-impl AdmissionRules {
-    /// The default domains and `extra` (`""` is read as `ai.onnx`).
-    pub fn with_extra_domains(extra: impl IntoIterator<Item = String>) -> Self {
-        let mut rules = Self::default();
-        rules.domains.extend(extra.into_iter().map(domain_name));
-        rules
-    }
-}
+pub use cordon_config::admission::AdmissionRules;
 
 /// Domains ONNX Runtime has operators of its own in. A function the model defines does not
 /// admit a call into one of these: ONNX Runtime may run its own kernel of the same name rather
@@ -695,14 +671,6 @@ fn value_name(bytes: &[u8]) -> Result<String, GraphInfoError> {
 }
 
 /// ONNX writes the default domain as "" (or "ai.onnx"); name it one way.
-fn domain_name(domain: String) -> String {
-    if domain.is_empty() {
-        "ai.onnx".into()
-    } else {
-        domain
-    }
-}
-
 /// An operator as `operators` names it: `Op` in the default domain, `domain.Op` elsewhere.
 fn operator_name(domain: &str, op_type: &str) -> String {
     match domain {

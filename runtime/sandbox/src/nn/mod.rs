@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::{Resource, ResourceTable};
 
-use crate::sandbox::LimitExceeded;
-use crate::sandbox::bindings::wasi::nn::{errors, graph, inference, tensor};
+use crate::limits::LimitExceeded;
+use cordon_contract::bindings::wasi::nn::{errors, graph, inference, tensor};
 use jail::{InferenceWorker, JailConfig, JailLayers, WorkerError, WorkerFailure};
 use onnx::{GraphFailure, LoadedGraph, OnnxRuntime, SessionOptions};
 
@@ -177,6 +177,29 @@ pub struct NnError {
     pub message: String,
 }
 
+/// The bindings (in `cordon_contract`, below this crate) type wasi:nn's handles with
+/// placeholder types; the table holds this host's value for each under the same handle, and
+/// checks the value's type on every look-up.
+trait Handle: 'static {
+    type Value: Send + 'static;
+}
+
+impl Handle for tensor::Tensor {
+    type Value = Tensor;
+}
+
+impl Handle for graph::Graph {
+    type Value = Graph;
+}
+
+impl Handle for inference::GraphExecutionContext {
+    type Value = ExecutionContext;
+}
+
+impl Handle for errors::Error {
+    type Value = NnError;
+}
+
 /// What one instance did through wasi:nn, for the run summary.
 #[derive(Debug, Clone, Default)]
 pub struct NnStats {
@@ -286,7 +309,7 @@ impl NnState {
         self.tensor_bytes
     }
 
-    fn push<T: Send + 'static>(&mut self, value: T) -> wasmtime::Result<Resource<T>> {
+    fn push<H: Handle>(&mut self, value: H::Value) -> wasmtime::Result<Resource<H>> {
         if self.handles >= MAX_NN_HANDLES {
             return Err(wasmtime::Error::new(LimitExceeded::NnHandles {
                 limit: MAX_NN_HANDLES,
@@ -294,27 +317,35 @@ impl NnState {
         }
         let resource = self.table.push(value)?;
         self.handles += 1;
-        Ok(resource)
+        Ok(Resource::new_own(resource.rep()))
     }
 
-    fn delete<T: 'static>(&mut self, resource: Resource<T>) -> wasmtime::Result<T> {
-        let value = self.table.delete(resource)?;
+    fn delete<H: Handle>(&mut self, handle: Resource<H>) -> wasmtime::Result<H::Value> {
+        let value = self
+            .table
+            .delete(Resource::<H::Value>::new_own(handle.rep()))?;
         self.handles = self.handles.saturating_sub(1);
         Ok(value)
+    }
+
+    fn get<H: Handle>(&self, handle: &Resource<H>) -> wasmtime::Result<&H::Value> {
+        Ok(self
+            .table
+            .get(&Resource::<H::Value>::new_borrow(handle.rep()))?)
     }
 
     fn error<T>(
         &mut self,
         code: ErrorCode,
         message: String,
-    ) -> wasmtime::Result<Result<T, Resource<NnError>>> {
+    ) -> wasmtime::Result<Result<T, Resource<errors::Error>>> {
         // Error texts quote guest names and graph node names: bounded and escaped here, where
         // they enter the host's keeping.
-        let message = crate::sandbox::sanitize(&message, MAX_ERROR_TEXT_BYTES);
+        let message = cordon_config::names::printable(&message, MAX_ERROR_TEXT_BYTES);
         if self.stats.incidents.len() < MAX_INCIDENTS {
             self.stats.incidents.push(format!(
                 "wasi-nn {code:?}: {}",
-                crate::sandbox::sanitize(&message, 512)
+                cordon_config::names::printable(&message, 512)
             ));
         }
         let error = self.push(NnError { code, message })?;
@@ -347,7 +378,7 @@ impl tensor::HostTensor for NnState {
         dimensions: tensor::TensorDimensions,
         ty: tensor::TensorType,
         data: tensor::TensorData,
-    ) -> wasmtime::Result<Resource<Tensor>> {
+    ) -> wasmtime::Result<Resource<tensor::Tensor>> {
         // The constructor cannot return a wasi:nn error, so a tensor past the budget traps.
         // The bytes were copied out of guest memory already, which bounds this one allocation;
         // the budget bounds how many of them the guest may keep. The dimension list is host
@@ -368,20 +399,20 @@ impl tensor::HostTensor for NnState {
         self.push(tensor)
     }
 
-    fn dimensions(&mut self, tensor: Resource<Tensor>) -> wasmtime::Result<Vec<u32>> {
-        Ok(self.table.get(&tensor)?.dimensions.clone())
+    fn dimensions(&mut self, tensor: Resource<tensor::Tensor>) -> wasmtime::Result<Vec<u32>> {
+        Ok(self.get(&tensor)?.dimensions.clone())
     }
 
-    fn ty(&mut self, tensor: Resource<Tensor>) -> wasmtime::Result<tensor::TensorType> {
-        Ok(self.table.get(&tensor)?.ty.into())
+    fn ty(&mut self, tensor: Resource<tensor::Tensor>) -> wasmtime::Result<tensor::TensorType> {
+        Ok(self.get(&tensor)?.ty.into())
     }
 
-    fn data(&mut self, tensor: Resource<Tensor>) -> wasmtime::Result<Vec<u8>> {
+    fn data(&mut self, tensor: Resource<tensor::Tensor>) -> wasmtime::Result<Vec<u8>> {
         // Copied into guest memory, where the guest's memory cap applies.
-        Ok(self.table.get(&tensor)?.data.clone())
+        Ok(self.get(&tensor)?.data.clone())
     }
 
-    fn drop(&mut self, tensor: Resource<Tensor>) -> wasmtime::Result<()> {
+    fn drop(&mut self, tensor: Resource<tensor::Tensor>) -> wasmtime::Result<()> {
         let tensor = self.delete(tensor)?;
         self.release_tensor(&tensor);
         Ok(())
@@ -394,7 +425,7 @@ impl graph::Host for NnState {
         builders: Vec<graph::GraphBuilder>,
         encoding: graph::GraphEncoding,
         target: graph::ExecutionTarget,
-    ) -> wasmtime::Result<Result<Resource<Graph>, Resource<NnError>>> {
+    ) -> wasmtime::Result<Result<Resource<graph::Graph>, Resource<errors::Error>>> {
         let Some(guest_graphs) = self.guest_graphs.clone() else {
             return self.error(
                 ErrorCode::Security,
@@ -479,7 +510,7 @@ impl graph::Host for NnState {
     fn load_by_name(
         &mut self,
         name: String,
-    ) -> wasmtime::Result<Result<Resource<Graph>, Resource<NnError>>> {
+    ) -> wasmtime::Result<Result<Resource<graph::Graph>, Resource<errors::Error>>> {
         match self.graphs.get(&name) {
             Some(graph) => {
                 let graph = Arc::clone(graph);
@@ -498,7 +529,7 @@ impl graph::Host for NnState {
                 let known: Vec<&str> = self.graphs.keys().map(String::as_str).collect();
                 let message = format!(
                     "the package declares no graph `{}` (it declares: {})",
-                    crate::sandbox::sanitize(&name, 256),
+                    cordon_config::names::printable(&name, 256),
                     if known.is_empty() {
                         "none".to_string()
                     } else {
@@ -514,9 +545,10 @@ impl graph::Host for NnState {
 impl graph::HostGraph for NnState {
     fn init_execution_context(
         &mut self,
-        graph: Resource<Graph>,
-    ) -> wasmtime::Result<Result<Resource<ExecutionContext>, Resource<NnError>>> {
-        let graph = self.table.get(&graph)?;
+        graph: Resource<graph::Graph>,
+    ) -> wasmtime::Result<Result<Resource<inference::GraphExecutionContext>, Resource<errors::Error>>>
+    {
+        let graph = self.get(&graph)?;
         let context = ExecutionContext {
             graph: Arc::clone(&graph.graph),
             in_worker: graph.in_worker,
@@ -524,7 +556,7 @@ impl graph::HostGraph for NnState {
         Ok(Ok(self.push(context)?))
     }
 
-    fn drop(&mut self, graph: Resource<Graph>) -> wasmtime::Result<()> {
+    fn drop(&mut self, graph: Resource<graph::Graph>) -> wasmtime::Result<()> {
         self.delete(graph)?;
         Ok(())
     }
@@ -535,10 +567,11 @@ impl inference::Host for NnState {}
 impl inference::HostGraphExecutionContext for NnState {
     fn compute(
         &mut self,
-        context: Resource<ExecutionContext>,
-        inputs: Vec<(String, Resource<Tensor>)>,
-    ) -> wasmtime::Result<Result<Vec<(String, Resource<Tensor>)>, Resource<NnError>>> {
-        let context = self.table.get(&context)?;
+        context: Resource<inference::GraphExecutionContext>,
+        inputs: Vec<(String, Resource<tensor::Tensor>)>,
+    ) -> wasmtime::Result<Result<Vec<(String, Resource<tensor::Tensor>)>, Resource<errors::Error>>>
+    {
+        let context = self.get(&context)?;
         let (graph, in_worker) = (Arc::clone(&context.graph), context.in_worker);
         // The inputs are owned handles: the guest hands them over, so they leave its budget.
         let mut tensors = Vec::with_capacity(inputs.len());
@@ -609,7 +642,10 @@ impl inference::HostGraphExecutionContext for NnState {
         Ok(Ok(handles))
     }
 
-    fn drop(&mut self, context: Resource<ExecutionContext>) -> wasmtime::Result<()> {
+    fn drop(
+        &mut self,
+        context: Resource<inference::GraphExecutionContext>,
+    ) -> wasmtime::Result<()> {
         self.delete(context)?;
         Ok(())
     }
@@ -618,8 +654,8 @@ impl inference::HostGraphExecutionContext for NnState {
 impl errors::Host for NnState {}
 
 impl errors::HostError for NnState {
-    fn code(&mut self, error: Resource<NnError>) -> wasmtime::Result<errors::ErrorCode> {
-        Ok(match self.table.get(&error)?.code {
+    fn code(&mut self, error: Resource<errors::Error>) -> wasmtime::Result<errors::ErrorCode> {
+        Ok(match self.get(&error)?.code {
             ErrorCode::InvalidArgument => errors::ErrorCode::InvalidArgument,
             ErrorCode::InvalidEncoding => errors::ErrorCode::InvalidEncoding,
             ErrorCode::Timeout => errors::ErrorCode::Timeout,
@@ -632,11 +668,11 @@ impl errors::HostError for NnState {
         })
     }
 
-    fn data(&mut self, error: Resource<NnError>) -> wasmtime::Result<String> {
-        Ok(self.table.get(&error)?.message.clone())
+    fn data(&mut self, error: Resource<errors::Error>) -> wasmtime::Result<String> {
+        Ok(self.get(&error)?.message.clone())
     }
 
-    fn drop(&mut self, error: Resource<NnError>) -> wasmtime::Result<()> {
+    fn drop(&mut self, error: Resource<errors::Error>) -> wasmtime::Result<()> {
         self.delete(error)?;
         Ok(())
     }
@@ -646,8 +682,8 @@ impl errors::HostError for NnState {
 mod tests {
     //! The host functions called directly, without wasm (no ONNX Runtime needed).
     use super::*;
-    use crate::sandbox::bindings::wasi::nn::tensor::HostTensor;
-    use crate::sandbox::bindings::wasi::nn::{errors::HostError, graph::Host as GraphHost};
+    use cordon_contract::bindings::wasi::nn::tensor::HostTensor;
+    use cordon_contract::bindings::wasi::nn::{errors::HostError, graph::Host as GraphHost};
 
     fn state(budget: u64) -> NnState {
         NnState::new(Arc::new(GraphRegistry::new()), None, budget)

@@ -19,8 +19,8 @@ use ort::logging::LogLevel;
 use ort::session::{RunOptions, Session, SessionInputValue};
 use ort::value::{DynTensor, TensorElementType, ValueType};
 
-use crate::manifest::Device;
 use crate::nn::{ElementType, ErrorCode, Tensor};
+use cordon_config::manifest::Device;
 
 /// The oldest ONNX Runtime this build accepts: the release it is tested with. Older releases
 /// differ in how they resolve a graph's external-data paths (1.22 follows `..` and absolute
@@ -182,7 +182,7 @@ fn log_through_host(level: LogLevel, _category: &str, _id: &str, _location: &str
         };
         eprintln!(
             "onnxruntime {level}: {}",
-            crate::sandbox::sanitize(message, MAX_ORT_LOG_BYTES)
+            cordon_config::names::printable(message, MAX_ORT_LOG_BYTES)
         );
     } else if line == MAX_ORT_LOG_LINES {
         eprintln!("onnxruntime: further log lines are dropped");
@@ -364,7 +364,7 @@ pub fn check_input_name(session: &Session, graph: &str, name: &str) -> Result<()
         ErrorCode::InvalidArgument,
         format!(
             "graph `{graph}` has no input `{}` (its inputs: {})",
-            crate::sandbox::sanitize(name, 256),
+            cordon_config::names::printable(name, 256),
             known.join(", ")
         ),
     ))

@@ -27,9 +27,9 @@ pub use protocol::JailLayers;
 use protocol::{Failure, Reply, Request, Slot};
 use shm::SharedRegion;
 
-use crate::manifest::Device;
 use crate::nn::onnx::LoadedGraph;
 use crate::nn::{ErrorCode, Tensor};
+use cordon_config::manifest::Device;
 
 /// Tensors in the region start on this boundary, as ONNX Runtime's kernels prefer.
 pub const SLOT_ALIGN: u64 = 64;
@@ -269,7 +269,7 @@ impl InferenceWorker {
                 worker.layers = layers;
             }
             Ok(other) => {
-                return Err(WorkerError::Protocol(crate::sandbox::sanitize(
+                return Err(WorkerError::Protocol(cordon_config::names::printable(
                     &format!("answered Seal with {other:?}"),
                     512,
                 )));
@@ -295,7 +295,7 @@ impl InferenceWorker {
             .map_err(|failure| match failure {
                 WorkerFailure::Fatal(error) => error,
                 WorkerFailure::Nn(_, cause) => WorkerError::Load {
-                    graph: crate::sandbox::sanitize(&graph.name, 256),
+                    graph: cordon_config::names::printable(&graph.name, 256),
                     cause,
                 },
             })
@@ -319,7 +319,7 @@ impl InferenceWorker {
         };
         let during = format!(
             "while loading graph `{}`",
-            crate::sandbox::sanitize(&graph.name, 256)
+            cordon_config::names::printable(&graph.name, 256)
         );
         match self.request(&request, Some(&graph.bytes), deadline, &during)? {
             Reply::Loaded { graph } => Ok(graph),
@@ -368,7 +368,7 @@ impl InferenceWorker {
         };
         let during = format!(
             "while running graph `{}`",
-            crate::sandbox::sanitize(graph_name, 256)
+            cordon_config::names::printable(graph_name, 256)
         );
         let outputs = match self.request(&request, None, deadline, &during)? {
             Reply::Outputs { outputs } => outputs,
@@ -426,7 +426,7 @@ impl InferenceWorker {
                         self.kill(WorkerError::Deadline)
                     }
                     std::io::ErrorKind::InvalidData => self.kill(WorkerError::Protocol(
-                        crate::sandbox::sanitize(&error.to_string(), 512),
+                        cordon_config::names::printable(&error.to_string(), 512),
                     )),
                     _ => self.bury(during),
                 }));
@@ -435,11 +435,11 @@ impl InferenceWorker {
         match reply {
             Reply::Failed { failure, message } => {
                 // The worker's text is the worker's: escaped and cut where it enters the host.
-                let message = crate::sandbox::sanitize(&message, 2048);
+                let message = cordon_config::names::printable(&message, 2048);
                 Err(match failure {
                     Failure::Memory => WorkerFailure::Fatal(self.kill(WorkerError::Memory {
                         limit: self.config.inference_memory,
-                        message: crate::sandbox::sanitize(&message, 1024),
+                        message: cordon_config::names::printable(&message, 1024),
                     })),
                     Failure::InvalidArgument => {
                         WorkerFailure::Nn(ErrorCode::InvalidArgument, message)
@@ -454,7 +454,7 @@ impl InferenceWorker {
     }
 
     fn protocol_error(&mut self, why: String) -> WorkerFailure {
-        let why = crate::sandbox::sanitize(&why, 512);
+        let why = cordon_config::names::printable(&why, 512);
         WorkerFailure::Fatal(self.kill(WorkerError::Protocol(why)))
     }
 
@@ -690,7 +690,7 @@ fn forward_stderr(stderr: std::process::ChildStderr, pid: u32, last_words: &Mute
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        let text = crate::sandbox::sanitize(String::from_utf8_lossy(&line).trim_end(), 512);
+        let text = cordon_config::names::printable(String::from_utf8_lossy(&line).trim_end(), 512);
         if lines < MAX_WORKER_LOG_LINES {
             // Not eprintln!: a closed stderr must not panic this thread.
             let _ = writeln!(std::io::stderr(), "inference worker {pid}: {text}");

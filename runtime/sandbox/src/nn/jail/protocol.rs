@@ -8,8 +8,8 @@
 
 use std::io::{self, Read, Write};
 
-use crate::manifest::Device;
 use crate::nn::ElementType;
+use cordon_config::manifest::Device;
 
 /// Largest JSON frame either side accepts: descriptions only, never data.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
@@ -93,7 +93,7 @@ impl std::fmt::Display for JailLayers {
                 RootStatus::Dropped => ", root dropped to nobody".into(),
                 RootStatus::Kept(why) => format!(
                     ", still root (cannot become nobody: {})",
-                    crate::sandbox::sanitize(why, 120)
+                    cordon_config::names::printable(why, 120)
                 ),
             },
         )

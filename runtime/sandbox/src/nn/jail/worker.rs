@@ -95,7 +95,7 @@ pub fn run(args: WorkerArgs) -> Result<(), String> {
             }
             Request::WarmUpCuda if !sealed => {
                 let options = SessionOptions {
-                    device: crate::manifest::Device::Gpu,
+                    device: cordon_config::manifest::Device::Gpu,
                     threads: 1,
                 };
                 match onnxruntime.session("<CUDA warm-up>", &cuda_warm_up_graph(), options) {
@@ -176,7 +176,7 @@ fn failed(failure: Failure, message: &str) -> Reply {
     };
     Reply::Failed {
         failure,
-        message: crate::sandbox::sanitize(message, 2048),
+        message: cordon_config::names::printable(message, 2048),
     }
 }
 
