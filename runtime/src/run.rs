@@ -681,19 +681,7 @@ impl Runtime {
             Arc::clone(&self.tokio),
         )
         .map_err(|error| match error {
-            DataError::PolicySql {
-                table,
-                key,
-                sql,
-                message,
-            } => RunError::Policy(policy.error_at(
-                &key,
-                format!(
-                    "{} `{sql}` does not fit {}: {message}",
-                    crate::policy::describe_key(&key),
-                    table.display()
-                ),
-            )),
+            DataError::PolicySql(error) => RunError::Policy(error),
             other => RunError::Data(other),
         })
     }

@@ -66,6 +66,9 @@ pub struct InputGrant {
     pub partition_by: Vec<Name>,
     /// Partition mode: the model columns that order each partition's rows.
     pub order_by: Vec<Name>,
+    /// Where the policy writes each key, for errors in its SQL found against the table.
+    #[serde(skip)]
+    pub policy: crate::policy::PolicyLines,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -356,6 +359,7 @@ impl Grant {
                 mode: manifest.input.mode,
                 partition_by: manifest.input.partition_by.clone(),
                 order_by: manifest.input.order_by.clone(),
+                policy: policy.lines(),
             },
             output: OutputGrant {
                 name: output_name.clone(),

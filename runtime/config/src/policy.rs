@@ -524,6 +524,34 @@ impl Policy {
             message,
         }
     }
+
+    /// Where this policy's keys are written, for errors found after parsing.
+    pub fn lines(&self) -> PolicyLines {
+        PolicyLines {
+            path: self.path.clone(),
+            key_lines: self.key_lines.clone(),
+        }
+    }
+}
+
+/// Where a policy's keys are written: the file and each key's line. The grant carries it, so
+/// that policy SQL the data plane later finds not to fit the table is refused at its line,
+/// with the same error as any other mistake in the policy.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyLines {
+    path: PathBuf,
+    key_lines: KeyLines,
+}
+
+impl PolicyLines {
+    /// An error in the policy, at the line of the dotted key `path`.
+    pub fn error_at(&self, path: &str, message: String) -> PolicyError {
+        PolicyError::Invalid {
+            path: self.path.clone(),
+            line: self.key_lines.line_of(path),
+            message,
+        }
+    }
 }
 
 /// A trusted key as the policy writes it: `ed25519:<base64>` inline, or the path of a public

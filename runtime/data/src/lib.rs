@@ -56,14 +56,10 @@ pub enum DataError {
         "{path}: a partition has more than {limit} rows (limits.partition-rows); is partition-by the right column?"
     )]
     PartitionTooLarge { path: PathBuf, limit: u64 },
-    /// SQL from the policy that does not fit the table; `key` says where the policy writes it.
-    #[error("{} `{sql}` does not fit {}: {message}", cordon_config::policy::describe_key(key), table.display())]
-    PolicySql {
-        table: PathBuf,
-        key: String,
-        sql: String,
-        message: String,
-    },
+    /// SQL from the policy that does not fit the table, refused at its line in the policy:
+    /// `<policy>:<line>: [bind.<input>] filter `<sql>` does not fit <table>: <why>`.
+    #[error(transparent)]
+    PolicySql(cordon_config::policy::PolicyError),
     #[error("{path}: internal error: {message}")]
     Internal { path: PathBuf, message: String },
     #[error("{path}: only .csv and .parquet sinks can be written")]

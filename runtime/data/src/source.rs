@@ -558,11 +558,12 @@ async fn check_expressions(
     }
     for key in &grant.key {
         if !is_table_column(key) {
-            return Err(DataError::PolicySql {
-                table: path.to_owned(),
-                key: format!("bind.{}.key", grant.name),
-                sql: key.clone(),
-                message: format!(
+            return Err(policy_sql_error(
+                grant,
+                path,
+                &format!("bind.{}.key", grant.name),
+                key,
+                format!(
                     "the table has no column `{key}`; it has: {}",
                     table_columns
                         .iter()
@@ -570,7 +571,7 @@ async fn check_expressions(
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
-            });
+            ));
         }
     }
     let model_columns = || {
@@ -583,12 +584,7 @@ async fn check_expressions(
     };
     let key_aliases: Vec<String> = (0..grant.key.len()).map(key_alias).collect();
     for (key, sql, query, feeds_sandbox) in checks {
-        let refuse = |message: String| DataError::PolicySql {
-            table: path.to_owned(),
-            key: key.to_owned(),
-            sql: sql.to_owned(),
-            message,
-        };
+        let refuse = |message: String| policy_sql_error(grant, path, key, sql, message);
         let plan = match context.sql(&query).await {
             Ok(frame) => frame.into_unoptimized_plan(),
             Err(error) => {
@@ -793,6 +789,25 @@ fn build_query(grant: &InputGrant, table_columns: &[(String, DataType)]) -> Stri
     query
 }
 
+/// Policy SQL (`sql`, written at `key`) that does not fit the table at `path`: refused at its
+/// line in the policy, as any other mistake in the policy is.
+fn policy_sql_error(
+    grant: &InputGrant,
+    path: &Path,
+    key: &str,
+    sql: &str,
+    message: String,
+) -> DataError {
+    DataError::PolicySql(grant.policy.error_at(
+        key,
+        format!(
+            "{} `{sql}` does not fit {}: {message}",
+            cordon_config::policy::describe_key(key),
+            path.display()
+        ),
+    ))
+}
+
 /// The grant with every SQL snippet of the policy replaced by its canonical text
 /// ([`cordon_config::policy::canonical_sql_expression`]): each one balanced expression with no comment,
 /// so that text from one key cannot comment out, or sit inside a literal opened by, the query
@@ -803,14 +818,8 @@ fn canonical_grant(
     path: &Path,
 ) -> Result<InputGrant, DataError> {
     let canonical = |key: &str, sql: &str| {
-        cordon_config::policy::canonical_sql_expression(sql).map_err(|message| {
-            DataError::PolicySql {
-                table: path.to_owned(),
-                key: key.to_owned(),
-                sql: sql.to_owned(),
-                message,
-            }
-        })
+        cordon_config::policy::canonical_sql_expression(sql)
+            .map_err(|message| policy_sql_error(grant, path, key, sql, message))
     };
     let mut grant = grant.clone();
     for (key, filter) in &mut grant.filters {
