@@ -534,26 +534,6 @@ impl Policy {
     }
 }
 
-/// Where a policy's keys are written: the file and each key's line. The grant carries it, so
-/// that policy SQL the data plane later finds not to fit the table is refused at its line,
-/// with the same error as any other mistake in the policy.
-#[derive(Debug, Clone, Default)]
-pub struct PolicyLines {
-    path: PathBuf,
-    key_lines: KeyLines,
-}
-
-impl PolicyLines {
-    /// An error in the policy, at the line of the dotted key `path`.
-    pub fn error_at(&self, path: &str, message: String) -> PolicyError {
-        PolicyError::Invalid {
-            path: self.path.clone(),
-            line: self.key_lines.line_of(path),
-            message,
-        }
-    }
-}
-
 /// A trusted key as the policy writes it: `ed25519:<base64>` inline, or the path of a public
 /// key file (SPKI PEM, as `cordon keygen` writes it) relative to `base_dir`.
 fn read_trusted_key(key: &str, base_dir: &Path) -> Result<ed25519_dalek::VerifyingKey, String> {
@@ -566,121 +546,14 @@ fn read_trusted_key(key: &str, base_dir: &Path) -> Result<ed25519_dalek::Verifyi
     crate::keys::parse_public_key(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// A dotted key path as a reader finds it in the file: `bind.customers.filter` is
-/// `[bind.customers] filter`, `role.eu.bind.customers.mask.zip` is
-/// `[role.eu.bind.customers] mask.zip`.
-pub fn describe_key(path: &str) -> String {
-    let parts: Vec<&str> = path.split('.').collect();
-    let table_depth = match parts.as_slice() {
-        ["role", _, "bind", ..] => 4,
-        ["bind" | "emit" | "role", ..] => 2,
-        _ => 1,
-    };
-    match (parts.get(..table_depth), parts.get(table_depth..)) {
-        (Some(table), Some(rest)) if !rest.is_empty() => {
-            format!("[{}] {}", table.join("."), rest.join("."))
-        }
-        _ => format!("[{path}]"),
-    }
-}
+mod lines;
+mod sql;
 
-/// SQL the data plane will run must at least parse: a filter or mask with a typo fails when the
-/// policy is loaded. Each must also be one expression and nothing else, so that no text can
-/// close the parenthesis the query wraps it in and change the query's shape. Whether the
-/// columns it names exist is checked against the table before any row is read
-/// (`cordon_data::source`). Returns the dotted key at fault and why.
-fn check_binding_sql(
-    table: &str,
-    filter: Option<&String>,
-    masks: &BTreeMap<Name, String>,
-) -> Result<(), (String, String)> {
-    if let Some(filter) = filter {
-        check_sql_expression(filter)
-            .map_err(|why| (format!("{table}.filter"), format!("[{table}] filter {why}")))?;
-    }
-    for (column, mask) in masks {
-        check_sql_expression(mask).map_err(|why| {
-            (
-                format!("{table}.mask.{column}"),
-                format!("[{table}] mask.{column} {why}"),
-            )
-        })?;
-    }
-    Ok(())
-}
+pub use lines::{PolicyLines, describe_key};
+pub use sql::{canonical_sql_expression, check_sql_expression};
 
-/// Parses `sql` as exactly one SQL expression in DataFusion's dialect.
-pub fn check_sql_expression(sql: &str) -> Result<(), String> {
-    canonical_sql_expression(sql).map(|_| ())
-}
-
-/// `sql` parsed as exactly one SQL expression and printed back by the parser: the text the
-/// data plane splices into its query. It has no comments and its literals are balanced, so no
-/// snippet can comment out or swallow the query text after it, whatever the policy wrote.
-pub fn canonical_sql_expression(sql: &str) -> Result<String, String> {
-    use datafusion::sql::sqlparser::dialect::GenericDialect;
-    use datafusion::sql::sqlparser::parser::Parser;
-    use datafusion::sql::sqlparser::tokenizer::Token;
-
-    let quoted = format!("`{sql}`");
-    let mut parser = Parser::new(&GenericDialect {})
-        .try_with_sql(sql)
-        .map_err(|e| format!("{quoted} is not valid SQL: {e}"))?;
-    let expression = parser
-        .parse_expr()
-        .map_err(|e| format!("{quoted} is not an SQL expression: {e}"))?;
-    match parser.peek_token().token {
-        Token::EOF => Ok(expression.to_string()),
-        token => Err(format!(
-            "{quoted} must be one SQL expression and nothing more, but goes on at `{token}`"
-        )),
-    }
-}
-
-/// Where each key of a policy file is written: its dotted path (`bind.customers.filter`) and
-/// line, read from the TOML parser's spans.
-#[derive(Debug, Clone, Default)]
-struct KeyLines(BTreeMap<String, usize>);
-
-impl KeyLines {
-    fn of(text: &str) -> KeyLines {
-        let mut lines = KeyLines::default();
-        if let Ok(root) = toml::de::DeTable::parse(text) {
-            lines.collect(text, root.get_ref(), "");
-        }
-        lines
-    }
-
-    fn collect(&mut self, text: &str, table: &toml::de::DeTable<'_>, prefix: &str) {
-        for (key, value) in table.iter() {
-            let path = if prefix.is_empty() {
-                key.get_ref().to_string()
-            } else {
-                format!("{prefix}.{}", key.get_ref())
-            };
-            let line = text
-                .get(..key.span().start)
-                .map_or(1, |before| before.matches('\n').count() + 1);
-            // A table written as several headers keeps the line of its first.
-            let known = self.0.entry(path.clone()).or_insert(line);
-            *known = (*known).min(line);
-            if let toml::de::DeValue::Table(inner) = value.get_ref() {
-                self.collect(text, inner, &path);
-            }
-        }
-    }
-
-    /// The line of `path`, or of its longest prefix that is written in the file.
-    fn line_of(&self, path: &str) -> Option<usize> {
-        let mut path = path;
-        loop {
-            if let Some(line) = self.0.get(path) {
-                return Some(*line);
-            }
-            path = path.rsplit_once('.')?.0;
-        }
-    }
-}
+use lines::KeyLines;
+use sql::check_binding_sql;
 
 #[cfg(test)]
 mod tests;
