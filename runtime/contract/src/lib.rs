@@ -7,6 +7,7 @@
 //!
 //! Every other crate of the host depends on this one and on nothing above it.
 
+pub mod arrow;
 pub mod data;
 pub mod types;
 pub mod world;

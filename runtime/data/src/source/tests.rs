@@ -2,6 +2,7 @@ use datafusion::arrow::array::{BooleanArray, Float64Array, Int64Array};
 use datafusion::arrow::compute::nullif;
 
 use super::*;
+use datafusion::arrow::array::StringArray;
 
 #[test]
 fn numbers_and_flags_drop_what_a_null_slot_still_holds() {
