@@ -463,6 +463,7 @@ fn csv_grant(source: PathBuf, mode: InputMode) -> Option<InputGrant> {
         mode,
         partition_by,
         order_by,
+        policy: Default::default(),
     })
 }
 

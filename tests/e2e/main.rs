@@ -17,6 +17,7 @@ mod bounded_memory;
 mod cache;
 mod churn;
 mod data_plane;
+mod drivers;
 mod forecast;
 mod inference_wall;
 mod inspect;

@@ -153,17 +153,19 @@ impl Case {
 
     /// Runs as a policy role.
     pub fn run_as(&self, role: Option<&str>) -> Result<RunSummary, RunError> {
-        runtime().run(
-            &RunRequest {
-                package_dir: self.path("package"),
-                policy: self.path("policy.toml"),
-                base_dir: self.dir.path().to_owned(),
-                role: role.map(str::to_owned),
-                // Test packages are build directories, as in local development.
-                allow_unsigned: true,
-            },
-            &Quiet,
-        )
+        runtime().run(&self.request(role), &Quiet)
+    }
+
+    /// The case's package under its policy, as a policy role.
+    pub fn request(&self, role: Option<&str>) -> RunRequest {
+        RunRequest {
+            package_dir: self.path("package"),
+            policy: self.path("policy.toml"),
+            base_dir: self.dir.path().to_owned(),
+            role: role.map(str::to_owned),
+            // Test packages are build directories, as in local development.
+            allow_unsigned: true,
+        }
     }
 }
 

@@ -66,7 +66,7 @@ fn splitmix64(counter: u64) -> u64 {
 }
 
 /// The whole CSV as one record batch, each column typed by what its values parse as.
-fn read_typed_csv(path: &Path) -> Result<RecordBatch, Box<dyn Error>> {
+pub fn read_typed_csv(path: &Path) -> Result<RecordBatch, Box<dyn Error>> {
     let mut reader = csv::Reader::from_path(path)?;
     let names: Vec<String> = reader.headers()?.iter().map(str::to_owned).collect();
     let mut cells: Vec<Vec<String>> = vec![Vec::new(); names.len()];

@@ -103,8 +103,8 @@ fn execute(
     ))
 }
 
-/// Plans the grant's query on its table. SQL of the policy that does not fit the table is
-/// reported as a policy error, at the line of the key that holds it.
+/// Plans the grant's query on its table. SQL of the policy that does not fit the table is a
+/// policy error, at the line of the key that holds it.
 pub(crate) fn open_source(
     runtime: &Runtime,
     grant: &Grant,
@@ -117,19 +117,7 @@ pub(crate) fn open_source(
         Arc::clone(&runtime.tokio),
     )
     .map_err(|error| match error {
-        DataError::PolicySql {
-            table,
-            key,
-            sql,
-            message,
-        } => RunError::Policy(policy.error_at(
-            &key,
-            format!(
-                "{} `{sql}` does not fit {}: {message}",
-                crate::policy::describe_key(&key),
-                table.display()
-            ),
-        )),
+        DataError::PolicySql(error) => RunError::Policy(error),
         other => RunError::Data(other),
     })
 }

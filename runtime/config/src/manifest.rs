@@ -1,0 +1,598 @@
+//! The package manifest (`cordon.toml`): what a provider's model asks for.
+//!
+//! The manifest only *requests*: inputs with the columns the model reads, outputs with the
+//! columns it returns, graphs it runs. The consumer's policy decides what is granted. Parsing is
+//! strict (unknown keys are errors) and resolves into types that cannot hold an invalid state.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use cordon_contract::types::{ColumnType, InputMode};
+
+use crate::names::Name;
+use crate::units::ByteSize;
+
+/// The file name of the manifest inside a package.
+pub const MANIFEST_FILE: &str = "cordon.toml";
+
+/// The only manifest format this runtime reads.
+pub const MANIFEST_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read manifest {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        path: PathBuf,
+        /// The line of the key at fault, where there is one.
+        line: Option<usize>,
+        message: String,
+    },
+}
+
+/// Where a graph prefers to run; the policy decides where it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Device {
+    Cpu,
+    Gpu,
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Device::Cpu => "cpu",
+            Device::Gpu => "gpu",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GraphFormat {
+    Onnx,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ColumnSpec {
+    pub name: Name,
+    #[serde(rename = "type")]
+    pub ty: ColumnType,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawManifest {
+    manifest_version: u32,
+    package: RawPackage,
+    #[serde(default)]
+    input: std::collections::BTreeMap<Name, RawInput>,
+    #[serde(default)]
+    output: std::collections::BTreeMap<Name, RawOutput>,
+    #[serde(default)]
+    graph: Vec<GraphSpec>,
+    #[serde(default)]
+    resources: ResourceHints,
+}
+
+/// What the provider says the model needs, so that a consumer can set `[limits]` to fit before
+/// the first run fails. Hints only: the policy's limits are what the host enforces.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ResourceHints {
+    /// Linear memory one instance needs (compare `limits.memory`).
+    pub memory: Option<ByteSize>,
+    /// wasi:nn tensor bytes one instance holds at most (compare `limits.tensor-bytes`).
+    pub tensor_bytes: Option<ByteSize>,
+    /// Fuel one row costs, roughly (compare `limits.fuel-per-batch` over `limits.batch-rows`).
+    pub fuel_per_row: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawPackage {
+    name: Name,
+    version: String,
+    publisher: Name,
+    license: String,
+    description: String,
+    component: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawInput {
+    mode: InputMode,
+    columns: Vec<ColumnSpec>,
+    #[serde(default)]
+    partition_by: Vec<Name>,
+    #[serde(default)]
+    order_by: Vec<Name>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawOutput {
+    columns: Vec<ColumnSpec>,
+}
+
+/// A graph the package ships, reached by the guest with wasi:nn `load-by-name`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GraphSpec {
+    pub name: Name,
+    /// Path inside the package.
+    pub file: String,
+    pub format: GraphFormat,
+    #[serde(default = "default_device")]
+    pub device: Device,
+}
+
+fn default_device() -> Device {
+    Device::Cpu
+}
+
+/// A validated manifest.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Manifest {
+    pub name: Name,
+    pub version: String,
+    pub publisher: Name,
+    pub license: String,
+    pub description: String,
+    /// Path of the component inside the package.
+    pub component: String,
+    pub input: InputSpec,
+    pub output: OutputSpec,
+    pub graphs: Vec<GraphSpec>,
+    pub resources: ResourceHints,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InputSpec {
+    pub name: Name,
+    pub mode: InputMode,
+    pub columns: Vec<ColumnSpec>,
+    /// Partition mode: the input columns whose values make one partition. Empty in row mode.
+    pub partition_by: Vec<Name>,
+    /// Partition mode: the input columns that order the rows inside a partition, ascending.
+    pub order_by: Vec<Name>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OutputSpec {
+    pub name: Name,
+    pub columns: Vec<ColumnSpec>,
+}
+
+impl Manifest {
+    /// Reads and validates `cordon.toml` at `path`.
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates manifest text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ManifestError> {
+        let raw: RawManifest = toml::from_str(text).map_err(|source| ManifestError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        let invalid_at = |key: &str, message: String| ManifestError::Invalid {
+            path: path.to_owned(),
+            line: line_of_key(text, key),
+            message,
+        };
+        // An error about the manifest as a whole, at no one line.
+        let invalid = |message: String| ManifestError::Invalid {
+            path: path.to_owned(),
+            line: None,
+            message,
+        };
+        if raw.manifest_version != MANIFEST_VERSION {
+            return Err(invalid_at(
+                "manifest-version",
+                format!(
+                    "manifest-version {} is not supported; this runtime reads version {MANIFEST_VERSION}",
+                    raw.manifest_version
+                ),
+            ));
+        }
+        check_package_path(&raw.package.component)
+            .map_err(|why| invalid_at("package.component", format!("package.component: {why}")))?;
+        check_version(&raw.package.version)
+            .map_err(|why| invalid_at("package.version", format!("package.version: {why}")))?;
+        for (key, text, max) in [
+            (
+                "description",
+                &raw.package.description,
+                MAX_DESCRIPTION_BYTES,
+            ),
+            ("license", &raw.package.license, MAX_LICENSE_BYTES),
+        ] {
+            if text.len() > max {
+                return Err(invalid_at(
+                    &format!("package.{key}"),
+                    format!(
+                        "package.{key} is {} bytes; at most {max} are allowed",
+                        text.len()
+                    ),
+                ));
+            }
+        }
+
+        // One input and one output for now: multi-input models need the data interface.
+        let mut inputs = raw.input.into_iter();
+        let (input_name, input) = match (inputs.next(), inputs.next()) {
+            (Some(first), None) => first,
+            (None, _) => return Err(invalid("the manifest declares no [input.<name>]".into())),
+            (Some((first, _)), Some((second, _))) => {
+                let names = [first, second]
+                    .into_iter()
+                    .chain(inputs.map(|(name, _)| name));
+                return Err(invalid_at(
+                    &last_written(text, "input", names),
+                    "the manifest declares more than one input; this runtime runs one".into(),
+                ));
+            }
+        };
+        let mut outputs = raw.output.into_iter();
+        let (output_name, output) = match (outputs.next(), outputs.next()) {
+            (Some(first), None) => first,
+            (None, _) => return Err(invalid("the manifest declares no [output.<name>]".into())),
+            (Some((first, _)), Some((second, _))) => {
+                let names = [first, second]
+                    .into_iter()
+                    .chain(outputs.map(|(name, _)| name));
+                return Err(invalid_at(
+                    &last_written(text, "output", names),
+                    "the manifest declares more than one output; this runtime writes one".into(),
+                ));
+            }
+        };
+        let at_key = |(key, message): (String, String)| invalid_at(&key, message);
+        check_columns(&input.columns, &format!("input.{input_name}.columns")).map_err(at_key)?;
+        check_columns(&output.columns, &format!("output.{output_name}.columns")).map_err(at_key)?;
+        check_partitioning(&input_name, &input, &output_name, &output).map_err(at_key)?;
+
+        let mut graph_names = BTreeSet::new();
+        for (index, graph) in raw.graph.iter().enumerate() {
+            if !graph_names.insert(graph.name.as_str()) {
+                return Err(invalid_at(
+                    &format!("graph.{index}.name"),
+                    format!("graph `{}` is declared twice", graph.name),
+                ));
+            }
+            check_package_path(&graph.file).map_err(|why| {
+                invalid_at(
+                    &format!("graph.{index}.file"),
+                    format!("graph `{}` file: {why}", graph.name),
+                )
+            })?;
+        }
+
+        Ok(Manifest {
+            name: raw.package.name,
+            version: raw.package.version,
+            publisher: raw.package.publisher,
+            license: raw.package.license,
+            description: raw.package.description,
+            component: raw.package.component,
+            input: InputSpec {
+                name: input_name,
+                mode: input.mode,
+                columns: input.columns,
+                partition_by: input.partition_by,
+                order_by: input.order_by,
+            },
+            output: OutputSpec {
+                name: output_name,
+                columns: output.columns,
+            },
+            graphs: raw.graph,
+            resources: raw.resources,
+        })
+    }
+}
+
+/// Longest `package.description`: a paragraph, not a payload.
+pub const MAX_DESCRIPTION_BYTES: usize = 2048;
+/// Longest `package.license` (an SPDX expression).
+pub const MAX_LICENSE_BYTES: usize = 256;
+/// Longest `package.version`.
+const MAX_VERSION_BYTES: usize = 64;
+
+/// A version is Semantic Versioning 2.0 (`1.4.0`, `2.0.0-rc.1+build.5`): it ends up in file
+/// names (`cordon pack` writes `<name>-<version>.cordon`), so it may hold nothing but
+/// `[0-9A-Za-z.+-]`, never a `/` or `..`.
+pub fn check_version(version: &str) -> Result<(), String> {
+    let shown = crate::names::printable(version, MAX_VERSION_BYTES);
+    if version.len() > MAX_VERSION_BYTES {
+        return Err(format!(
+            "`{shown}` is longer than {MAX_VERSION_BYTES} bytes"
+        ));
+    }
+    semver::Version::parse(version).map(|_| ()).map_err(|e| {
+        format!("`{shown}` is not a semantic version such as 1.4.0 or 2.0.0-rc.1 ({e})")
+    })
+}
+
+/// Columns are a non-empty list of distinct names. Returns the dotted key at fault and why.
+fn check_columns(columns: &[ColumnSpec], key: &str) -> Result<(), (String, String)> {
+    if columns.is_empty() {
+        return Err((
+            key.to_owned(),
+            format!("{key} is empty: a model must read or write some column"),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for (index, column) in columns.iter().enumerate() {
+        if !seen.insert(column.name.as_str()) {
+            return Err((
+                format!("{key}.{index}"),
+                format!("{key}: column `{}` is listed twice", column.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Partition mode needs `partition-by` (and may have `order-by`), both naming declared input
+/// columns; row mode has neither. The host adds the partition columns to every output row, so
+/// an output column may not share their names. Returns the dotted key at fault and why.
+fn check_partitioning(
+    input_name: &Name,
+    input: &RawInput,
+    output_name: &Name,
+    output: &RawOutput,
+) -> Result<(), (String, String)> {
+    let table = format!("input.{input_name}");
+    match input.mode {
+        InputMode::Row => {
+            if !input.partition_by.is_empty() || !input.order_by.is_empty() {
+                let key = if input.partition_by.is_empty() {
+                    "order-by"
+                } else {
+                    "partition-by"
+                };
+                return Err((
+                    format!("{table}.{key}"),
+                    format!("{table}: partition-by and order-by need mode = \"partition\""),
+                ));
+            }
+            return Ok(());
+        }
+        InputMode::Partition => {
+            if input.partition_by.is_empty() {
+                return Err((
+                    format!("{table}.mode"),
+                    format!(
+                        "{table}: mode = \"partition\" needs partition-by, the columns whose values make one partition"
+                    ),
+                ));
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (key, names) in [
+        ("partition-by", &input.partition_by),
+        ("order-by", &input.order_by),
+    ] {
+        for name in names {
+            if !input.columns.iter().any(|c| &c.name == name) {
+                return Err((
+                    format!("{table}.{key}"),
+                    format!("{table}.{key}: `{name}` is not one of the input's columns"),
+                ));
+            }
+            if !seen.insert(name) {
+                return Err((
+                    format!("{table}.{key}"),
+                    format!(
+                        "{table}.{key}: `{name}` appears more than once in partition-by and order-by"
+                    ),
+                ));
+            }
+        }
+    }
+    for name in &input.partition_by {
+        if let Some(index) = output.columns.iter().position(|c| &c.name == name) {
+            return Err((
+                format!("output.{output_name}.columns.{index}"),
+                format!(
+                    "output.{output_name}.columns: `{name}` is the partition key, which the host adds to every output row; the model must not return it"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The line where the key at dotted `path` is written (`input.rows.columns.2` is the third
+/// column, `graph.0.file` the first `[[graph]]`'s file), or else where its nearest enclosing
+/// key is; read from the TOML parser's spans. `None` if the text does not parse or names none.
+fn line_of_key(text: &str, path: &str) -> Option<usize> {
+    use toml::de::DeValue;
+
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let mut value: Option<&DeValue<'_>> = None;
+    let mut span = None;
+    for part in path.split('.') {
+        let found = match value {
+            None => root
+                .get_ref()
+                .iter()
+                .find(|(key, _)| key.get_ref() == part)
+                .map(|(key, value)| (key.span(), value)),
+            Some(DeValue::Table(table)) => table
+                .iter()
+                .find(|(key, _)| key.get_ref() == part)
+                .map(|(key, value)| (key.span(), value)),
+            Some(DeValue::Array(array)) => part
+                .parse::<usize>()
+                .ok()
+                .and_then(|index| array.get(index))
+                .map(|item| (item.span(), item)),
+            Some(_) => None,
+        };
+        let Some((found_span, found_value)) = found else {
+            break;
+        };
+        span = Some(found_span);
+        value = Some(found_value.get_ref());
+    }
+    let start = span?.start;
+    Some(text.get(..start)?.matches('\n').count() + 1)
+}
+
+/// The dotted key of the `table.<name>` written last in the file: the one that is one too many.
+fn last_written(text: &str, table: &str, names: impl Iterator<Item = Name>) -> String {
+    names
+        .map(|name| format!("{table}.{name}"))
+        .max_by_key(|key| line_of_key(text, key))
+        .unwrap_or_else(|| table.to_owned())
+}
+
+/// A path inside a package must be relative and stay inside it: no `..`, no absolute paths.
+fn check_package_path(path: &str) -> Result<(), String> {
+    let parsed = Path::new(path);
+    if path.is_empty() {
+        return Err("the path is empty".into());
+    }
+    for component in parsed.components() {
+        match component {
+            Component::Normal(_) => {}
+            _ => {
+                return Err(format!(
+                    "`{path}` must be a relative path inside the package, without `..`"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+manifest-version = 1
+[package]
+name = "m"
+version = "0.1.0"
+publisher = "acme"
+license = "MIT"
+description = "d"
+component = "model.wasm"
+[input.rows]
+mode = "row"
+columns = [{ name = "x", type = "float64" }]
+[output.scores]
+columns = [{ name = "y", type = "float64" }]
+"#;
+
+    #[test]
+    fn a_good_manifest_resolves() {
+        let manifest = Manifest::parse(GOOD, Path::new("cordon.toml")).unwrap();
+        assert_eq!(manifest.input.name.as_str(), "rows");
+        assert_eq!(manifest.output.columns[0].ty, ColumnType::Float64);
+    }
+
+    #[test]
+    fn unknown_keys_and_escaping_paths_are_refused() {
+        let unknown = GOOD.replace("license = \"MIT\"", "license = \"MIT\"\nhomepage = \"x\"");
+        let error = Manifest::parse(&unknown, Path::new("cordon.toml")).unwrap_err();
+        assert!(
+            error.to_string().contains("unknown field `homepage`"),
+            "{error}"
+        );
+
+        let escaping = GOOD.replace("model.wasm", "../model.wasm");
+        let error = Manifest::parse(&escaping, Path::new("cordon.toml")).unwrap_err();
+        assert!(error.to_string().contains("without `..`"), "{error}");
+    }
+
+    #[test]
+    fn errors_name_the_line_of_the_key_at_fault() {
+        let duplicated = GOOD.replace(
+            "columns = [{ name = \"x\", type = \"float64\" }]",
+            "columns = [\n  { name = \"x\", type = \"float64\" },\n  { name = \"x\", type = \"text\" },\n]",
+        );
+        let error = Manifest::parse(&duplicated, Path::new("cordon.toml")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "cordon.toml:14: input.rows.columns: column `x` is listed twice"
+        );
+        let version = GOOD.replace("version = \"0.1.0\"", "version = \"1\"");
+        let error = Manifest::parse(&version, Path::new("cordon.toml")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("cordon.toml:5: package.version: "),
+            "{error}"
+        );
+        assert_eq!(line_of_key(GOOD, "input.rows.mode"), Some(11));
+        assert_eq!(line_of_key(GOOD, "input.rows.nothing"), Some(10));
+        assert_eq!(line_of_key(GOOD, "output.scores.columns.0"), Some(14));
+        assert_eq!(line_of_key("not = toml = at all", "not"), None);
+    }
+
+    #[test]
+    fn partition_mode_names_declared_columns() {
+        let partitioned = GOOD
+            .replace("mode = \"row\"", "mode = \"partition\"\npartition-by = [\"region\"]\norder-by = [\"t\"]")
+            .replace(
+                "columns = [{ name = \"x\", type = \"float64\" }]",
+                "columns = [{ name = \"region\", type = \"text\" }, { name = \"t\", type = \"int64\" }, { name = \"x\", type = \"float64\" }]",
+            );
+        let manifest = Manifest::parse(&partitioned, Path::new("cordon.toml")).unwrap();
+        assert_eq!(manifest.input.mode, InputMode::Partition);
+        assert_eq!(manifest.input.partition_by[0].as_str(), "region");
+
+        let cases = [
+            (
+                partitioned.replace("partition-by = [\"region\"]\n", ""),
+                "needs partition-by",
+            ),
+            (
+                partitioned.replace("order-by = [\"t\"]", "order-by = [\"day\"]"),
+                "order-by: `day` is not one of",
+            ),
+            (
+                partitioned.replace("order-by = [\"t\"]", "order-by = [\"region\"]"),
+                "appears more than once",
+            ),
+            (
+                partitioned.replace("name = \"y\"", "name = \"region\""),
+                "the host adds to every output row",
+            ),
+            (
+                GOOD.replace("mode = \"row\"", "mode = \"row\"\norder-by = [\"x\"]"),
+                "need mode = \"partition\"",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = Manifest::parse(&text, Path::new("cordon.toml")).unwrap_err();
+            assert!(error.to_string().contains(expected), "{expected}: {error}");
+        }
+    }
+}

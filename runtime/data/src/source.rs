@@ -1,0 +1,538 @@
+//! Reading the consumer's table through Apache DataFusion.
+//!
+//! One SQL query per run does everything the policy asks before a row may enter the sandbox:
+//! it reads the source (CSV or Parquet, by extension), keeps only rows that pass the filter,
+//! computes each granted column (a source column, an SQL expression, or its mask), casts it to
+//! the type the manifest declares, and carries the key columns alongside. The query is planned
+//! when the source opens, so a filter or mask that does not parse, or names a column the table
+//! lacks, fails before any row is read; it then streams in batches of bounded size, one file
+//! partition in file order, so rows come out in input order and memory stays bounded.
+//!
+//! In partition mode the query also sorts by the partition and order columns (DataFusion spills
+//! to disk past its memory pool), and the source cuts the sorted stream into whole partitions.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::{cast, concat_batches, partition};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Float32Type, Float64Type, Int64Type, Schema, TimestampMicrosecondType,
+};
+use datafusion::common::ScalarValue;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
+
+use crate::DataError;
+use cordon_config::grant::InputGrant;
+use cordon_config::manifest::{ColumnType, InputMode};
+use cordon_contract::arrow::{flag_values, primitive_values, text_values};
+use cordon_contract::data::{Batch, Column, ColumnValues, HeldBack, KeyedBatch};
+
+mod query;
+
+pub use cordon_contract::arrow::arrow_type;
+pub use query::quote_identifier;
+use query::{SOURCE_TABLE, build_query, canonical_grant, check_expressions};
+
+/// Memory DataFusion may hold for the query (sorting, in partition mode) before it spills to
+/// temporary files: a table larger than memory still scores.
+const QUERY_MEMORY: usize = 512 * 1024 * 1024;
+
+/// One partition as it was read, for the audit trail: its key and its row count.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PartitionRead {
+    pub key: BTreeMap<String, serde_json::Value>,
+    pub rows: u64,
+}
+
+/// The file formats a source may have, by extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceFormat {
+    Csv,
+    Parquet,
+}
+
+impl SourceFormat {
+    pub fn of(path: &Path) -> Option<SourceFormat> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" => Some(SourceFormat::Csv),
+            "parquet" => Some(SourceFormat::Parquet),
+            _ => None,
+        }
+    }
+}
+
+/// Streams the granted, filtered, masked columns of a table, with its key columns.
+pub struct TableSource {
+    path: PathBuf,
+    stream: SendableRecordBatchStream,
+    tokio: Arc<tokio::runtime::Runtime>,
+    columns: Vec<(String, ColumnType)>,
+    key_count: usize,
+    next_index: u64,
+    rows_read: u64,
+    /// Set in partition mode.
+    partitions: Option<Partitions>,
+}
+
+/// Cuts a stream sorted by the partition columns into whole partitions.
+struct Partitions {
+    /// Positions of the partition columns among the query's output columns.
+    key_positions: Vec<usize>,
+    /// Most rows one partition may have (`limits.partition-rows`).
+    max_rows: u64,
+    /// The rows of the partition being gathered, in order.
+    pending: Vec<RecordBatch>,
+    pending_rows: u64,
+    /// Partitions complete and not yet handed out.
+    ready: VecDeque<RecordBatch>,
+    /// Every partition handed out so far.
+    read: Vec<PartitionRead>,
+}
+
+impl TableSource {
+    /// Plans the query for `grant` and starts streaming it in batches of `batch_rows`.
+    ///
+    /// In partition mode each item is one whole partition of at most `partition_rows` rows.
+    pub fn open(
+        grant: &InputGrant,
+        batch_rows: usize,
+        partition_rows: u64,
+        tokio: Arc<tokio::runtime::Runtime>,
+    ) -> Result<TableSource, DataError> {
+        // Reading a damaged file's footer can make the parquet crate panic: caught, and named.
+        crate::panics::catch(|| Self::open_unguarded(grant, batch_rows, partition_rows, tokio))
+            .unwrap_or_else(|message| {
+                Err(DataError::Damaged {
+                    path: grant.source.clone(),
+                    message,
+                })
+            })
+    }
+
+    fn open_unguarded(
+        grant: &InputGrant,
+        batch_rows: usize,
+        partition_rows: u64,
+        tokio: Arc<tokio::runtime::Runtime>,
+    ) -> Result<TableSource, DataError> {
+        let path = grant.source.clone();
+        let format =
+            SourceFormat::of(&path).ok_or_else(|| DataError::Format { path: path.clone() })?;
+        if !path.is_file() {
+            return Err(DataError::Open {
+                path: path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            });
+        }
+        let mut config = SessionConfig::new()
+            .with_batch_size(batch_rows.max(1))
+            // One partition, no repartitioning: rows come out in the order of the file.
+            .with_target_partitions(1)
+            .with_repartition_file_scans(false);
+        // Column names keep their case, so a policy can write `Contract = 'Month-to-month'`
+        // for the table's `Contract` column without quoting it.
+        config.options_mut().sql_parser.enable_ident_normalization = false;
+        let runtime_env = RuntimeEnvBuilder::new()
+            .with_memory_limit(QUERY_MEMORY, 1.0)
+            .build_arc()
+            .map_err(|e| query_error(&path, "cannot set up the query", e))?;
+        let context = SessionContext::new_with_config_rt(config, runtime_env);
+        let location = path.to_string_lossy().into_owned();
+        let register = async {
+            match format {
+                SourceFormat::Csv => {
+                    let schema = csv_schema(&path, grant)?;
+                    let extension = path
+                        .extension()
+                        .map(|e| format!(".{}", e.to_string_lossy()))
+                        .unwrap_or_default();
+                    let options = CsvReadOptions::new()
+                        .has_header(true)
+                        .schema(&schema)
+                        .file_extension(&extension);
+                    context
+                        .register_csv(SOURCE_TABLE, &location, options)
+                        .await
+                        .map_err(|e| query_error(&path, "cannot read the table", e))
+                }
+                SourceFormat::Parquet => {
+                    let extension = path
+                        .extension()
+                        .map(|e| format!(".{}", e.to_string_lossy()))
+                        .unwrap_or_default();
+                    let options = ParquetReadOptions::default().file_extension(&extension);
+                    context
+                        .register_parquet(SOURCE_TABLE, &location, options)
+                        .await
+                        .map_err(|e| query_error(&path, "cannot read the table", e))
+                }
+            }
+        };
+        tokio.block_on(register)?;
+
+        let table_columns: Vec<(String, DataType)> = tokio
+            .block_on(context.table(SOURCE_TABLE))
+            .map_err(|e| query_error(&path, "cannot read the table", e))?
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect();
+        let grant = &canonical_grant(grant, &table_columns, &path)?;
+        tokio.block_on(check_expressions(&context, grant, &table_columns, &path))?;
+        let query = build_query(grant, &table_columns);
+        let stream = tokio.block_on(async {
+            let frame = context.sql(&query).await.map_err(|e| {
+                query_error(
+                    &path,
+                    "the policy's columns, filter or masks do not fit the table",
+                    e,
+                )
+            })?;
+            frame
+                .execute_stream()
+                .await
+                .map_err(|e| query_error(&path, "cannot start reading the table", e))
+        })?;
+        Ok(TableSource {
+            path,
+            stream,
+            tokio,
+            columns: grant
+                .columns
+                .iter()
+                .map(|c| (c.model.to_string(), c.ty))
+                .collect(),
+            key_count: grant.key.len(),
+            next_index: 0,
+            rows_read: 0,
+            partitions: match grant.mode {
+                InputMode::Row => None,
+                InputMode::Partition => Some(Partitions {
+                    key_positions: grant
+                        .partition_by
+                        .iter()
+                        .filter_map(|name| grant.columns.iter().position(|c| &c.model == name))
+                        .map(|position| grant.key.len() + position)
+                        .collect(),
+                    max_rows: partition_rows,
+                    pending: Vec::new(),
+                    pending_rows: 0,
+                    ready: VecDeque::new(),
+                    read: Vec::new(),
+                }),
+            },
+        })
+    }
+
+    /// Partition mode: every partition read so far, in order. Empty in row mode.
+    pub fn partitions_read(&self) -> &[PartitionRead] {
+        self.partitions.as_ref().map_or(&[], |p| p.read.as_slice())
+    }
+
+    /// Rows read so far (after the filter).
+    pub fn rows_read(&self) -> u64 {
+        self.rows_read
+    }
+
+    /// The next unit of work: a batch of rows (row mode) or one whole partition (partition
+    /// mode); `None` at the end of the table.
+    pub fn next_batch(&mut self) -> Result<Option<KeyedBatch>, DataError> {
+        if self.partitions.is_some() {
+            return self.next_partition();
+        }
+        let Some(record) = self.next_record()? else {
+            return Ok(None);
+        };
+        let keyed = self.convert(&record)?;
+        self.rows_read += keyed.batch.num_rows as u64;
+        Ok(Some(keyed))
+    }
+
+    /// The next non-empty record batch of the query.
+    fn next_record(&mut self) -> Result<Option<RecordBatch>, DataError> {
+        loop {
+            // A damaged file can make the parquet crate panic: caught here, and named.
+            let next = crate::panics::catch(|| self.tokio.block_on(self.stream.next())).map_err(
+                |message| DataError::Damaged {
+                    path: self.path.clone(),
+                    message,
+                },
+            )?;
+            match next {
+                None => return Ok(None),
+                Some(Err(error)) => {
+                    return Err(query_error(&self.path, "cannot read the table", error));
+                }
+                Some(Ok(record)) if record.num_rows() == 0 => continue,
+                Some(Ok(record)) => return Ok(Some(record)),
+            }
+        }
+    }
+
+    /// Gathers the sorted stream until a partition is complete, and hands it out whole.
+    fn next_partition(&mut self) -> Result<Option<KeyedBatch>, DataError> {
+        loop {
+            let ready = self.partitions.as_mut().and_then(|p| p.ready.pop_front());
+            if let Some(record) = ready {
+                return self.hand_out_partition(&record).map(Some);
+            }
+            match self.next_record()? {
+                Some(record) => self.cut_partitions(&record)?,
+                None => {
+                    // The end of the table completes the last partition.
+                    let Some(partitions) = self.partitions.as_mut() else {
+                        return Ok(None);
+                    };
+                    if partitions.pending.is_empty() {
+                        return Ok(None);
+                    }
+                    let record = self.take_pending()?;
+                    return self.hand_out_partition(&record).map(Some);
+                }
+            }
+        }
+    }
+
+    /// Splits `record` where the partition key changes: a key that differs from the pending
+    /// partition's completes it.
+    fn cut_partitions(&mut self, record: &RecordBatch) -> Result<(), DataError> {
+        let positions = self
+            .partitions
+            .as_ref()
+            .map(|p| p.key_positions.clone())
+            .unwrap_or_default();
+        let key_columns: Vec<ArrayRef> = positions
+            .iter()
+            .filter_map(|&position| record.columns().get(position).cloned())
+            .collect();
+        let ranges = partition(&key_columns)
+            .map_err(|e| self.internal(format!("cannot group the rows by partition: {e}")))?
+            .ranges();
+        for range in ranges {
+            let piece = record.slice(range.start, range.end - range.start);
+            let continues = match self.partitions.as_ref().and_then(|p| p.pending.last()) {
+                Some(last) => same_key(last, last.num_rows().saturating_sub(1), &piece, &positions)
+                    .map_err(|e| self.internal(format!("cannot compare partition keys: {e}")))?,
+                None => true,
+            };
+            if !continues {
+                let complete = self.take_pending()?;
+                if let Some(partitions) = self.partitions.as_mut() {
+                    partitions.ready.push_back(complete);
+                }
+            }
+            let Some(partitions) = self.partitions.as_mut() else {
+                break;
+            };
+            partitions.pending_rows += piece.num_rows() as u64;
+            partitions.pending.push(piece);
+            if partitions.pending_rows > partitions.max_rows {
+                return Err(DataError::PartitionTooLarge {
+                    path: self.path.clone(),
+                    limit: partitions.max_rows,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The pending partition's rows as one record batch.
+    fn take_pending(&mut self) -> Result<RecordBatch, DataError> {
+        let Some(partitions) = self.partitions.as_mut() else {
+            return Err(self.internal("no partition is pending".into()));
+        };
+        let pieces = std::mem::take(&mut partitions.pending);
+        partitions.pending_rows = 0;
+        let schema = match pieces.first() {
+            Some(first) => first.schema(),
+            None => return Err(self.internal("an empty partition".into())),
+        };
+        concat_batches(&schema, &pieces)
+            .map_err(|e| self.internal(format!("cannot gather a partition: {e}")))
+    }
+
+    /// Converts a complete partition, holding its key back for the output rows.
+    fn hand_out_partition(&mut self, record: &RecordBatch) -> Result<KeyedBatch, DataError> {
+        let mut keyed = self.convert(record)?;
+        let positions = self
+            .partitions
+            .as_ref()
+            .map(|p| p.key_positions.clone())
+            .unwrap_or_default();
+        let mut key_columns = Vec::with_capacity(positions.len());
+        let mut audit_key = BTreeMap::new();
+        for position in positions {
+            let column = position
+                .checked_sub(self.key_count)
+                .and_then(|offset| keyed.batch.columns.get(offset))
+                .and_then(|column| column.repeat(0, 1))
+                .ok_or_else(|| self.internal(format!("no partition column at {position}")))?;
+            let value = if column.validity.is_empty() {
+                column.values.json_value(0)
+            } else {
+                serde_json::Value::Null
+            };
+            audit_key.insert(column.name.clone(), value);
+            key_columns.push(column);
+        }
+        keyed.held_back = HeldBack::PartitionKey(key_columns);
+        let rows = keyed.batch.num_rows as u64;
+        self.rows_read += rows;
+        if let Some(partitions) = self.partitions.as_mut() {
+            partitions.read.push(PartitionRead {
+                key: audit_key,
+                rows,
+            });
+        }
+        Ok(keyed)
+    }
+
+    fn internal(&self, message: String) -> DataError {
+        DataError::Internal {
+            path: self.path.clone(),
+            message,
+        }
+    }
+
+    /// Splits a record batch into the key values (kept here) and the model's columns.
+    fn convert(&mut self, record: &RecordBatch) -> Result<KeyedBatch, DataError> {
+        let rows = record.num_rows();
+        let mut keys = vec![Vec::with_capacity(self.key_count); rows];
+        for index in 0..self.key_count {
+            let array = self.column_as(record, index, &DataType::Utf8)?;
+            let strings = array.as_string::<i32>();
+            for (row, key) in keys.iter_mut().enumerate() {
+                key.push(if strings.is_null(row) {
+                    String::new()
+                } else {
+                    strings.value(row).to_owned()
+                });
+            }
+        }
+        let mut columns = Vec::with_capacity(self.columns.len());
+        for (offset, (name, ty)) in self.columns.iter().enumerate() {
+            let array = self.column_as(record, self.key_count + offset, &arrow_type(*ty))?;
+            let validity = match array.nulls() {
+                Some(nulls) if nulls.null_count() > 0 => nulls.iter().collect(),
+                _ => Vec::new(),
+            };
+            let values = match ty {
+                ColumnType::Float64 => {
+                    ColumnValues::Float64(primitive_values::<Float64Type>(&array))
+                }
+                ColumnType::Float32 => {
+                    ColumnValues::Float32(primitive_values::<Float32Type>(&array))
+                }
+                ColumnType::Int64 => ColumnValues::Int64(primitive_values::<Int64Type>(&array)),
+                ColumnType::Timestamp => {
+                    ColumnValues::Timestamp(primitive_values::<TimestampMicrosecondType>(&array))
+                }
+                ColumnType::Boolean => ColumnValues::Boolean(flag_values(&array)),
+                ColumnType::Text => ColumnValues::Text(
+                    text_values(array.as_string::<i32>())
+                        .map_err(|why| self.internal(format!("column `{name}`: {why}")))?,
+                ),
+            };
+            columns.push(Column {
+                name: name.clone(),
+                values,
+                validity,
+            });
+        }
+        let index = self.next_index;
+        self.next_index += 1;
+        Ok(KeyedBatch {
+            index,
+            batch: Batch {
+                num_rows: rows,
+                columns,
+            },
+            held_back: HeldBack::RowKeys(keys),
+        })
+    }
+
+    /// Column `index` of the record, cast to exactly `ty` (DataFusion may hand back views or
+    /// other string and time encodings).
+    fn column_as(
+        &self,
+        record: &RecordBatch,
+        index: usize,
+        ty: &DataType,
+    ) -> Result<ArrayRef, DataError> {
+        let column = record
+            .columns()
+            .get(index)
+            .ok_or_else(|| DataError::Internal {
+                path: self.path.clone(),
+                message: format!("the query returned no column {index}"),
+            })?;
+        cast(column, ty).map_err(|e| DataError::Internal {
+            path: self.path.clone(),
+            message: format!("cannot convert column {index} to {ty}: {e}"),
+        })
+    }
+}
+
+/// Whether row `row` of `left` has the same partition key as the first row of `right`.
+fn same_key(
+    left: &RecordBatch,
+    row: usize,
+    right: &RecordBatch,
+    positions: &[usize],
+) -> Result<bool, datafusion::error::DataFusionError> {
+    for &position in positions {
+        let (Some(a), Some(b)) = (left.columns().get(position), right.columns().get(position))
+        else {
+            return Ok(false);
+        };
+        if ScalarValue::try_from_array(a, row)? != ScalarValue::try_from_array(b, 0)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn query_error(path: &Path, what: &str, error: datafusion::error::DataFusionError) -> DataError {
+    DataError::Query {
+        path: path.to_owned(),
+        what: what.to_owned(),
+        message: error.to_string(),
+    }
+}
+
+/// Every column of a CSV file read as text, except those the policy's `schema` types: text
+/// keeps ids such as `0042` intact, and the query casts to the manifest's types itself, so a
+/// malformed value is an error instead of a guess.
+fn csv_schema(path: &Path, grant: &InputGrant) -> Result<Schema, DataError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_path(path)
+        .map_err(|source| DataError::Csv {
+            path: path.to_owned(),
+            source,
+        })?;
+    let headers = reader.headers().map_err(|source| DataError::Csv {
+        path: path.to_owned(),
+        source,
+    })?;
+    let fields: Vec<Field> = headers
+        .iter()
+        .map(|name| {
+            let ty = grant
+                .schema
+                .get(name)
+                .map_or(DataType::Utf8, |ty| arrow_type(*ty));
+            Field::new(name, ty, true)
+        })
+        .collect();
+    Ok(Schema::new(fields))
+}
+
+#[cfg(test)]
+mod tests;

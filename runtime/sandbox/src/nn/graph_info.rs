@@ -1,0 +1,805 @@
+//! What an ONNX graph is made of, read straight from its protobuf bytes without loading it into
+//! ONNX Runtime: the operator sets it needs, the operators it uses and the tensors it stores, for
+//! `cordon inspect`, and what in it Cordon refuses to hand to ONNX Runtime at all ([`admit`]).
+//!
+//! Only the few fields needed are decoded, by hand, so the permissions screen costs no protobuf
+//! code generation and no ONNX Runtime. The bytes come from a package not yet trusted: every
+//! length is checked against what is left, nesting (subgraphs of `If`, `Loop`, `Scan`) is
+//! bounded by [`MAX_SUBGRAPH_DEPTH`], and a malformed graph is an error, never a panic.
+//!
+//! The graph is hostile, and ONNX Runtime trusts it: a tensor whose data is "external" makes ONNX
+//! Runtime open the file its `location` names (`../../home/…`, `/etc/…`), or, for the location
+//! `*/_ORT_MEM_ADDR_/*`, read host memory at an address the graph gives. So every place a tensor
+//! can hide is read here: the initializers and sparse initializers of the main graph and of
+//! every subgraph, tensors in node attributes (a `Constant`'s `value`), the bodies and default
+//! attributes of the functions the model defines, and its training graphs. Each tensor with
+//! external data, too many dims or too many elements becomes a [`Refusal`], and so does each
+//! operator from a domain the policy does not allow.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use cordon_config::admission::domain_name;
+
+/// How deep subgraphs may nest before the graph is called malformed.
+pub const MAX_SUBGRAPH_DEPTH: usize = 16;
+
+/// Most elements one stored tensor may declare (the product of its dims). ONNX Runtime sizes
+/// buffers from the dims before it looks at the data, so a graph of a few bytes could otherwise
+/// ask for terabytes.
+pub const MAX_TENSOR_ELEMENTS: u64 = 1 << 31;
+
+/// Most dims one stored tensor may have.
+pub const MAX_TENSOR_RANK: u64 = 32;
+
+/// Most bytes of any one name from the graph that a [`Refusal`] keeps: a name is the graph's
+/// to choose, and a megabyte of it would otherwise land in every report and log line.
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// Most refusals kept, while reading and from [`admit`]; the rest are counted, not kept, so a
+/// graph of a million bad tensors costs no more memory or screen than one of 32.
+pub const MAX_REFUSALS: usize = 32;
+
+/// Most characters of an external data location quoted in a refusal.
+const MAX_LOCATION_CHARS: usize = 200;
+
+/// The summary of one graph.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GraphInfo {
+    /// Operator sets by domain (`ai.onnx` for the default one) and version.
+    pub opsets: BTreeMap<String, i64>,
+    /// Operators by name (`domain.Op` outside the default domain), with how many nodes use each,
+    /// subgraphs and the bodies of the model's own functions included.
+    pub operators: BTreeMap<String, u64>,
+    /// The domains of those operators (`ai.onnx` for the default one).
+    pub domains: BTreeSet<String>,
+    /// The functions the model defines itself (`ModelProto.functions`): names by domain.
+    pub functions: BTreeMap<String, BTreeSet<String>>,
+    /// Names of the main graph's inputs and outputs.
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    /// What made it, as the graph says (`skl2onnx 1.17`, say).
+    pub producer: String,
+    /// How many tensors the graph stores: initializers and sparse initializers of the main graph
+    /// and of subgraphs, tensors in node attributes (a `Constant`'s value) and in the model's
+    /// functions. A sparse tensor counts once.
+    pub initializers: u64,
+    /// The bytes those tensors store: `raw_data` and the typed data fields, as encoded.
+    pub initializer_bytes: u64,
+    /// What was found while reading that Cordon will not hand to ONNX Runtime (external data,
+    /// oversized tensors), at most [`MAX_REFUSALS`]; [`admit`] adds the operator checks.
+    pub refusals: Vec<Refusal>,
+    /// Refusals found past the first [`MAX_REFUSALS`]: counted, not kept.
+    pub more_refusals: u64,
+    /// Operator types by domain, for [`admit`]: kept apart from `operators`, whose
+    /// `domain.Op` names cannot be split back (domains have dots in them, and so may op types).
+    #[serde(skip)]
+    operator_types: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// One thing in a graph that Cordon refuses to run: a tensor (named, where it has a name) or an
+/// operator, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Refusal {
+    /// The tensor's name, cut to [`MAX_NAME_BYTES`]; `None` for an unnamed tensor or an operator.
+    pub tensor: Option<String>,
+    /// Why, with where in the graph; names in it are escaped and cut.
+    pub why: String,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.tensor {
+            // The name is the graph's own text: escaped, so it cannot forge lines or terminal
+            // escapes in what the consumer reads.
+            Some(tensor) => write!(f, "tensor `{}`: {}", tensor.escape_debug(), self.why),
+            None => f.write_str(&self.why),
+        }
+    }
+}
+
+pub use cordon_config::admission::AdmissionRules;
+
+/// Domains ONNX Runtime has operators of its own in. A function the model defines does not
+/// admit a call into one of these: ONNX Runtime may run its own kernel of the same name rather
+/// than the function's body, so a model could otherwise define a dummy
+/// `com.microsoft.FusedMatMul` to have the real one admitted.
+const RUNTIME_DOMAINS: &[&str] = &[
+    "ai.onnx",
+    "ai.onnx.ml",
+    "ai.onnx.training",
+    "ai.onnx.preview.training",
+    "ai.onnx.contrib",
+    "com.microsoft",
+    "com.microsoft.nchwc",
+    "com.microsoft.experimental",
+    "com.microsoft.dml",
+    "com.microsoft.extensions",
+    "com.microsoft.mlfeaturizers",
+    "com.ms.internal.nhwc",
+    "org.pytorch.aten",
+];
+
+/// Everything in the graph that Cordon refuses to hand to ONNX Runtime under `rules`: the
+/// refusals found while reading, then one per operator whose domain the rules do not allow
+/// (unless the model defines that operator as a function of its own, outside the domains ONNX
+/// Runtime has operators in). Empty when the graph may run. At most [`MAX_REFUSALS`], then one
+/// saying how many more.
+pub fn admit(info: &GraphInfo, rules: &AdmissionRules) -> Vec<Refusal> {
+    let mut refusals = Vec::new();
+    let mut more = info.more_refusals;
+    let mut refuse = |refusal: Refusal| {
+        if refusals.len() < MAX_REFUSALS {
+            refusals.push(refusal);
+        } else {
+            more = more.saturating_add(1);
+        }
+    };
+    for refusal in &info.refusals {
+        refuse(refusal.clone());
+    }
+    for (domain, types) in &info.operator_types {
+        if rules.domains.contains(domain) {
+            continue;
+        }
+        let local = info.functions.get(domain);
+        let runtime_domain = RUNTIME_DOMAINS.contains(&domain.as_str());
+        for op_type in types {
+            // The function's body is read like the main graph, so its own operators face these
+            // same checks.
+            if !runtime_domain && local.is_some_and(|names| names.contains(op_type)) {
+                continue;
+            }
+            refuse(Refusal {
+                tensor: None,
+                why: format!(
+                    "operator `{}` is in domain `{}`, which the policy does not allow \
+                     ([inference] operator-domains)",
+                    shown(&operator_name(domain, op_type)),
+                    shown(domain),
+                ),
+            });
+        }
+    }
+    if more > 0 {
+        refusals.push(Refusal {
+            tensor: None,
+            why: format!("and {more} more"),
+        });
+    }
+    refusals
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a readable ONNX graph: {0}")]
+pub struct GraphInfoError(String);
+
+/// Where in the model a graph's contents are being read, for the words of a refusal.
+struct Scope {
+    /// How many subgraphs deep (a function's body counts as one).
+    depth: usize,
+    /// "in the main graph", "in a subgraph of node `n`", "in function `f`".
+    place: String,
+    /// The main graph: its inputs and outputs are the model's.
+    main: bool,
+}
+
+impl Scope {
+    /// The place, as it ends the words for something inside one of the scope's nodes: nothing
+    /// for the main graph ("in a Constant attribute of node `c`"), " in function `f`" otherwise.
+    fn within(&self) -> String {
+        if self.main {
+            String::new()
+        } else {
+            format!(" {}", self.place)
+        }
+    }
+
+    /// The scope of a subgraph of something in this one.
+    fn subgraph(&self, of: &str) -> Scope {
+        Scope {
+            depth: self.depth.saturating_add(1),
+            place: format!("in a subgraph of {of}{}", self.within()),
+            main: false,
+        }
+    }
+}
+
+/// Reads `bytes` as an ONNX `ModelProto`.
+pub fn read(bytes: &[u8]) -> Result<GraphInfo, GraphInfoError> {
+    // ONNX Runtime's own flatbuffer format carries this mark; such bytes are not ONNX, whatever
+    // this reader would make of them (sessions are also told to read ONNX only).
+    if bytes.get(4..8) == Some(b"ORTM".as_slice()) {
+        return Err(GraphInfoError(
+            "it is in ONNX Runtime's own format (ORTM), not ONNX".into(),
+        ));
+    }
+    let mut info = GraphInfo::default();
+    let mut producer = (String::new(), String::new());
+    let mut saw_graph = false;
+    let main = Scope {
+        depth: 0,
+        place: "in the main graph".into(),
+        main: true,
+    };
+    for field in Fields(bytes) {
+        match field? {
+            (2, Value::Bytes(name)) => producer.0 = text(name)?,
+            (3, Value::Bytes(version)) => producer.1 = text(version)?,
+            (7, Value::Bytes(graph)) => {
+                saw_graph = true;
+                read_graph(graph, &main, &mut info)?;
+            }
+            (8, Value::Bytes(opset)) => {
+                let (mut domain, mut version) = (String::new(), 0);
+                for field in Fields(opset) {
+                    match field? {
+                        (1, Value::Bytes(d)) => domain = text(d)?,
+                        (2, Value::Varint(v)) => version = v as i64,
+                        _ => {}
+                    }
+                }
+                info.opsets.insert(domain_name(domain), version);
+            }
+            // TrainingInfoProto: its `initialization` (1) and `algorithm` (2) graphs are
+            // graphs like any other, with initializers of their own.
+            (20, Value::Bytes(training)) => {
+                let scope = Scope {
+                    depth: 1,
+                    place: "in training_info".into(),
+                    main: false,
+                };
+                for field in Fields(training) {
+                    if let (1 | 2, Value::Bytes(graph)) = field? {
+                        read_graph(graph, &scope, &mut info)?;
+                    }
+                }
+            }
+            (25, Value::Bytes(function)) => read_function(function, &mut info)?,
+            _ => {}
+        }
+    }
+    if !saw_graph {
+        return Err(GraphInfoError("it has no graph (ModelProto.graph)".into()));
+    }
+    info.producer = format!("{} {}", producer.0, producer.1).trim().to_owned();
+    Ok(info)
+}
+
+fn read_graph(bytes: &[u8], scope: &Scope, info: &mut GraphInfo) -> Result<(), GraphInfoError> {
+    if scope.depth > MAX_SUBGRAPH_DEPTH {
+        return Err(GraphInfoError(format!(
+            "subgraphs nest deeper than {MAX_SUBGRAPH_DEPTH}"
+        )));
+    }
+    for field in Fields(bytes) {
+        match field? {
+            (1, Value::Bytes(node)) => read_node(node, scope, info)?,
+            (5, Value::Bytes(tensor)) => add_tensor(tensor, &scope.place, info)?,
+            (15, Value::Bytes(sparse)) => add_sparse_tensor(sparse, &scope.place, info)?,
+            (11, Value::Bytes(input)) if scope.main => info.inputs.push(value_name(input)?),
+            (12, Value::Bytes(output)) if scope.main => info.outputs.push(value_name(output)?),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn read_node(bytes: &[u8], scope: &Scope, info: &mut GraphInfo) -> Result<(), GraphInfoError> {
+    let (mut op_type, mut domain, mut name) = (String::new(), String::new(), String::new());
+    let mut has_attributes = false;
+    for field in Fields(bytes) {
+        match field? {
+            (3, Value::Bytes(n)) => name = self::name(n)?,
+            (4, Value::Bytes(op)) => op_type = text(op)?,
+            (7, Value::Bytes(d)) => domain = text(d)?,
+            (5, Value::Bytes(_)) => has_attributes = true,
+            _ => {}
+        }
+    }
+    if op_type.is_empty() {
+        return Err(GraphInfoError("a node has no op_type".into()));
+    }
+    // The attributes, in a second pass now that the node's name and operator are known (fields
+    // may come in any order): they may hold tensors and subgraphs.
+    if has_attributes {
+        let node = if name.is_empty() {
+            format!("an unnamed `{}` node", shown(&op_type))
+        } else {
+            format!("node `{}`", shown(&name))
+        };
+        let holder = if op_type == "Constant" {
+            format!("in a Constant attribute of {node}{}", scope.within())
+        } else {
+            format!(
+                "in an attribute of {node} (`{}`){}",
+                shown(&op_type),
+                scope.within()
+            )
+        };
+        let inner = scope.subgraph(&node);
+        for field in Fields(bytes) {
+            if let (5, Value::Bytes(attribute)) = field? {
+                read_attribute(attribute, &holder, &inner, info)?;
+            }
+        }
+    }
+    let domain = domain_name(domain);
+    *info
+        .operators
+        .entry(operator_name(&domain, &op_type))
+        .or_default() += 1;
+    info.operator_types
+        .entry(domain.clone())
+        .or_default()
+        .insert(op_type);
+    info.domains.insert(domain);
+    Ok(())
+}
+
+/// An AttributeProto: its tensors (`t` 5, `tensors` 10, `sparse_tensor` 22, `sparse_tensors`
+/// 23), described as `holder`, and its subgraphs (`g` 6, `graphs` 11), read in `inner`.
+fn read_attribute(
+    bytes: &[u8],
+    holder: &str,
+    inner: &Scope,
+    info: &mut GraphInfo,
+) -> Result<(), GraphInfoError> {
+    for field in Fields(bytes) {
+        match field? {
+            (6 | 11, Value::Bytes(graph)) => read_graph(graph, inner, info)?,
+            (10, Value::Bytes(tensor)) => add_tensor(tensor, holder, info)?,
+            (23, Value::Bytes(sparse)) => add_sparse_tensor(sparse, holder, info)?,
+            _ => {}
+        }
+    }
+    // `t` and `sparse_tensor` are single fields, which protobuf merges when they appear more
+    // than once: read what ONNX Runtime will see. (Repeated `g` would merge too, but a graph's
+    // contents are all repeated fields, so reading each copy in turn sees the same.)
+    if let Some(tensor) = merged(bytes, 5)? {
+        add_tensor(&tensor, holder, info)?;
+    }
+    if let Some(sparse) = merged(bytes, 22)? {
+        add_sparse_tensor(&sparse, holder, info)?;
+    }
+    Ok(())
+}
+
+/// A FunctionProto of the model's own: its name (1) and domain (10) are recorded, its nodes (7)
+/// and default attributes (`attribute_proto` 11) read like a subgraph's, tensors and all.
+fn read_function(bytes: &[u8], info: &mut GraphInfo) -> Result<(), GraphInfoError> {
+    let (mut name, mut domain) = (String::new(), String::new());
+    for field in Fields(bytes) {
+        match field? {
+            (1, Value::Bytes(n)) => name = text(n)?,
+            (10, Value::Bytes(d)) => domain = text(d)?,
+            _ => {}
+        }
+    }
+    let function = format!("function `{}`", shown(&name));
+    let scope = Scope {
+        depth: 1,
+        place: format!("in {function}"),
+        main: false,
+    };
+    let holder = format!("in a default attribute of {function}");
+    let inner = Scope {
+        depth: 2,
+        place: format!("in a subgraph of a default attribute of {function}"),
+        main: false,
+    };
+    for field in Fields(bytes) {
+        match field? {
+            (7, Value::Bytes(node)) => read_node(node, &scope, info)?,
+            (11, Value::Bytes(attribute)) => read_attribute(attribute, &holder, &inner, info)?,
+            _ => {}
+        }
+    }
+    info.functions
+        .entry(domain_name(domain))
+        .or_default()
+        .insert(name);
+    Ok(())
+}
+
+/// Counts one stored TensorProto, found `place`.
+fn add_tensor(bytes: &[u8], place: &str, info: &mut GraphInfo) -> Result<(), GraphInfoError> {
+    let tensor = read_tensor(bytes, place, info)?;
+    info.initializers = info.initializers.saturating_add(1);
+    info.initializer_bytes = info.initializer_bytes.saturating_add(tensor.stored);
+    Ok(())
+}
+
+/// Counts one SparseTensorProto, found `place`: its `values` (1) and `indices` (2) are
+/// TensorProtos, each checked; its `dims` (3) are the dense shape, which ONNX Runtime
+/// allocates when it turns a sparse initializer dense, so they face the same limits.
+fn add_sparse_tensor(
+    bytes: &[u8],
+    place: &str,
+    info: &mut GraphInfo,
+) -> Result<(), GraphInfoError> {
+    let mut name = None;
+    let mut stored = 0u64;
+    for number in [1, 2] {
+        if let Some(part) = merged(bytes, number)? {
+            let tensor = read_tensor(&part, place, info)?;
+            stored = stored.saturating_add(tensor.stored);
+            // The values' name is the sparse tensor's.
+            if number == 1 {
+                name = tensor.name;
+            }
+        }
+    }
+    let mut shape = Shape::new();
+    for field in Fields(bytes) {
+        if let (3, value) = field? {
+            shape.add(value)?;
+        }
+    }
+    if let Some(problem) = shape.problem() {
+        refuse(info, name, format!("{problem} (its dense shape), {place}"));
+    }
+    info.initializers = info.initializers.saturating_add(1);
+    info.initializer_bytes = info.initializer_bytes.saturating_add(stored);
+    Ok(())
+}
+
+/// What [`read_tensor`] learns of one tensor.
+struct Tensor {
+    name: Option<String>,
+    stored: u64,
+}
+
+/// Reads one TensorProto found `place`, recording a refusal for external data or a shape past
+/// the limits.
+fn read_tensor(bytes: &[u8], place: &str, info: &mut GraphInfo) -> Result<Tensor, GraphInfoError> {
+    let mut name = None;
+    let mut stored = 0u64;
+    let mut shape = Shape::new();
+    // Any of these makes ONNX Runtime look for the data outside the graph: `data_location`
+    // (14) other than DEFAULT (0), or `external_data` entries (13) at all. Protobuf keeps the
+    // last `data_location`, but any non-default one is refused, whatever follows it.
+    let mut data_location = None;
+    let mut external_entries = 0u64;
+    let mut location: Option<&[u8]> = None;
+    for field in Fields(bytes) {
+        match field? {
+            (1, dim) => shape.add(dim)?,
+            (8, Value::Bytes(n)) => {
+                let n = self::name(n)?;
+                name = (!n.is_empty()).then_some(n);
+            }
+            // raw_data (9), and float_data, int32_data, string_data, int64_data, double_data,
+            // uint64_data, packed or not.
+            (4 | 5 | 6 | 7 | 9 | 10 | 11, value) => {
+                stored = stored.saturating_add(value.wire_len())
+            }
+            (13, Value::Bytes(entry)) => {
+                external_entries = external_entries.saturating_add(1);
+                // StringStringEntryProto: key (1), value (2). Compared as bytes: a key that is
+                // not UTF-8 is still an entry, and still refused.
+                let (mut key, mut value): (&[u8], &[u8]) = (&[], &[]);
+                for field in Fields(entry) {
+                    match field? {
+                        (1, Value::Bytes(k)) => key = k,
+                        (2, Value::Bytes(v)) => value = v,
+                        _ => {}
+                    }
+                }
+                if key == b"location" {
+                    location = Some(value);
+                }
+            }
+            (14, Value::Varint(v)) if v != 0 => data_location = Some(v),
+            _ => {}
+        }
+    }
+    if data_location.is_some() || external_entries > 0 {
+        let what = match location {
+            Some(location) => format!(
+                "external data at `{}` ({})",
+                quoted_location(location),
+                location_kind(location)
+            ),
+            None => "external data, with no location".to_owned(),
+        };
+        let marker = match data_location {
+            None | Some(1) => String::new(),
+            Some(other) => format!(" (data_location {other}, which ONNX does not define)"),
+        };
+        refuse(
+            info,
+            name.clone(),
+            format!(
+                "it names {what}{marker} {place}: Cordon runs only graphs that hold their \
+                 tensors inline, for ONNX Runtime reads external data from whatever file or \
+                 memory address the graph names"
+            ),
+        );
+    }
+    if let Some(problem) = shape.problem() {
+        refuse(info, name.clone(), format!("{problem}, {place}"));
+    }
+    Ok(Tensor { name, stored })
+}
+
+/// A tensor's dims, as far as the limits need them: counted and multiplied as they are read,
+/// never stored, so a million dims cost no memory.
+struct Shape {
+    rank: u64,
+    /// The product so far; `None` once it has overflowed.
+    elements: Option<u64>,
+    negative: Option<i64>,
+}
+
+impl Shape {
+    fn new() -> Self {
+        Self {
+            rank: 0,
+            elements: Some(1),
+            negative: None,
+        }
+    }
+
+    /// One `dims` field: a varint, or several packed in bytes. (Any other wire type protobuf
+    /// itself would keep as an unknown field, not as dims.)
+    fn add(&mut self, value: Value<'_>) -> Result<(), GraphInfoError> {
+        match value {
+            Value::Varint(dim) => self.push(dim),
+            Value::Bytes(packed) => {
+                let mut dims = Fields(packed);
+                while !dims.0.is_empty() {
+                    let dim = dims.varint()?;
+                    self.push(dim);
+                }
+            }
+            Value::Fixed(_) => {}
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, dim: u64) {
+        self.rank = self.rank.saturating_add(1);
+        // int64 on the wire: a negative dim is a ten-byte varint.
+        let signed = dim as i64;
+        if signed < 0 {
+            self.negative.get_or_insert(signed);
+        } else {
+            self.elements = self.elements.and_then(|e| e.checked_mul(dim));
+        }
+    }
+
+    fn problem(&self) -> Option<String> {
+        if self.rank > MAX_TENSOR_RANK {
+            return Some(format!(
+                "it has {} dims, more than the {MAX_TENSOR_RANK} Cordon allows",
+                self.rank
+            ));
+        }
+        if let Some(dim) = self.negative {
+            return Some(format!("it has a negative dim ({dim})"));
+        }
+        match self.elements {
+            Some(elements) if elements <= MAX_TENSOR_ELEMENTS => None,
+            Some(elements) => Some(format!(
+                "its dims multiply to {elements} elements, more than the \
+                 {MAX_TENSOR_ELEMENTS} Cordon allows"
+            )),
+            None => Some(format!(
+                "its dims multiply past 2^64 elements, more than the {MAX_TENSOR_ELEMENTS} \
+                 Cordon allows"
+            )),
+        }
+    }
+}
+
+/// Records a refusal, or only counts it past [`MAX_REFUSALS`].
+fn refuse(info: &mut GraphInfo, tensor: Option<String>, why: String) {
+    if info.refusals.len() < MAX_REFUSALS {
+        info.refusals.push(Refusal { tensor, why });
+    } else {
+        info.more_refusals = info.more_refusals.saturating_add(1);
+    }
+}
+
+/// An external data location as a refusal quotes it: decoded leniently (it is refused whatever
+/// it is, and the consumer should see what it was), escaped so that it cannot forge lines or
+/// terminal escapes, and cut to [`MAX_LOCATION_CHARS`].
+fn quoted_location(location: &[u8]) -> String {
+    // Four bytes a character at most: enough for the characters quoted, without decoding a
+    // megabyte of location first.
+    let head = location
+        .get(..MAX_LOCATION_CHARS.saturating_mul(4))
+        .unwrap_or(location);
+    let text = String::from_utf8_lossy(head);
+    let mut quoted: String = text.escape_debug().take(MAX_LOCATION_CHARS).collect();
+    if quoted.chars().count() < text.escape_debug().count() || head.len() < location.len() {
+        quoted.push('…');
+    }
+    quoted
+}
+
+/// What an external data location would make ONNX Runtime read, in words. Every one is
+/// refused; the words only say how bad it is.
+fn location_kind(location: &[u8]) -> &'static str {
+    let contains = |needle: &[u8]| location.windows(needle.len()).any(|w| w == needle);
+    if contains(b"_ORT_MEM_ADDR_") {
+        "ONNX Runtime's form for reading host memory at an address"
+    } else if location.starts_with(b"/")
+        || location.starts_with(b"\\")
+        || location.get(1) == Some(&b':')
+    {
+        "an absolute path"
+    } else if contains(b"..") {
+        "a path that climbs out of the package"
+    } else {
+        "a file beside the graph"
+    }
+}
+
+/// All occurrences of message field `number` of `message`, as one. A field that is not repeated
+/// may still appear several times, and protobuf then merges the copies as if their bytes were
+/// concatenated (repeated fields, such as a tensor's dims, append): read them as ONNX Runtime
+/// will, so that dims split across two copies are multiplied together, not checked apart.
+fn merged(message: &[u8], number: u64) -> Result<Option<Cow<'_, [u8]>>, GraphInfoError> {
+    let mut whole: Option<Cow<'_, [u8]>> = None;
+    for field in Fields(message) {
+        if let (n, Value::Bytes(bytes)) = field?
+            && n == number
+        {
+            whole = Some(match whole {
+                None => Cow::Borrowed(bytes),
+                Some(before) => {
+                    let mut joined = before.into_owned();
+                    joined.extend_from_slice(bytes);
+                    Cow::Owned(joined)
+                }
+            });
+        }
+    }
+    Ok(whole)
+}
+
+fn value_name(bytes: &[u8]) -> Result<String, GraphInfoError> {
+    for field in Fields(bytes) {
+        if let (1, Value::Bytes(name)) = field? {
+            return text(name);
+        }
+    }
+    Ok(String::new())
+}
+
+/// ONNX writes the default domain as "" (or "ai.onnx"); name it one way.
+/// An operator as `operators` names it: `Op` in the default domain, `domain.Op` elsewhere.
+fn operator_name(domain: &str, op_type: &str) -> String {
+    match domain {
+        "ai.onnx" => op_type.to_owned(),
+        other => format!("{other}.{op_type}"),
+    }
+}
+
+fn text(bytes: &[u8]) -> Result<String, GraphInfoError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| GraphInfoError("a name is not UTF-8".into()))
+}
+
+/// A name to keep in a refusal: strict UTF-8 like [`text`], cut to [`MAX_NAME_BYTES`] without
+/// copying the rest.
+fn name(bytes: &[u8]) -> Result<String, GraphInfoError> {
+    let name =
+        std::str::from_utf8(bytes).map_err(|_| GraphInfoError("a name is not UTF-8".into()))?;
+    Ok(cut(name))
+}
+
+/// `text` cut to at most [`MAX_NAME_BYTES`] bytes, at a character boundary, ending in `…` where
+/// it was cut.
+fn cut(text: &str) -> String {
+    if text.len() <= MAX_NAME_BYTES {
+        return text.to_owned();
+    }
+    let mut end = MAX_NAME_BYTES.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end = end.saturating_sub(1);
+    }
+    format!("{}…", text.get(..end).unwrap_or_default())
+}
+
+/// A name from the graph as it appears inside a refusal's words: cut, then escaped.
+fn shown(text: &str) -> String {
+    cut(text).escape_debug().to_string()
+}
+
+/// A field's value, by protobuf wire type.
+enum Value<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+    /// A fixed-size value (wire types 1 and 5) of this many bytes, not decoded.
+    Fixed(usize),
+}
+
+impl Value<'_> {
+    /// The bytes the value takes on the wire, its key aside.
+    fn wire_len(&self) -> u64 {
+        match self {
+            Value::Varint(v) => u64::from((64 - v.leading_zeros()).div_ceil(7).max(1)),
+            Value::Bytes(bytes) => bytes.len() as u64,
+            Value::Fixed(len) => *len as u64,
+        }
+    }
+}
+/// The fields of one protobuf message, in order: `(field number, value)`.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<(u64, Value<'a>), GraphInfoError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let field = self.read_field();
+        if field.is_err() {
+            // Stop after the first error rather than reading garbage as fields.
+            self.0 = &[];
+        }
+        Some(field)
+    }
+}
+
+impl<'a> Fields<'a> {
+    fn read_field(&mut self) -> Result<(u64, Value<'a>), GraphInfoError> {
+        // Protobuf's C++ reader (ONNX Runtime's) takes a tag as at most 5 bytes into 32 bits and
+        // drops higher bits: a longer or larger tag would name one field here and another
+        // there, hiding it from admission. Such tags, and field 0, are refused.
+        let before = self.0.len();
+        let key = self.varint()?;
+        if before - self.0.len() > 5 || key > u64::from(u32::MAX) || key >> 3 == 0 {
+            return Err(GraphInfoError(
+                "a field tag is malformed (over 5 bytes, over 32 bits, or field 0)".into(),
+            ));
+        }
+        let value = match key & 7 {
+            0 => Value::Varint(self.varint()?),
+            1 => self.skip(8)?,
+            2 => {
+                let len = usize::try_from(self.varint()?).unwrap_or(usize::MAX);
+                if len > self.0.len() {
+                    return Err(GraphInfoError(
+                        "a field is longer than the bytes left (truncated?)".into(),
+                    ));
+                }
+                let (bytes, rest) = self.0.split_at(len);
+                self.0 = rest;
+                Value::Bytes(bytes)
+            }
+            5 => self.skip(4)?,
+            other => {
+                return Err(GraphInfoError(format!("unsupported wire type {other}")));
+            }
+        };
+        Ok((key >> 3, value))
+    }
+
+    fn varint(&mut self) -> Result<u64, GraphInfoError> {
+        let mut value = 0u64;
+        for (i, byte) in self.0.iter().enumerate().take(10) {
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                self.0 = self.0.get(i + 1..).unwrap_or_default();
+                return Ok(value);
+            }
+        }
+        Err(GraphInfoError("a varint is cut off or too long".into()))
+    }
+
+    fn skip(&mut self, len: usize) -> Result<Value<'a>, GraphInfoError> {
+        self.0 = self
+            .0
+            .get(len..)
+            .ok_or_else(|| GraphInfoError("a fixed-size field is cut off".into()))?;
+        Ok(Value::Fixed(len))
+    }
+}
+
+#[cfg(test)]
+mod tests;
