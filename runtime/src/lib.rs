@@ -26,7 +26,7 @@ pub use cordon_data::{panics, sink, source};
 pub use cordon_package::{archive, files, package, signing};
 pub use cordon_plot as plot;
 pub use cordon_sandbox as sandbox;
-pub use cordon_sandbox::nn;
+pub use cordon_sandbox::{nn, scorer};
 
 /// The batches that cross the sandbox boundary (`cordon_contract`) and the data plane's
 /// errors (`cordon_data`), under the one name they always had.
@@ -44,7 +44,6 @@ pub mod prepare;
 pub mod record;
 pub mod run;
 pub mod runtime;
-pub mod scorer;
 pub mod usage;
 
 pub use error::RunError;

@@ -33,7 +33,11 @@ fn in_memory_batches_score_like_the_batch_run() {
     let prepared = runtime().prepare_model(&case.request(None)).unwrap();
     let input = telco_batches(1000);
     let scored = memory::score(&prepared, input.clone()).unwrap();
-    assert_eq!(scored.len(), input.len(), "one output batch per input batch");
+    assert_eq!(
+        scored.len(),
+        input.len(),
+        "one output batch per input batch"
+    );
 
     let mut rows = Vec::new();
     for batch in &scored {

@@ -8,7 +8,8 @@
 //! - `cordon:model/log`, bounded, and Cordon's own wasi:nn (see [`crate::nn`]).
 //!
 //! Limits: linear memory through [`GuestLimiter`], CPU through fuel per `score` call, wall time
-//! through epoch interruption, tensors and handles through the wasi:nn host.
+//! through epoch interruption, tensors and handles through the wasi:nn host. A
+//! [`scorer::Scorer`] is one instance with all of them applied, and its output validated.
 
 mod cache;
 mod clocks;
@@ -16,6 +17,7 @@ mod engine;
 mod limits;
 mod log;
 pub mod nn;
+pub mod scorer;
 
 use std::time::{Duration, Instant};
 

@@ -7,16 +7,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::data::{Batch, Column, ColumnValues};
-use crate::grant::OutputGrant;
-use crate::manifest::{ColumnType, InputMode};
+use cordon_config::grant::OutputGrant;
+use cordon_config::manifest::{ColumnType, InputMode};
+use cordon_config::policy::Limits;
+use cordon_config::units::ByteSize;
+use cordon_contract::data::{Batch, Column, ColumnValues};
+
 use crate::nn::jail::{JailConfig, JailLayers, WorkerError};
 use crate::nn::{GraphRegistry, GuestGraphs, NnState};
-use crate::policy::Limits;
-use crate::sandbox::{
-    self, CallError, GuestState, Instance, LimitExceeded, LogRecord, TrapCause, bindings,
+use crate::{
+    CallError, GuestState, Instance, LimitExceeded, LogRecord, TrapCause, bindings, sanitize,
+    trap_cause,
 };
-use crate::units::ByteSize;
 
 /// How scoring failed: what the model did, or which limit stopped it. A driver adds where (the
 /// batch, the request) when it reports it.
@@ -45,7 +47,7 @@ pub enum ScoreError {
 impl ScoreError {
     /// Names why a call trapped: a broken limit, the deadline, inference, or the model itself.
     fn from_trap(error: wasmtime::Error, stderr: &str, limits: &Limits) -> ScoreError {
-        match sandbox::trap_cause(&error, stderr) {
+        match trap_cause(&error, stderr) {
             TrapCause::Limit(limit) => ScoreError::Limit(limit),
             TrapCause::OutOfFuel => ScoreError::CpuLimit {
                 fuel: limits.fuel_per_batch,
@@ -131,7 +133,7 @@ impl Scorer {
     pub fn describe(&mut self) -> Result<String, ScoreError> {
         let fuel = self.template.limits.fuel_per_batch;
         match self.instance.describe(fuel, self.deadline) {
-            Ok(info) => Ok(sandbox::sanitize(
+            Ok(info) => Ok(sanitize(
                 &format!("{} {}: {}", info.name, info.version, info.description),
                 512,
             )),
@@ -243,7 +245,7 @@ pub fn validate_output(
     }
     let mut by_name: HashMap<String, Column> = HashMap::new();
     for column in batch.columns {
-        let name = sandbox::sanitize(&column.name, 80);
+        let name = sanitize(&column.name, 80);
         if !output
             .columns
             .iter()
