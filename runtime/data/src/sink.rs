@@ -13,14 +13,9 @@ use std::io::BufWriter;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Float32Array, Float64Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
-};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::parquet::arrow::ArrowWriter;
 
-use crate::source::arrow_type;
 use crate::{DataError, NonFiniteAt};
 use cordon_config::grant::OutputGrant;
 use cordon_config::policy::{Limits, NonFinite};
@@ -73,6 +68,65 @@ impl Sink {
             Sink::Csv(sink) => sink.finish(),
             Sink::Parquet(sink) => sink.finish(),
         }
+    }
+}
+
+/// Scored rows on their way to a sink: a validated output batch and the keys held back for it
+/// (one list of key values per row in row mode; none in partition mode, where the batch starts
+/// with the partition's key columns).
+pub struct OutputRows {
+    pub keys: Vec<Vec<String>>,
+    pub batch: Batch,
+}
+
+/// What a sink put in place: how many rows, and what (a file's path, batches in memory).
+#[derive(Debug)]
+pub struct Written<T> {
+    pub rows: u64,
+    pub committed: T,
+}
+
+/// Where a driver's scored rows go, in the shape of DataFusion's `DataSink::write_all`: the
+/// sink takes the whole stream in order and commits it when the stream ends. The first error,
+/// the stream's own or the sink's, is returned and nothing is committed: the sink is dropped
+/// unfinished, which rolls it back (a file sink deletes its temporary file).
+pub trait DataSink: Sized {
+    /// What a commit leaves behind.
+    type Committed;
+
+    /// Writes one batch of rows, not yet visible to anyone.
+    fn write(&mut self, rows: &OutputRows) -> Result<(), DataError>;
+
+    /// Makes everything written visible at once.
+    fn commit(self) -> Result<Self::Committed, DataError>;
+
+    /// Writes every item of `stream`, and commits them together when it ends.
+    fn write_all<E: From<DataError>>(
+        mut self,
+        stream: impl IntoIterator<Item = Result<OutputRows, E>>,
+    ) -> Result<Written<Self::Committed>, E> {
+        let mut rows = 0u64;
+        for item in stream {
+            let item = item?;
+            self.write(&item)?;
+            rows += item.batch.num_rows as u64;
+        }
+        Ok(Written {
+            rows,
+            committed: self.commit()?,
+        })
+    }
+}
+
+impl DataSink for Sink {
+    type Committed = PathBuf;
+
+    fn write(&mut self, rows: &OutputRows) -> Result<(), DataError> {
+        Sink::write(self, &rows.keys, &rows.batch)
+    }
+
+    fn commit(self) -> Result<PathBuf, DataError> {
+        self.finish()
     }
 }
 
@@ -337,17 +391,6 @@ fn format_cell(values: &ColumnValues, row: usize) -> String {
     .unwrap_or_default()
 }
 
-/// Values with `None` where the validity says null.
-fn nullable<'a, T: Copy>(
-    values: &'a [T],
-    valid: impl Fn(usize) -> bool + 'a,
-) -> impl Iterator<Item = Option<T>> + 'a {
-    values
-        .iter()
-        .enumerate()
-        .map(move |(row, value)| valid(row).then_some(*value))
-}
-
 /// Writes Parquet: the key columns as text, then the partition columns and the output columns
 /// with their declared types.
 pub struct ParquetSink {
@@ -358,13 +401,20 @@ pub struct ParquetSink {
     rules: OutputRules,
 }
 
-/// The bytes of a column's values as counted against `limits.output-bytes` in Parquet: their
-/// size before encoding (8 per 64-bit value, 4 per float32, 1 per boolean, text as its bytes).
-fn values_bytes(values: &ColumnValues) -> u64 {
-    match values {
-        ColumnValues::Text(v) => v.byte_len() as u64,
-        other => other.byte_size() as u64,
-    }
+/// The bytes of a batch as counted against `limits.output-bytes` when it is written as Arrow
+/// (Parquet, or in memory): keys and values at their size before encoding (8 per 64-bit value,
+/// 4 per float32, 1 per boolean, text as its bytes).
+fn arrow_bytes(keys: &[Vec<String>], batch: &Batch) -> u64 {
+    let key_bytes: u64 = keys.iter().flatten().map(|k| k.len() as u64).sum();
+    let value_bytes: u64 = batch
+        .columns
+        .iter()
+        .map(|c| match &c.values {
+            ColumnValues::Text(v) => v.byte_len() as u64,
+            other => other.byte_size() as u64,
+        })
+        .sum();
+    key_bytes.saturating_add(value_bytes)
 }
 
 impl ParquetSink {
@@ -378,18 +428,7 @@ impl ParquetSink {
             path: path.clone(),
             source,
         };
-        let fields: Vec<Field> = key_columns
-            .iter()
-            .map(|key| Field::new(key, DataType::Utf8, true))
-            .chain(
-                grant
-                    .partition_key
-                    .iter()
-                    .chain(&grant.columns)
-                    .map(|c| Field::new(c.name.as_str(), arrow_type(c.ty), true)),
-            )
-            .collect();
-        let schema: SchemaRef = Arc::new(Schema::new(fields));
+        let schema = output_schema(grant, key_columns);
         let (file, pending) = PendingFile::create(&path).map_err(write_error)?;
         let writer = ArrowWriter::try_new(file, Arc::clone(&schema), None)
             .map_err(|e| write_error(std::io::Error::other(e)))?;
@@ -406,43 +445,8 @@ impl ParquetSink {
     /// nothing reads a Parquet string as a formula.
     pub fn write(&mut self, keys: &[Vec<String>], batch: &Batch) -> Result<(), DataError> {
         self.rules.check_finite(keys, batch)?;
-        let key_bytes: u64 = keys.iter().flatten().map(|k| k.len() as u64).sum();
-        let value_bytes: u64 = batch.columns.iter().map(|c| values_bytes(&c.values)).sum();
-        self.rules.count(key_bytes.saturating_add(value_bytes))?;
-        let key_count = self
-            .schema
-            .fields()
-            .len()
-            .saturating_sub(batch.columns.len());
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
-        for index in 0..key_count {
-            let values: StringArray = keys
-                .iter()
-                .map(|key| key.get(index).map(String::as_str))
-                .collect();
-            arrays.push(Arc::new(values));
-        }
-        let rules = &self.rules;
-        for (index, column) in batch.columns.iter().enumerate() {
-            let valid = |row: usize| !rules.is_null(index, column, row);
-            let array: ArrayRef = match &column.values {
-                ColumnValues::Float64(v) => Arc::new(nullable(v, valid).collect::<Float64Array>()),
-                ColumnValues::Float32(v) => Arc::new(nullable(v, valid).collect::<Float32Array>()),
-                ColumnValues::Int64(v) => Arc::new(nullable(v, valid).collect::<Int64Array>()),
-                ColumnValues::Timestamp(v) => {
-                    Arc::new(nullable(v, valid).collect::<TimestampMicrosecondArray>())
-                }
-                ColumnValues::Boolean(v) => Arc::new(nullable(v, valid).collect::<BooleanArray>()),
-                ColumnValues::Text(v) => Arc::new(
-                    v.iter()
-                        .enumerate()
-                        .map(|(row, s)| valid(row).then_some(s))
-                        .collect::<StringArray>(),
-                ),
-            };
-            arrays.push(array);
-        }
-        let record = RecordBatch::try_new(Arc::clone(&self.schema), arrays).map_err(|e| {
+        self.rules.count(arrow_bytes(keys, batch))?;
+        let record = record_batch(&self.schema, &self.rules, keys, batch).map_err(|e| {
             DataError::Write {
                 path: self.path.clone(),
                 source: std::io::Error::other(e),
@@ -470,6 +474,11 @@ impl ParquetSink {
         Ok(path)
     }
 }
+
+mod memory;
+
+pub use memory::MemorySink;
+use memory::{output_schema, record_batch};
 
 #[cfg(test)]
 mod tests;

@@ -18,12 +18,10 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::{cast, concat_batches, partition};
 use datafusion::arrow::datatypes::{
-    DataType, Field, Float32Type, Float64Type, Int64Type, Schema, TimestampMicrosecondType,
+    DataType, Float32Type, Float64Type, Int64Type, TimestampMicrosecondType,
 };
 use datafusion::common::ScalarValue;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 
 use crate::DataError;
@@ -32,38 +30,24 @@ use cordon_config::manifest::{ColumnType, InputMode};
 use cordon_contract::arrow::{flag_values, primitive_values, text_values};
 use cordon_contract::data::{Batch, Column, ColumnValues, HeldBack, KeyedBatch};
 
+mod binding;
 mod query;
 
 pub use cordon_contract::arrow::arrow_type;
 pub use query::quote_identifier;
+use binding::{query_context, register, start_query};
+pub use binding::{SourceBinding, SourceFormat};
 use query::{SOURCE_TABLE, build_query, canonical_grant, check_expressions};
 
 /// Memory DataFusion may hold for the query (sorting, in partition mode) before it spills to
 /// temporary files: a table larger than memory still scores.
-const QUERY_MEMORY: usize = 512 * 1024 * 1024;
+pub(crate) const QUERY_MEMORY: usize = 512 * 1024 * 1024;
 
 /// One partition as it was read, for the audit trail: its key and its row count.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PartitionRead {
     pub key: BTreeMap<String, serde_json::Value>,
     pub rows: u64,
-}
-
-/// The file formats a source may have, by extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceFormat {
-    Csv,
-    Parquet,
-}
-
-impl SourceFormat {
-    pub fn of(path: &Path) -> Option<SourceFormat> {
-        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
-            "csv" => Some(SourceFormat::Csv),
-            "parquet" => Some(SourceFormat::Parquet),
-            _ => None,
-        }
-    }
 }
 
 /// Streams the granted, filtered, masked columns of a table, with its key columns.
@@ -94,87 +78,70 @@ struct Partitions {
     read: Vec<PartitionRead>,
 }
 
+impl Partitions {
+    fn new(grant: &InputGrant, partition_rows: u64) -> Partitions {
+        Partitions {
+            key_positions: grant
+                .partition_by
+                .iter()
+                .filter_map(|name| grant.columns.iter().position(|c| &c.model == name))
+                .map(|position| grant.key.len() + position)
+                .collect(),
+            max_rows: partition_rows,
+            pending: Vec::new(),
+            pending_rows: 0,
+            ready: VecDeque::new(),
+            read: Vec::new(),
+        }
+    }
+}
+
 impl TableSource {
-    /// Plans the query for `grant` and starts streaming it in batches of `batch_rows`.
-    ///
-    /// In partition mode each item is one whole partition of at most `partition_rows` rows.
+    /// Plans the query for `grant` on the file it binds and starts streaming it in batches of
+    /// `batch_rows`. In partition mode each item is one whole partition of at most
+    /// `partition_rows` rows.
     pub fn open(
         grant: &InputGrant,
         batch_rows: usize,
         partition_rows: u64,
         tokio: Arc<tokio::runtime::Runtime>,
     ) -> Result<TableSource, DataError> {
-        // Reading a damaged file's footer can make the parquet crate panic: caught, and named.
-        crate::panics::catch(|| Self::open_unguarded(grant, batch_rows, partition_rows, tokio))
-            .unwrap_or_else(|message| {
-                Err(DataError::Damaged {
-                    path: grant.source.clone(),
-                    message,
-                })
-            })
+        let binding = SourceBinding::File(grant.source.clone());
+        Self::open_binding(&binding, grant, batch_rows, partition_rows, tokio)
     }
 
-    fn open_unguarded(
+    /// [`TableSource::open`] on rows from any binding.
+    pub fn open_binding(
+        binding: &SourceBinding,
         grant: &InputGrant,
         batch_rows: usize,
         partition_rows: u64,
         tokio: Arc<tokio::runtime::Runtime>,
     ) -> Result<TableSource, DataError> {
-        let path = grant.source.clone();
-        let format =
-            SourceFormat::of(&path).ok_or_else(|| DataError::Format { path: path.clone() })?;
-        if !path.is_file() {
-            return Err(DataError::Open {
-                path: path.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-            });
-        }
-        let mut config = SessionConfig::new()
-            .with_batch_size(batch_rows.max(1))
-            // One partition, no repartitioning: rows come out in the order of the file.
-            .with_target_partitions(1)
-            .with_repartition_file_scans(false);
-        // Column names keep their case, so a policy can write `Contract = 'Month-to-month'`
-        // for the table's `Contract` column without quoting it.
-        config.options_mut().sql_parser.enable_ident_normalization = false;
-        let runtime_env = RuntimeEnvBuilder::new()
-            .with_memory_limit(QUERY_MEMORY, 1.0)
-            .build_arc()
-            .map_err(|e| query_error(&path, "cannot set up the query", e))?;
-        let context = SessionContext::new_with_config_rt(config, runtime_env);
-        let location = path.to_string_lossy().into_owned();
-        let register = async {
-            match format {
-                SourceFormat::Csv => {
-                    let schema = csv_schema(&path, grant)?;
-                    let extension = path
-                        .extension()
-                        .map(|e| format!(".{}", e.to_string_lossy()))
-                        .unwrap_or_default();
-                    let options = CsvReadOptions::new()
-                        .has_header(true)
-                        .schema(&schema)
-                        .file_extension(&extension);
-                    context
-                        .register_csv(SOURCE_TABLE, &location, options)
-                        .await
-                        .map_err(|e| query_error(&path, "cannot read the table", e))
-                }
-                SourceFormat::Parquet => {
-                    let extension = path
-                        .extension()
-                        .map(|e| format!(".{}", e.to_string_lossy()))
-                        .unwrap_or_default();
-                    let options = ParquetReadOptions::default().file_extension(&extension);
-                    context
-                        .register_parquet(SOURCE_TABLE, &location, options)
-                        .await
-                        .map_err(|e| query_error(&path, "cannot read the table", e))
-                }
-            }
-        };
-        tokio.block_on(register)?;
+        // Reading a damaged file's footer can make the parquet crate panic: caught, and named.
+        crate::panics::catch(|| {
+            Self::open_unguarded(binding, grant, batch_rows, partition_rows, tokio)
+        })
+        .unwrap_or_else(|message| {
+            Err(DataError::Damaged {
+                path: binding.label(),
+                message,
+            })
+        })
+    }
 
+    /// The steps of opening: a query context, the binding registered as the source table, the
+    /// grant's SQL checked against the table's columns, and the query started.
+    fn open_unguarded(
+        binding: &SourceBinding,
+        grant: &InputGrant,
+        batch_rows: usize,
+        partition_rows: u64,
+        tokio: Arc<tokio::runtime::Runtime>,
+    ) -> Result<TableSource, DataError> {
+        let path = binding.label();
+        let context = query_context(batch_rows, &path)?;
+        tokio.block_on(register(&context, binding, grant))?;
         let table_columns: Vec<(String, DataType)> = tokio
             .block_on(context.table(SOURCE_TABLE))
             .map_err(|e| query_error(&path, "cannot read the table", e))?
@@ -186,19 +153,7 @@ impl TableSource {
         let grant = &canonical_grant(grant, &table_columns, &path)?;
         tokio.block_on(check_expressions(&context, grant, &table_columns, &path))?;
         let query = build_query(grant, &table_columns);
-        let stream = tokio.block_on(async {
-            let frame = context.sql(&query).await.map_err(|e| {
-                query_error(
-                    &path,
-                    "the policy's columns, filter or masks do not fit the table",
-                    e,
-                )
-            })?;
-            frame
-                .execute_stream()
-                .await
-                .map_err(|e| query_error(&path, "cannot start reading the table", e))
-        })?;
+        let stream = tokio.block_on(start_query(&context, &query, &path))?;
         Ok(TableSource {
             path,
             stream,
@@ -213,19 +168,7 @@ impl TableSource {
             rows_read: 0,
             partitions: match grant.mode {
                 InputMode::Row => None,
-                InputMode::Partition => Some(Partitions {
-                    key_positions: grant
-                        .partition_by
-                        .iter()
-                        .filter_map(|name| grant.columns.iter().position(|c| &c.model == name))
-                        .map(|position| grant.key.len() + position)
-                        .collect(),
-                    max_rows: partition_rows,
-                    pending: Vec::new(),
-                    pending_rows: 0,
-                    ready: VecDeque::new(),
-                    read: Vec::new(),
-                }),
+                InputMode::Partition => Some(Partitions::new(grant, partition_rows)),
             },
         })
     }
@@ -498,40 +441,12 @@ fn same_key(
     Ok(true)
 }
 
-fn query_error(path: &Path, what: &str, error: datafusion::error::DataFusionError) -> DataError {
+pub(crate) fn query_error(path: &Path, what: &str, error: datafusion::error::DataFusionError) -> DataError {
     DataError::Query {
         path: path.to_owned(),
         what: what.to_owned(),
         message: error.to_string(),
     }
-}
-
-/// Every column of a CSV file read as text, except those the policy's `schema` types: text
-/// keeps ids such as `0042` intact, and the query casts to the manifest's types itself, so a
-/// malformed value is an error instead of a guess.
-fn csv_schema(path: &Path, grant: &InputGrant) -> Result<Schema, DataError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_path(path)
-        .map_err(|source| DataError::Csv {
-            path: path.to_owned(),
-            source,
-        })?;
-    let headers = reader.headers().map_err(|source| DataError::Csv {
-        path: path.to_owned(),
-        source,
-    })?;
-    let fields: Vec<Field> = headers
-        .iter()
-        .map(|name| {
-            let ty = grant
-                .schema
-                .get(name)
-                .map_or(DataType::Utf8, |ty| arrow_type(*ty));
-            Field::new(name, ty, true)
-        })
-        .collect();
-    Ok(Schema::new(fields))
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::thread::ScopedJoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, bounded, unbounded};
 
@@ -22,7 +23,7 @@ use crate::run::{Progress, RunRequest, RunSummary};
 use crate::runtime::Runtime;
 use crate::sandbox;
 use crate::scorer::{Scorer, Totals};
-use crate::sink::Sink;
+use crate::sink::{DataSink, OutputRows, Sink};
 use crate::source::TableSource;
 
 /// Runs one package on one table under one policy, with its audit trail and usage record.
@@ -220,7 +221,7 @@ fn score_table_into(
     prepared: &PreparedModel,
     deadline: Instant,
     source: &mut TableSource,
-    mut sink: Sink,
+    sink: Sink,
     progress: &dyn Progress,
     totals: &mut Totals,
 ) -> Result<Scored, RunError> {
@@ -240,7 +241,7 @@ fn score_table_into(
     let abort = AtomicBool::new(false);
     let first_batch_at = OnceLock::new();
 
-    let outcome = std::thread::scope(|scope| -> Result<(u64, u64), RunError> {
+    let written = std::thread::scope(|scope| {
         for mut scorer in scorers {
             let work_rx = work_rx.clone();
             let result_tx = result_tx.clone();
@@ -254,10 +255,9 @@ fn score_table_into(
                     first_batch_at.get_or_init(Instant::now);
                     let message = match scorer.score(batch) {
                         Ok(batch) => WorkerMessage::Scored { index, batch },
-                        Err(error) => WorkerMessage::Failed(RunError::scoring(
-                            error,
-                            Some((index, first_row)),
-                        )),
+                        Err(error) => {
+                            WorkerMessage::Failed(RunError::scoring(error, Some((index, first_row))))
+                        }
                     };
                     let failed = matches!(message, WorkerMessage::Failed(_));
                     let _ = result_tx.send(message);
@@ -294,70 +294,35 @@ fn score_table_into(
             Ok(())
         });
 
-        // The writer (this thread) puts outputs back in input order as they complete.
-        let mut writer = OrderedWriter {
+        // The writer (this thread) hands the sink the outputs in input order as they complete;
+        // the sink commits only if the stream ends without an error.
+        let mut in_order = InOrder {
+            messages: &result_rx,
+            keys: &keys_rx,
+            reader: Some(reader),
             pending: BTreeMap::new(),
             next_index: 0,
             rows_out: 0,
-            keys_rx: &keys_rx,
-            sink: &mut sink,
             output_rows_limit: limits.output_rows,
+            deadline,
+            wall_time: limits.wall_time.0,
+            abort: &abort,
+            totals: &mut *totals,
+            progress,
+            ended: false,
         };
-        let mut first_error: Option<RunError> = None;
-        for message in result_rx.iter() {
-            let result = match message {
-                WorkerMessage::Scored { index, batch } => {
-                    writer.pending.insert(index, batch);
-                    writer.write_ready(progress)
-                }
-                WorkerMessage::Failed(error) => Err(error),
-                WorkerMessage::Finished(scorer_totals) => {
-                    totals.merge(*scorer_totals);
-                    Ok(())
-                }
-            };
-            let result = result.and_then(|()| {
-                if Instant::now() > deadline {
-                    Err(RunError::WallTime {
-                        limit: limits.wall_time.0,
-                    })
-                } else {
-                    Ok(())
-                }
-            });
-            if let Err(error) = result {
-                // Stop the reader and the scorers; keep the first cause.
-                abort.store(true, Ordering::Relaxed);
-                writer.pending.clear();
-                first_error.get_or_insert(error);
-            }
-        }
-        abort.store(true, Ordering::Relaxed);
-        // Unblock a reader waiting on a full work queue: every scorer has exited by now.
-        let read_result = reader
-            .join()
-            .unwrap_or_else(|_| Err(RunError::Internal("the table reader panicked".into())));
-        if let Some(error) = first_error {
-            return Err(error);
-        }
-        read_result?;
-        if !writer.pending.is_empty() {
-            return Err(RunError::Internal(format!(
-                "{} scored batches were never written",
-                writer.pending.len()
-            )));
-        }
-        Ok((writer.rows_out, writer.next_index))
+        let written = sink.write_all(&mut in_order);
+        // On an error, stop the reader and the scorers, and gather what they did.
+        in_order.drain();
+        written.map(|written| (written, in_order.next_index))
     });
 
-    // On error the sink is dropped here unfinished, which deletes its temporary file.
-    let (rows_out, batches) = outcome?;
-    let sink = sink.finish()?;
+    let (written, batches) = written?;
     Ok(Scored {
-        rows_out,
+        rows_out: written.rows,
         batches,
         first_batch_at: first_batch_at.into_inner(),
-        sink,
+        sink: written.committed,
         model_description,
     })
 }
@@ -384,49 +349,127 @@ fn start_scorers(
     })
 }
 
-/// The writer's state: scored batches waiting for their turn, and where the sink is at.
-struct OrderedWriter<'a> {
+/// The scorers' outputs in input order, with their keys: the stream the sink writes. It ends
+/// with the first error (a scorer's, the reader's, a broken limit), after which the sink
+/// commits nothing.
+struct InOrder<'a, 'scope> {
+    messages: &'a Receiver<WorkerMessage>,
+    keys: &'a Receiver<(u64, HeldBack)>,
+    reader: Option<ScopedJoinHandle<'scope, Result<(), RunError>>>,
+    /// Scored batches waiting for their turn.
     pending: BTreeMap<u64, Batch>,
     next_index: u64,
     rows_out: u64,
-    keys_rx: &'a Receiver<(u64, HeldBack)>,
-    sink: &'a mut Sink,
     output_rows_limit: u64,
+    deadline: Instant,
+    wall_time: Duration,
+    abort: &'a AtomicBool,
+    totals: &'a mut Totals,
+    progress: &'a dyn Progress,
+    ended: bool,
 }
 
-impl OrderedWriter<'_> {
-    /// Writes every pending batch that is next in input order, with its keys.
-    fn write_ready(&mut self, progress: &dyn Progress) -> Result<(), RunError> {
-        while let Some(batch) = self.pending.remove(&self.next_index) {
-            let next = self.next_index;
-            // The reader sends keys in input order before the batch itself, so the next keys
-            // received belong to the next batch to write.
-            let (key_index, held_back) = self
-                .keys_rx
-                .recv()
-                .map_err(|_| RunError::Internal(format!("no keys for batch {next}")))?;
-            if key_index != next {
-                return Err(RunError::Internal(format!(
-                    "keys for batch {key_index} arrived when batch {next} was due"
-                )));
+impl Iterator for InOrder<'_, '_> {
+    type Item = Result<OutputRows, RunError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.ended {
+            return None;
+        }
+        let item = self.next_in_order().transpose();
+        if !matches!(item, Some(Ok(_))) {
+            self.ended = true;
+        }
+        item
+    }
+}
+
+impl InOrder<'_, '_> {
+    fn next_in_order(&mut self) -> Result<Option<OutputRows>, RunError> {
+        loop {
+            if let Some(batch) = self.pending.remove(&self.next_index) {
+                return self.with_keys(batch).map(Some);
             }
-            if self.rows_out + batch.num_rows as u64 > self.output_rows_limit {
-                return Err(RunError::OutputRows {
-                    limit: self.output_rows_limit,
+            let Ok(message) = self.messages.recv() else {
+                // Every scorer has finished: the stream ends where the reader did.
+                return self.end();
+            };
+            match message {
+                WorkerMessage::Scored { index, batch } => {
+                    self.pending.insert(index, batch);
+                }
+                WorkerMessage::Failed(error) => return Err(error),
+                WorkerMessage::Finished(scorer_totals) => self.totals.merge(*scorer_totals),
+            }
+            if Instant::now() > self.deadline {
+                return Err(RunError::WallTime {
+                    limit: self.wall_time,
                 });
             }
-            let rows = batch.num_rows as u64;
-            match held_back {
-                HeldBack::RowKeys(keys) => self.sink.write(&keys, &batch)?,
-                HeldBack::PartitionKey(key) => {
-                    self.sink.write(&[], &with_partition_key(&key, batch)?)?;
-                }
-            }
-            self.rows_out += rows;
-            self.next_index += 1;
-            progress.rows_written(self.rows_out);
         }
-        Ok(())
+    }
+
+    /// The next batch in input order, with the keys the reader held back for it.
+    fn with_keys(&mut self, batch: Batch) -> Result<OutputRows, RunError> {
+        let next = self.next_index;
+        // The reader sends keys in input order before the batch itself, so the next keys
+        // received belong to the next batch to write.
+        let (key_index, held_back) = self
+            .keys
+            .recv()
+            .map_err(|_| RunError::Internal(format!("no keys for batch {next}")))?;
+        if key_index != next {
+            return Err(RunError::Internal(format!(
+                "keys for batch {key_index} arrived when batch {next} was due"
+            )));
+        }
+        if self.rows_out + batch.num_rows as u64 > self.output_rows_limit {
+            return Err(RunError::OutputRows {
+                limit: self.output_rows_limit,
+            });
+        }
+        self.rows_out += batch.num_rows as u64;
+        self.next_index += 1;
+        self.progress.rows_written(self.rows_out);
+        Ok(match held_back {
+            HeldBack::RowKeys(keys) => OutputRows { keys, batch },
+            HeldBack::PartitionKey(key) => OutputRows {
+                keys: Vec::new(),
+                batch: with_partition_key(&key, batch)?,
+            },
+        })
+    }
+
+    /// The end of the stream: the reader's error if it failed, and a check that nothing
+    /// scored was left behind.
+    fn end(&mut self) -> Result<Option<OutputRows>, RunError> {
+        if let Some(reader) = self.reader.take() {
+            reader
+                .join()
+                .unwrap_or_else(|_| Err(RunError::Internal("the table reader panicked".into())))?;
+        }
+        if !self.pending.is_empty() {
+            return Err(RunError::Internal(format!(
+                "{} scored batches were never written",
+                self.pending.len()
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Stops the reader and the scorers, and waits for every scorer's counts.
+    fn drain(&mut self) {
+        self.abort.store(true, Ordering::Relaxed);
+        self.pending.clear();
+        for message in self.messages.iter() {
+            if let WorkerMessage::Finished(scorer_totals) = message {
+                self.totals.merge(*scorer_totals);
+            }
+        }
+        // Unblocks a reader waiting on a full work queue: every scorer has exited by now.
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
     }
 }
 
