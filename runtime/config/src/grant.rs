@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use crate::manifest::{ColumnSpec, ColumnType, Device, GraphSpec, InputMode, Manifest};
 use crate::names::Name;
-use crate::policy::Policy;
+use crate::policy::{Binding, Emit, Policy, Role, RoleBinding};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{}{}: {message}", policy.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
@@ -103,217 +103,34 @@ pub struct Grant {
 
 impl Grant {
     /// The grant for a run as `role` (required when the policy defines roles).
+    ///
+    /// Each step below checks one part of the request against the policy, in the order a
+    /// reader meets them: the role, the binding, its columns and masks, the output, the graphs.
     pub fn resolve(
         manifest: &Manifest,
         policy: &Policy,
         role: Option<&str>,
     ) -> Result<Grant, GrantError> {
-        let refuse = |table: &str, message: String| GrantError {
-            policy: policy.path.clone(),
-            line: policy.line_of(table),
-            message,
-        };
-        let role_names = || {
-            policy
-                .roles
-                .keys()
-                .map(Name::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let role = match (role, policy.roles.is_empty()) {
-            (None, true) => None,
-            (None, false) => {
-                return Err(refuse(
-                    "role",
-                    format!(
-                        "the policy defines roles ({}); choose one with --role",
-                        role_names()
-                    ),
-                ));
-            }
-            (Some(name), true) => {
-                return Err(refuse(
-                    "role",
-                    format!("--role {name}: the policy defines no roles"),
-                ));
-            }
-            (Some(name), false) => {
-                let found = policy.roles.iter().find(|(n, _)| n.as_str() == name);
-                match found {
-                    Some((name, role)) => Some((name.clone(), role)),
-                    None => {
-                        return Err(refuse(
-                            "role",
-                            format!(
-                                "--role {name}: the policy defines no such role (it defines: {})",
-                                role_names()
-                            ),
-                        ));
-                    }
-                }
-            }
-        };
-
+        let role = choose_role(policy, role)?;
         let input_name = &manifest.input.name;
-        for bound in policy.bind.keys() {
-            if bound != input_name {
-                return Err(refuse(
-                    &format!("bind.{bound}"),
-                    format!(
-                        "[bind.{bound}] binds an input the package does not declare (it declares `{input_name}`)"
-                    ),
-                ));
-            }
-        }
-        let binding = policy.bind.get(input_name).ok_or_else(|| {
-            refuse("bind", format!(
-                "the package reads input `{input_name}`, but the policy has no [bind.{input_name}]"
-            ))
-        })?;
+        let binding = find_binding(manifest, policy)?;
 
         // The role narrows the binding: both filters apply, its masks come on top.
         let role_binding = role.as_ref().and_then(|(_, r)| r.bind.get(input_name));
-        let filter = match (
-            &binding.filter,
-            role_binding.and_then(|r| r.filter.as_ref()),
-        ) {
-            (Some(base), Some(extra)) => Some(format!("({base}) AND ({extra})")),
-            (base, extra) => base.clone().or_else(|| extra.cloned()),
-        };
-        let mut filters = Vec::new();
-        if let Some(base) = &binding.filter {
-            filters.push((format!("bind.{input_name}.filter"), base.clone()));
-        }
-        if let (Some((role_name, _)), Some(extra)) =
-            (&role, role_binding.and_then(|r| r.filter.as_ref()))
-        {
-            filters.push((
-                format!("role.{role_name}.bind.{input_name}.filter"),
-                extra.clone(),
-            ));
-        }
-        // Each mask with where it is written; a role's comes on top of the binding's.
-        let masks_of =
-            |masks: &BTreeMap<Name, String>, prefix: &str| -> BTreeMap<Name, (String, String)> {
-                masks
-                    .iter()
-                    .map(|(column, sql)| {
-                        (
-                            column.clone(),
-                            (format!("{prefix}.mask.{column}"), sql.clone()),
-                        )
-                    })
-                    .collect()
-            };
+        let role_name = role.as_ref().map(|(name, _)| name);
+        let (filter, filters) = combine_filters(input_name, binding, role_name, role_binding);
         let masks = masks_of(&binding.mask, &format!("bind.{input_name}"));
-        let role_masks = match (&role, role_binding) {
-            (Some((role_name, _)), Some(role_binding)) => masks_of(
+        let role_masks = match (role_name, role_binding) {
+            (Some(role_name), Some(role_binding)) => masks_of(
                 &role_binding.mask,
                 &format!("role.{role_name}.bind.{input_name}"),
             ),
             _ => BTreeMap::new(),
         };
 
-        let requested: BTreeSet<&Name> = manifest.input.columns.iter().map(|c| &c.name).collect();
-        for granted in binding.columns.keys() {
-            if !requested.contains(granted) {
-                return Err(refuse(
-                    &format!("bind.{input_name}.columns.{granted}"),
-                    format!(
-                        "[bind.{input_name}] columns grants `{granted}`, which the package does not ask for"
-                    ),
-                ));
-            }
-        }
-        let mut columns = Vec::with_capacity(manifest.input.columns.len());
-        for spec in &manifest.input.columns {
-            let source = binding.columns.get(&spec.name).ok_or_else(|| {
-                refuse(&format!("bind.{input_name}.columns"), format!(
-                    "the package needs column `{}` ({}) of input `{input_name}`, but [bind.{input_name}] columns does not grant it",
-                    spec.name, spec.ty
-                ))
-            })?;
-            if binding.key.contains(source) {
-                return Err(refuse(
-                    &format!("bind.{input_name}.key"),
-                    format!(
-                        "[bind.{input_name}] grants key column `{source}` to the model as `{}`; key columns never enter the sandbox",
-                        spec.name
-                    ),
-                ));
-            }
-            let mask = masks.get(&spec.name);
-            let role_mask = role_masks.get(&spec.name);
-            columns.push(GrantedColumn {
-                model: spec.name.clone(),
-                source: source.clone(),
-                mask: mask.map(|(_, sql)| sql.clone()),
-                role_mask: role_mask.map(|(_, sql)| sql.clone()),
-                ty: spec.ty,
-                source_key: format!("bind.{input_name}.columns.{}", spec.name),
-                mask_key: mask.map(|(key, _)| key.clone()),
-                role_mask_key: role_mask.map(|(key, _)| key.clone()),
-            });
-        }
-        for (masked, (key, _)) in masks.iter().chain(&role_masks) {
-            if !requested.contains(masked) {
-                let table = key.strip_suffix(&format!(".mask.{masked}")).unwrap_or(key);
-                return Err(refuse(
-                    key,
-                    format!("[{table}] mask names `{masked}`, which the package does not ask for"),
-                ));
-            }
-        }
-
-        if manifest.input.mode == InputMode::Partition && !binding.key.is_empty() {
-            let partition_by: Vec<&str> = manifest
-                .input
-                .partition_by
-                .iter()
-                .map(Name::as_str)
-                .collect();
-            return Err(refuse(
-                &format!("bind.{input_name}.key"),
-                format!(
-                    "[bind.{input_name}] key: input `{input_name}` is read in partition mode, whose output rows are not input rows; the host adds the partition key ({}) to them instead, so remove `key`",
-                    partition_by.join(", ")
-                ),
-            ));
-        }
-
-        let output_name = &manifest.output.name;
-        for emitted in policy.emit.keys() {
-            if emitted != output_name {
-                return Err(refuse(
-                    &format!("emit.{emitted}"),
-                    format!(
-                        "[emit.{emitted}] names an output the package does not declare (it declares `{output_name}`)"
-                    ),
-                ));
-            }
-        }
-        let emit = policy.emit.get(output_name).ok_or_else(|| {
-            refuse("emit", format!(
-                "the package writes output `{output_name}`, but the policy has no [emit.{output_name}]"
-            ))
-        })?;
-        let output_columns: BTreeSet<&str> = manifest
-            .output
-            .columns
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect();
-        for key in &binding.key {
-            if output_columns.contains(key.as_str()) {
-                return Err(refuse(
-                    &format!("bind.{input_name}.key"),
-                    format!(
-                        "key column `{key}` has the same name as an output column of `{output_name}`"
-                    ),
-                ));
-            }
-        }
+        let columns = grant_columns(manifest, policy, binding, &masks, &role_masks)?;
+        check_partition_mode_has_no_key(manifest, policy, binding)?;
+        let emit = find_emit(manifest, policy, binding)?;
 
         // The partition columns go out with the types the model read them as.
         let partition_key: Vec<ColumnSpec> = manifest
@@ -324,27 +141,7 @@ impl Grant {
             .cloned()
             .collect();
 
-        let mut graphs = Vec::with_capacity(manifest.graphs.len());
-        for spec in &manifest.graphs {
-            let allowed = &policy.inference.devices;
-            let device = if allowed.contains(&spec.device) {
-                spec.device
-            } else if allowed.contains(&Device::Cpu) {
-                Device::Cpu
-            } else {
-                return Err(refuse(
-                    "inference.devices",
-                    format!(
-                        "graph `{}` needs an inference device, but [inference] devices allows none it can use (add devices = [\"cpu\"])",
-                        spec.name
-                    ),
-                ));
-            };
-            graphs.push(GraphGrant {
-                spec: spec.clone(),
-                device,
-            });
-        }
+        let graphs = grant_graphs(manifest, policy)?;
 
         Ok(Grant {
             role: role.map(|(name, _)| name),
@@ -362,7 +159,7 @@ impl Grant {
                 policy: policy.lines(),
             },
             output: OutputGrant {
-                name: output_name.clone(),
+                name: manifest.output.name.clone(),
                 sink: emit.sink.clone(),
                 columns: manifest.output.columns.clone(),
                 partition_key,
@@ -372,6 +169,302 @@ impl Grant {
             isolation: policy.inference.isolation,
         })
     }
+}
+
+/// A refusal at the policy's `table` (a dotted key), with that key's line.
+fn refuse(policy: &Policy, table: &str, message: String) -> GrantError {
+    GrantError {
+        policy: policy.path.clone(),
+        line: policy.line_of(table),
+        message,
+    }
+}
+
+/// Each mask of a binding or role by model column, with the dotted key it is written at.
+type MasksByColumn = BTreeMap<Name, (String, String)>;
+
+/// The role the run is granted as. A policy with roles must be run as one of them, and one
+/// without roles as none: a `--role` the policy does not know is refused rather than ignored,
+/// so that nobody believes a run was narrowed when it was not.
+fn choose_role<'p>(
+    policy: &'p Policy,
+    role: Option<&str>,
+) -> Result<Option<(Name, &'p Role)>, GrantError> {
+    let role_names = || {
+        policy
+            .roles
+            .keys()
+            .map(Name::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (role, policy.roles.is_empty()) {
+        (None, true) => Ok(None),
+        (None, false) => Err(refuse(
+            policy,
+            "role",
+            format!(
+                "the policy defines roles ({}); choose one with --role",
+                role_names()
+            ),
+        )),
+        (Some(name), true) => Err(refuse(
+            policy,
+            "role",
+            format!("--role {name}: the policy defines no roles"),
+        )),
+        (Some(name), false) => {
+            let found = policy.roles.iter().find(|(n, _)| n.as_str() == name);
+            match found {
+                Some((name, role)) => Ok(Some((name.clone(), role))),
+                None => Err(refuse(
+                    policy,
+                    "role",
+                    format!(
+                        "--role {name}: the policy defines no such role (it defines: {})",
+                        role_names()
+                    ),
+                )),
+            }
+        }
+    }
+}
+
+/// The policy's binding of the package's input. A `[bind.*]` for an input the package does not
+/// declare is refused, since the consumer meant it for some other model; a missing one is
+/// refused, since nothing may be read without it.
+fn find_binding<'p>(manifest: &Manifest, policy: &'p Policy) -> Result<&'p Binding, GrantError> {
+    let input_name = &manifest.input.name;
+    for bound in policy.bind.keys() {
+        if bound != input_name {
+            return Err(refuse(
+                policy,
+                &format!("bind.{bound}"),
+                format!(
+                    "[bind.{bound}] binds an input the package does not declare (it declares `{input_name}`)"
+                ),
+            ));
+        }
+    }
+    policy.bind.get(input_name).ok_or_else(|| {
+        refuse(
+            policy,
+            "bind",
+            format!(
+                "the package reads input `{input_name}`, but the policy has no [bind.{input_name}]"
+            ),
+        )
+    })
+}
+
+/// The binding's filter and the role's together (rows must pass both), and each of them with
+/// the dotted key it is written at, so that an error in either names its line.
+fn combine_filters(
+    input_name: &Name,
+    binding: &Binding,
+    role_name: Option<&Name>,
+    role_binding: Option<&RoleBinding>,
+) -> (Option<String>, Vec<(String, String)>) {
+    let role_filter = role_binding.and_then(|r| r.filter.as_ref());
+    let filter = match (&binding.filter, role_filter) {
+        (Some(base), Some(extra)) => Some(format!("({base}) AND ({extra})")),
+        (base, extra) => base.clone().or_else(|| extra.cloned()),
+    };
+    let mut filters = Vec::new();
+    if let Some(base) = &binding.filter {
+        filters.push((format!("bind.{input_name}.filter"), base.clone()));
+    }
+    if let (Some(role_name), Some(extra)) = (role_name, role_filter) {
+        filters.push((
+            format!("role.{role_name}.bind.{input_name}.filter"),
+            extra.clone(),
+        ));
+    }
+    (filter, filters)
+}
+
+/// Each mask with where it is written (`<prefix>.mask.<column>`); a role's comes on top of the
+/// binding's.
+fn masks_of(masks: &BTreeMap<Name, String>, prefix: &str) -> MasksByColumn {
+    masks
+        .iter()
+        .map(|(column, sql)| {
+            (
+                column.clone(),
+                (format!("{prefix}.mask.{column}"), sql.clone()),
+            )
+        })
+        .collect()
+}
+
+/// The model's columns in the manifest's order, each with its source and masks. The policy
+/// must grant exactly what the package asks for: a column granted or masked but not asked for
+/// is refused (the consumer meant it for another model), one asked for but not granted is
+/// refused, and a key column may never be granted, since keys never enter the sandbox.
+fn grant_columns(
+    manifest: &Manifest,
+    policy: &Policy,
+    binding: &Binding,
+    masks: &MasksByColumn,
+    role_masks: &MasksByColumn,
+) -> Result<Vec<GrantedColumn>, GrantError> {
+    let input_name = &manifest.input.name;
+    let requested: BTreeSet<&Name> = manifest.input.columns.iter().map(|c| &c.name).collect();
+    for granted in binding.columns.keys() {
+        if !requested.contains(granted) {
+            return Err(refuse(
+                policy,
+                &format!("bind.{input_name}.columns.{granted}"),
+                format!(
+                    "[bind.{input_name}] columns grants `{granted}`, which the package does not ask for"
+                ),
+            ));
+        }
+    }
+    let mut columns = Vec::with_capacity(manifest.input.columns.len());
+    for spec in &manifest.input.columns {
+        let source = binding.columns.get(&spec.name).ok_or_else(|| {
+            refuse(policy, &format!("bind.{input_name}.columns"), format!(
+                "the package needs column `{}` ({}) of input `{input_name}`, but [bind.{input_name}] columns does not grant it",
+                spec.name, spec.ty
+            ))
+        })?;
+        if binding.key.contains(source) {
+            return Err(refuse(
+                policy,
+                &format!("bind.{input_name}.key"),
+                format!(
+                    "[bind.{input_name}] grants key column `{source}` to the model as `{}`; key columns never enter the sandbox",
+                    spec.name
+                ),
+            ));
+        }
+        let mask = masks.get(&spec.name);
+        let role_mask = role_masks.get(&spec.name);
+        columns.push(GrantedColumn {
+            model: spec.name.clone(),
+            source: source.clone(),
+            mask: mask.map(|(_, sql)| sql.clone()),
+            role_mask: role_mask.map(|(_, sql)| sql.clone()),
+            ty: spec.ty,
+            source_key: format!("bind.{input_name}.columns.{}", spec.name),
+            mask_key: mask.map(|(key, _)| key.clone()),
+            role_mask_key: role_mask.map(|(key, _)| key.clone()),
+        });
+    }
+    for (masked, (key, _)) in masks.iter().chain(role_masks) {
+        if !requested.contains(masked) {
+            let table = key.strip_suffix(&format!(".mask.{masked}")).unwrap_or(key);
+            return Err(refuse(
+                policy,
+                key,
+                format!("[{table}] mask names `{masked}`, which the package does not ask for"),
+            ));
+        }
+    }
+    Ok(columns)
+}
+
+/// In partition mode an output row is not an input row, so there is no row to re-attach a
+/// `key` to: the host writes the partition key instead, and a `key` is refused rather than
+/// silently dropped.
+fn check_partition_mode_has_no_key(
+    manifest: &Manifest,
+    policy: &Policy,
+    binding: &Binding,
+) -> Result<(), GrantError> {
+    if manifest.input.mode != InputMode::Partition || binding.key.is_empty() {
+        return Ok(());
+    }
+    let input_name = &manifest.input.name;
+    let partition_by: Vec<&str> = manifest
+        .input
+        .partition_by
+        .iter()
+        .map(Name::as_str)
+        .collect();
+    Err(refuse(
+        policy,
+        &format!("bind.{input_name}.key"),
+        format!(
+            "[bind.{input_name}] key: input `{input_name}` is read in partition mode, whose output rows are not input rows; the host adds the partition key ({}) to them instead, so remove `key`",
+            partition_by.join(", ")
+        ),
+    ))
+}
+
+/// The policy's `[emit.*]` for the package's output. As with bindings, one for an output the
+/// package does not declare is refused, and so is a missing one; and a key column may not
+/// share a name with an output column, or the re-attached key would be ambiguous.
+fn find_emit<'p>(
+    manifest: &Manifest,
+    policy: &'p Policy,
+    binding: &Binding,
+) -> Result<&'p Emit, GrantError> {
+    let input_name = &manifest.input.name;
+    let output_name = &manifest.output.name;
+    for emitted in policy.emit.keys() {
+        if emitted != output_name {
+            return Err(refuse(
+                policy,
+                &format!("emit.{emitted}"),
+                format!(
+                    "[emit.{emitted}] names an output the package does not declare (it declares `{output_name}`)"
+                ),
+            ));
+        }
+    }
+    let emit = policy.emit.get(output_name).ok_or_else(|| {
+        refuse(policy, "emit", format!(
+            "the package writes output `{output_name}`, but the policy has no [emit.{output_name}]"
+        ))
+    })?;
+    let output_columns: BTreeSet<&str> = manifest
+        .output
+        .columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    for key in &binding.key {
+        if output_columns.contains(key.as_str()) {
+            return Err(refuse(
+                policy,
+                &format!("bind.{input_name}.key"),
+                format!(
+                    "key column `{key}` has the same name as an output column of `{output_name}`"
+                ),
+            ));
+        }
+    }
+    Ok(emit)
+}
+
+/// The device each graph may run on: the one it asks for if the policy allows it, else the
+/// CPU if the policy allows that; a graph with neither is refused before anything runs.
+fn grant_graphs(manifest: &Manifest, policy: &Policy) -> Result<Vec<GraphGrant>, GrantError> {
+    let allowed = &policy.inference.devices;
+    let mut graphs = Vec::with_capacity(manifest.graphs.len());
+    for spec in &manifest.graphs {
+        let device = if allowed.contains(&spec.device) {
+            spec.device
+        } else if allowed.contains(&Device::Cpu) {
+            Device::Cpu
+        } else {
+            return Err(refuse(
+                policy,
+                "inference.devices",
+                format!(
+                    "graph `{}` needs an inference device, but [inference] devices allows none it can use (add devices = [\"cpu\"])",
+                    spec.name
+                ),
+            ));
+        };
+        graphs.push(GraphGrant {
+            spec: spec.clone(),
+            device,
+        });
+    }
+    Ok(graphs)
 }
 
 #[cfg(test)]

@@ -298,199 +298,37 @@ impl Policy {
     }
 
     /// Validates policy text; `path` only names the file in errors.
+    ///
+    /// Strict parsing, then one check per table (in `checks`), each naming the key at fault.
     pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Self, PolicyError> {
         let parse_error = |source| PolicyError::Parse {
             path: path.to_owned(),
             source: Box::new(source),
         };
         let key_lines = KeyLines::of(text);
-        let invalid = |key: &str, message: String| PolicyError::Invalid {
-            path: path.to_owned(),
-            line: key_lines.line_of(key),
-            message,
+        let invalid = Invalid {
+            path,
+            key_lines: &key_lines,
         };
         // The version decides how to read everything else, so check it first.
         let table: toml::Table = toml::from_str(text).map_err(parse_error)?;
-        match table.get("version") {
-            Some(toml::Value::Integer(POLICY_VERSION)) => {}
-            Some(other) => {
-                return Err(invalid(
-                    "version",
-                    format!(
-                        "version = {other} is not supported; this runtime reads version {POLICY_VERSION}"
-                    ),
-                ));
-            }
-            None => {
-                return Err(invalid(
-                    "version",
-                    format!(
-                        "missing `version`; add `version = {POLICY_VERSION}` as the first line"
-                    ),
-                ));
-            }
-        }
+        check_version(&table, &invalid)?;
         let raw: RawPolicy = toml::from_str(text).map_err(parse_error)?;
 
         let limits = raw.limits;
-        if !(1..=MAX_INSTANCES).contains(&limits.instances) {
-            return Err(invalid(
-                "limits.instances",
-                format!(
-                    "limits.instances = {} is out of range 1..={MAX_INSTANCES}",
-                    limits.instances
-                ),
-            ));
-        }
-        if limits.memory < MIN_GUEST_MEMORY || limits.memory > MAX_GUEST_MEMORY {
-            return Err(invalid(
-                "limits.memory",
-                format!(
-                    "limits.memory = \"{}\" is out of range {MIN_GUEST_MEMORY}..={MAX_GUEST_MEMORY}",
-                    limits.memory
-                ),
-            ));
-        }
-        if !(1..=MAX_BATCH_ROWS).contains(&limits.batch_rows) {
-            return Err(invalid(
-                "limits.batch-rows",
-                format!(
-                    "limits.batch-rows = {} is out of range 1..={MAX_BATCH_ROWS}",
-                    limits.batch_rows
-                ),
-            ));
-        }
-        if limits.partition_rows == 0 {
-            return Err(invalid(
-                "limits.partition-rows",
-                "limits.partition-rows = 0 would refuse every partition".into(),
-            ));
-        }
-        for (key, size) in [
-            ("limits.output-bytes", limits.output_bytes),
-            ("limits.output-text-bytes", limits.output_text_bytes),
-        ] {
-            if size.bytes() == 0 {
-                return Err(invalid(
-                    key,
-                    format!("{key} = \"{size}\" would refuse every output"),
-                ));
-            }
-        }
-        if limits.fuel_per_batch == 0 {
-            return Err(invalid(
-                "limits.fuel-per-batch",
-                "limits.fuel-per-batch = 0 would stop every model".into(),
-            ));
-        }
-        if limits.wall_time.0.is_zero() {
-            return Err(invalid(
-                "limits.wall-time",
-                "limits.wall-time must be longer than zero".into(),
-            ));
-        }
-        if limits.inference_memory < MIN_INFERENCE_MEMORY {
-            return Err(invalid(
-                "limits.inference-memory",
-                format!(
-                    "limits.inference-memory = \"{}\" is below {MIN_INFERENCE_MEMORY}, too little for ONNX Runtime to load a graph",
-                    limits.inference_memory
-                ),
-            ));
-        }
-        let mut inference = raw.inference;
-        for domain in &inference.operator_domains {
-            let well_formed = !domain.is_empty()
-                && domain.len() <= 128
-                && domain
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-            if !well_formed {
-                return Err(invalid(
-                    "inference.operator-domains",
-                    format!(
-                        "inference.operator-domains: {:?} is not an operator domain (letters, digits, `.`, `_`, `-`)",
-                        crate::names::printable(domain, 64)
-                    ),
-                ));
-            }
-        }
-        if inference.threads == 0 {
-            inference.threads = 1;
-        }
-        if inference.threads > MAX_INFERENCE_THREADS {
-            return Err(invalid(
-                "inference.threads",
-                format!(
-                    "inference.threads = {} is out of range 1..={MAX_INFERENCE_THREADS}",
-                    inference.threads
-                ),
-            ));
-        }
-
-        let mut trust = BTreeMap::new();
-        for (publisher, keys) in raw.trust {
-            let mut parsed = Vec::with_capacity(keys.len());
-            for key in keys {
-                let parsed_key = read_trusted_key(&key, base_dir).map_err(|why| {
-                    invalid(
-                        &format!("trust.{publisher}"),
-                        format!("trust.{publisher}: {why}"),
-                    )
-                })?;
-                parsed.push(parsed_key);
-            }
-            trust.insert(publisher, parsed);
-        }
-
-        let mut bind = raw.bind;
-        for (input, binding) in &mut bind {
-            if binding.columns.is_empty() {
-                return Err(invalid(
-                    &format!("bind.{input}"),
-                    format!(
-                        "[bind.{input}] grants no columns: add `columns = {{ model_column = \"source_column\" }}`"
-                    ),
-                ));
-            }
-            binding.source = base_dir.join(&binding.source);
-            check_binding_sql(
-                &format!("bind.{input}"),
-                binding.filter.as_ref(),
-                &binding.mask,
-            )
-            .map_err(|(key, message)| invalid(&key, message))?;
-        }
+        check_limits(&limits, &invalid)?;
+        let inference = check_inference(raw.inference, &invalid)?;
+        let trust = read_trust(raw.trust, base_dir, &invalid)?;
+        let bind = resolve_bindings(raw.bind, base_dir, &invalid)?;
         let mut emit = raw.emit;
         for emit in emit.values_mut() {
             emit.sink = base_dir.join(&emit.sink);
         }
-
         let audit = raw.audit.map(|audit| AuditPolicy {
             log: base_dir.join(audit.log),
             usage: base_dir.join(audit.usage),
         });
-
-        for (role_name, role) in &raw.role {
-            for (input, role_binding) in &role.bind {
-                check_binding_sql(
-                    &format!("role.{role_name}.bind.{input}"),
-                    role_binding.filter.as_ref(),
-                    &role_binding.mask,
-                )
-                .map_err(|(key, message)| invalid(&key, message))?;
-            }
-            for input in role.bind.keys() {
-                if !bind.contains_key(input) {
-                    return Err(invalid(
-                        &format!("role.{role_name}"),
-                        format!(
-                            "[role.{role_name}.bind.{input}] changes a binding the policy does not have; add [bind.{input}] first"
-                        ),
-                    ));
-                }
-            }
-        }
+        check_roles(&raw.role, &bind, &invalid)?;
 
         Ok(Policy {
             path: path.to_owned(),
@@ -534,26 +372,18 @@ impl Policy {
     }
 }
 
-/// A trusted key as the policy writes it: `ed25519:<base64>` inline, or the path of a public
-/// key file (SPKI PEM, as `cordon keygen` writes it) relative to `base_dir`.
-fn read_trusted_key(key: &str, base_dir: &Path) -> Result<ed25519_dalek::VerifyingKey, String> {
-    if key.starts_with(crate::keys::KEY_PREFIX) {
-        return crate::keys::parse_public_key(key).map_err(|e| e.to_string());
-    }
-    let path = base_dir.join(key);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read public key file {}: {e}", path.display()))?;
-    crate::keys::parse_public_key(&text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
+mod checks;
 mod lines;
 mod sql;
 
 pub use lines::{PolicyLines, describe_key};
 pub use sql::{canonical_sql_expression, check_sql_expression};
 
+use checks::{
+    Invalid, check_inference, check_limits, check_roles, check_version, read_trust,
+    resolve_bindings,
+};
 use lines::KeyLines;
-use sql::check_binding_sql;
 
 #[cfg(test)]
 mod tests;

@@ -281,10 +281,6 @@ pub struct Verified {
 pub fn verify(package: &Package, trusted: &[VerifyingKey]) -> Result<Verified, VerifyError> {
     let name = package.path.display().to_string();
     let publisher = package.manifest.publisher.to_string();
-    let malformed = |why: &str| VerifyError::Malformed {
-        package: name.clone(),
-        why: why.to_owned(),
-    };
     let bytes = package
         .signature
         .as_ref()
@@ -297,21 +293,71 @@ pub fn verify(package: &Package, trusted: &[VerifyingKey]) -> Result<Verified, V
             publisher,
         });
     }
-    let bundle: Value = serde_json::from_slice(bytes).map_err(|e| malformed(&e.to_string()))?;
+    let envelope = read_envelope(&name, bytes)?;
+    let (signer, signature) = find_trusted_signature(&name, &publisher, &envelope, trusted)?;
+
+    // Bytes outside the signed payload (the key hint, the layout) must be exactly what `sign`
+    // writes: no byte of the signature either can change unnoticed.
+    if *bytes != bundle_bytes(&envelope.payload, signature, signer) {
+        return Err(malformed(
+            &name,
+            "it differs from the bundle `cordon sign` writes",
+        ));
+    }
+
+    // The signed statement must list exactly the package's files, with their digests, and the
+    // archive's digest.
+    let statement = read_statement(&name, &envelope.payload)?;
+    check_archive_digest(&name, package, &statement)?;
+    let listed = listed_resources(&name, &statement)?;
+    check_files_match(&name, package, &listed)?;
+    Ok(Verified {
+        publisher,
+        key_fingerprint: fingerprint(signer),
+        digest: package.digest(),
+    })
+}
+
+/// A refusal of `package`'s signature as malformed, saying why.
+fn malformed(package: &str, why: &str) -> VerifyError {
+    VerifyError::Malformed {
+        package: package.to_owned(),
+        why: why.to_owned(),
+    }
+}
+
+/// What a signature bundle holds, read but not yet checked against any key.
+struct Envelope {
+    /// The whole bundle, for the key hint an error names.
+    bundle: Value,
+    /// The signed bytes: the in-toto statement.
+    payload: Vec<u8>,
+    /// Every ed25519 signature the envelope carries.
+    signatures: Vec<Signature>,
+}
+
+/// The bundle must be a Sigstore bundle around an in-toto DSSE envelope with at least one
+/// ed25519 signature; anything else is refused as malformed before any key is tried.
+fn read_envelope(package: &str, bytes: &[u8]) -> Result<Envelope, VerifyError> {
+    let bundle: Value =
+        serde_json::from_slice(bytes).map_err(|e| malformed(package, &e.to_string()))?;
     if bundle.get("mediaType").and_then(Value::as_str) != Some(BUNDLE_MEDIA_TYPE) {
-        return Err(malformed("not a Sigstore bundle (mediaType)"));
+        return Err(malformed(package, "not a Sigstore bundle (mediaType)"));
     }
     let envelope = bundle
         .get("dsseEnvelope")
-        .ok_or_else(|| malformed("no dsseEnvelope"))?;
+        .ok_or_else(|| malformed(package, "no dsseEnvelope"))?;
     if envelope.get("payloadType").and_then(Value::as_str) != Some(PAYLOAD_TYPE) {
-        return Err(malformed("the envelope's payloadType is not in-toto"));
+        return Err(malformed(
+            package,
+            "the envelope's payloadType is not in-toto",
+        ));
     }
     let payload = envelope
         .get("payload")
         .and_then(Value::as_str)
         .and_then(|p| BASE64.decode(p).ok())
-        .ok_or_else(|| malformed("the envelope's payload is not base64"))?;
+        .ok_or_else(|| malformed(package, "the envelope's payload is not base64"))?;
     let signatures: Vec<Signature> = envelope
         .get("signatures")
         .and_then(Value::as_array)
@@ -324,52 +370,77 @@ pub fn verify(package: &Package, trusted: &[VerifyingKey]) -> Result<Verified, V
         })
         .unwrap_or_default();
     if signatures.is_empty() {
-        return Err(malformed("the envelope has no ed25519 signature"));
+        return Err(malformed(package, "the envelope has no ed25519 signature"));
     }
+    Ok(Envelope {
+        bundle,
+        payload,
+        signatures,
+    })
+}
 
-    // The signature must come from a key trusted for this publisher.
-    let signed = pae(PAYLOAD_TYPE, &payload);
+/// The signature must come from a key trusted for this publisher. When none verifies, the
+/// bundle's key hint tells the two failures apart: a trusted key whose signature does not
+/// verify (the statement was changed), or a key the policy does not trust.
+fn find_trusted_signature<'a>(
+    package: &str,
+    publisher: &str,
+    envelope: &'a Envelope,
+    trusted: &'a [VerifyingKey],
+) -> Result<(&'a VerifyingKey, &'a Signature), VerifyError> {
+    let signed = pae(PAYLOAD_TYPE, &envelope.payload);
     let signer = trusted.iter().find_map(|key| {
-        signatures
+        envelope
+            .signatures
             .iter()
             .find(|s| key.verify_strict(&signed, s).is_ok())
             .map(|s| (key, s))
     });
-    let Some((signer, signature)) = signer else {
-        let hint = bundle
-            .pointer("/verificationMaterial/publicKey/hint")
-            .and_then(Value::as_str)
-            .unwrap_or("(no hint)")
-            .to_owned();
-        return Err(if trusted.iter().any(|key| fingerprint(key) == hint) {
-            VerifyError::BadSignature {
-                package: name,
-                fingerprint: hint,
-            }
-        } else {
-            VerifyError::UntrustedKey {
-                package: name,
-                publisher,
-                fingerprint: hint,
-            }
-        });
-    };
-
-    // Bytes outside the signed payload (the key hint, the layout) must be exactly what `sign`
-    // writes: no byte of the signature either can change unnoticed.
-    if *bytes != bundle_bytes(&payload, signature, signer) {
-        return Err(malformed("it differs from the bundle `cordon sign` writes"));
+    if let Some(signer) = signer {
+        return Ok(signer);
     }
+    let hint = envelope
+        .bundle
+        .pointer("/verificationMaterial/publicKey/hint")
+        .and_then(Value::as_str)
+        .unwrap_or("(no hint)")
+        .to_owned();
+    Err(if trusted.iter().any(|key| fingerprint(key) == hint) {
+        VerifyError::BadSignature {
+            package: package.to_owned(),
+            fingerprint: hint,
+        }
+    } else {
+        VerifyError::UntrustedKey {
+            package: package.to_owned(),
+            publisher: publisher.to_owned(),
+            fingerprint: hint,
+        }
+    })
+}
 
-    // The signed statement must list exactly the package's files, with their digests, and the
-    // archive's digest.
+/// The signed payload must be a model-signing v1.0 in-toto statement.
+fn read_statement(package: &str, payload: &[u8]) -> Result<Value, VerifyError> {
     let statement: Value =
-        serde_json::from_slice(&payload).map_err(|e| malformed(&e.to_string()))?;
+        serde_json::from_slice(payload).map_err(|e| malformed(package, &e.to_string()))?;
     if statement.get("_type").and_then(Value::as_str) != Some(STATEMENT_TYPE)
         || statement.get("predicateType").and_then(Value::as_str) != Some(PREDICATE_TYPE)
     {
-        return Err(malformed("not a model-signing v1.0 in-toto statement"));
+        return Err(malformed(
+            package,
+            "not a model-signing v1.0 in-toto statement",
+        ));
     }
+    Ok(statement)
+}
+
+/// The statement's archive subject must be the SHA-256 of the compressed archive as stored,
+/// so that not even bytes the file digests do not cover (compression, padding) can change.
+fn check_archive_digest(
+    name: &str,
+    package: &Package,
+    statement: &Value,
+) -> Result<(), VerifyError> {
     let archive = package.archive_sha256.clone().unwrap_or_default();
     let signed_archive = statement
         .get("subject")
@@ -381,41 +452,63 @@ pub fn verify(package: &Package, trusted: &[VerifyingKey]) -> Result<Verified, V
         })
         .and_then(|s| s.pointer("/digest/sha256"))
         .and_then(Value::as_str)
-        .ok_or_else(|| malformed("the statement has no digest of the archive"))?;
+        .ok_or_else(|| malformed(name, "the statement has no digest of the archive"))?;
     if signed_archive != archive {
         return Err(VerifyError::ArchiveMismatch {
-            package: name,
+            package: name.to_owned(),
             signed: signed_archive.to_owned(),
             found: archive,
         });
     }
+    Ok(())
+}
+
+/// The files the statement lists, by name, with their signed SHA-256; a resource that is not
+/// a sha256 name and digest is refused rather than skipped.
+fn listed_resources(
+    package: &str,
+    statement: &Value,
+) -> Result<BTreeMap<String, String>, VerifyError> {
     let mut listed: BTreeMap<String, String> = BTreeMap::new();
     for resource in statement
         .pointer("/predicate/resources")
         .and_then(Value::as_array)
-        .ok_or_else(|| malformed("the statement lists no resources"))?
+        .ok_or_else(|| malformed(package, "the statement lists no resources"))?
     {
         let (Some(file), Some("sha256"), Some(digest)) = (
             resource.get("name").and_then(Value::as_str),
             resource.get("algorithm").and_then(Value::as_str),
             resource.get("digest").and_then(Value::as_str),
         ) else {
-            return Err(malformed("a resource is not a sha256 name and digest"));
+            return Err(malformed(
+                package,
+                "a resource is not a sha256 name and digest",
+            ));
         };
         listed.insert(file.to_owned(), digest.to_owned());
     }
+    Ok(listed)
+}
+
+/// The package must hold exactly the listed files with exactly their digests: a file added,
+/// changed or removed after signing is refused, naming the file.
+fn check_files_match(
+    name: &str,
+    package: &Package,
+    listed: &BTreeMap<String, String>,
+) -> Result<(), VerifyError> {
     let found = package.file_digests();
     for (file, digest) in &found {
         match listed.get(file) {
             None => {
                 return Err(VerifyError::Unlisted {
-                    package: name,
+                    package: name.to_owned(),
                     file: file.clone(),
                 });
             }
             Some(signed) if signed != digest => {
                 return Err(VerifyError::DigestMismatch {
-                    package: name,
+                    package: name.to_owned(),
                     file: file.clone(),
                     signed: signed.clone(),
                     found: digest.clone(),
@@ -426,13 +519,9 @@ pub fn verify(package: &Package, trusted: &[VerifyingKey]) -> Result<Verified, V
     }
     if let Some(file) = listed.keys().find(|file| !found.contains_key(*file)) {
         return Err(VerifyError::MissingFile {
-            package: name,
+            package: name.to_owned(),
             file: file.clone(),
         });
     }
-    Ok(Verified {
-        publisher,
-        key_fingerprint: fingerprint(signer),
-        digest: package.digest(),
-    })
+    Ok(())
 }

@@ -14,7 +14,9 @@ mod seccomp;
 pub mod shm;
 pub mod worker;
 
-use std::io::{BufRead, BufReader, Read as _, Write as _};
+mod process;
+mod socket;
+
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -23,9 +25,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use process::{
+    check_layers, forward_stderr, library_for_worker, signal_name, spawn_from_lasting_thread,
+};
 pub use protocol::JailLayers;
 use protocol::{Failure, Reply, Request, Slot};
 use shm::SharedRegion;
+use socket::{receive_until, send_until};
 
 use crate::nn::onnx::LoadedGraph;
 use crate::nn::{ErrorCode, Tensor};
@@ -512,190 +518,5 @@ impl Drop for InferenceWorker {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-    }
-}
-
-/// Sends a request, and the raw frame after it if any, by `deadline`.
-fn send_until(
-    socket: &mut UnixStream,
-    request: &Request,
-    payload: Option<&[u8]>,
-    deadline: Instant,
-) -> std::io::Result<()> {
-    let message = serde_json::to_vec(request).map_err(std::io::Error::other)?;
-    for frame in std::iter::once(message.as_slice()).chain(payload) {
-        let len = u32::try_from(frame.len()).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "frame over 4 GiB")
-        })?;
-        write_all_until(socket, &len.to_le_bytes(), deadline)?;
-        write_all_until(socket, frame, deadline)?;
-    }
-    Ok(())
-}
-
-/// Reads one reply by `deadline`.
-fn receive_until(socket: &mut UnixStream, deadline: Instant) -> std::io::Result<Reply> {
-    protocol::spin_until_readable(socket, protocol::SPIN_BEFORE_SLEEP);
-    let mut len = [0u8; 4];
-    read_exact_until(socket, &mut len, deadline)?;
-    let len = u32::from_le_bytes(len) as usize;
-    if len > protocol::MAX_MESSAGE_BYTES {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!(
-                "a {len}-byte reply is over the {}-byte limit",
-                protocol::MAX_MESSAGE_BYTES
-            ),
-        ));
-    }
-    let mut bytes = vec![0u8; len];
-    read_exact_until(socket, &mut bytes, deadline)?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-}
-
-fn time_left(deadline: Instant) -> std::io::Result<Duration> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        Err(std::io::ErrorKind::TimedOut.into())
-    } else {
-        Ok(left)
-    }
-}
-
-fn read_exact_until(
-    socket: &mut UnixStream,
-    buf: &mut [u8],
-    deadline: Instant,
-) -> std::io::Result<()> {
-    let mut filled = 0;
-    while let Some(rest) = buf.get_mut(filled..).filter(|rest| !rest.is_empty()) {
-        socket.set_read_timeout(Some(time_left(deadline)?))?;
-        match socket.read(rest) {
-            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-fn write_all_until(socket: &mut UnixStream, buf: &[u8], deadline: Instant) -> std::io::Result<()> {
-    let mut written = 0;
-    while let Some(rest) = buf.get(written..).filter(|rest| !rest.is_empty()) {
-        socket.set_write_timeout(Some(time_left(deadline)?))?;
-        match socket.write(rest) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => written += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Checks what the worker says of its jail against what the kernel shows in
-/// /proc/<pid>/status (a compromised worker's word is not taken for it): the seccomp filter in
-/// force (`Seccomp: 2`), and, where it says it dropped root, every uid `nobody`.
-fn check_layers(pid: u32, layers: &JailLayers) -> Result<(), String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|e| format!("cannot read the worker's status: {e}"))?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .map(|rest| rest.split_whitespace().collect::<Vec<_>>())
-            .unwrap_or_default()
-    };
-    if !layers.seccomp || field("Seccomp:") != ["2"] {
-        return Err("said it sealed itself, but the kernel shows no seccomp filter".into());
-    }
-    if layers.root == protocol::RootStatus::Dropped && field("Uid:") != ["65534"; 4] {
-        return Err("said it dropped root, but the kernel shows another user".into());
-    }
-    Ok(())
-}
-
-/// The library path as the worker must be given it: the worker runs in `/`, so a relative
-/// path is made absolute; a bare name (`libonnxruntime.so`) stays a name, for the dynamic
-/// loader's search path (`LD_LIBRARY_PATH` is passed on).
-fn library_for_worker(library: &std::path::Path) -> std::io::Result<PathBuf> {
-    if library.components().count() > 1 || library.is_absolute() {
-        std::path::absolute(library)
-    } else {
-        Ok(library.to_owned())
-    }
-}
-
-/// Starts `command` from one thread that lives as long as the process. The worker asks the
-/// kernel to kill it when its parent goes (PR_SET_PDEATHSIG), and "parent" there means the
-/// thread that forked it: a worker forked by a short-lived thread (instances start side by
-/// side) would be killed as soon as that thread ended.
-fn spawn_from_lasting_thread(command: Command) -> std::io::Result<Child> {
-    type Job = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
-    static SPAWNER: std::sync::OnceLock<Mutex<std::sync::mpsc::Sender<Job>>> =
-        std::sync::OnceLock::new();
-    let spawner = SPAWNER.get_or_init(|| {
-        let (jobs, inbox) = std::sync::mpsc::channel::<Job>();
-        let _ = std::thread::Builder::new()
-            .name("cordon-worker-spawner".into())
-            .spawn(move || {
-                for (mut command, reply) in inbox {
-                    let _ = reply.send(command.spawn());
-                }
-            });
-        Mutex::new(jobs)
-    });
-    let (reply, answer) = std::sync::mpsc::channel();
-    let sent = spawner
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .send((command, reply));
-    match sent {
-        Ok(()) => answer
-            .recv()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the worker spawner is gone"))),
-        // The spawner thread could not start: forking from this thread would give a worker that
-        // dies when the thread ends, so none is started.
-        Err(_) => Err(std::io::Error::other(
-            "the thread that starts inference workers could not be started",
-        )),
-    }
-}
-
-fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        libc::SIGSEGV => " (SIGSEGV)",
-        libc::SIGABRT => " (SIGABRT)",
-        libc::SIGKILL => " (SIGKILL)",
-        libc::SIGBUS => " (SIGBUS)",
-        libc::SIGILL => " (SIGILL)",
-        libc::SIGFPE => " (SIGFPE)",
-        libc::SIGSYS => " (SIGSYS)",
-        _ => "",
-    }
-}
-
-/// Passes the worker's stderr (ONNX Runtime's log lines, a panic message) to the host's,
-/// escaped and bounded, and keeps the last line for the error if the worker dies.
-fn forward_stderr(stderr: std::process::ChildStderr, pid: u32, last_words: &Mutex<String>) {
-    let mut lines = 0usize;
-    let mut reader = BufReader::new(stderr);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        // Lines are cut at 4 KiB so a worker cannot make the host buffer without bound.
-        match (&mut reader).take(4096).read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let text = cordon_config::names::printable(String::from_utf8_lossy(&line).trim_end(), 512);
-        if lines < MAX_WORKER_LOG_LINES {
-            // Not eprintln!: a closed stderr must not panic this thread.
-            let _ = writeln!(std::io::stderr(), "inference worker {pid}: {text}");
-        }
-        lines += 1;
-        *last_words.lock().unwrap_or_else(PoisonError::into_inner) = text;
     }
 }
