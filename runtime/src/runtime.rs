@@ -11,6 +11,7 @@ use crate::error::RunError;
 use crate::grant::Grant;
 use crate::nn::onnx::{LoadedGraph, OnnxRuntime, SessionOptions};
 use crate::policy::Policy;
+use crate::prepare::PreparedModel;
 use crate::run::{Progress, RunRequest, RunSummary};
 use crate::sandbox::{CompileCache, SandboxEngine};
 
@@ -103,6 +104,15 @@ impl Runtime {
         progress: &dyn Progress,
     ) -> Result<RunSummary, RunError> {
         drivers::batch::run(self, request, progress)
+    }
+
+    /// Admits and prepares the request's package under its policy, for a driver that scores
+    /// many batches with it (the batch run does the same steps with its audit trail between).
+    pub fn prepare_model(&self, request: &RunRequest) -> Result<PreparedModel, RunError> {
+        let policy = Policy::load(&request.policy, &request.base_dir)?;
+        let (package, signature) = self.load_verified(request, &policy)?;
+        let admitted = self.admit(package, signature, &policy, request.role.as_deref())?;
+        self.prepare(admitted, &policy)
     }
 
     /// Everything a run checks before any guest code or row is touched, and nothing more:

@@ -32,7 +32,7 @@ fn in_memory_batches_score_like_the_batch_run() {
 
     let prepared = runtime().prepare_model(&case.request(None)).unwrap();
     let input = telco_batches(1000);
-    let scored = memory::score(&prepared, input.clone()).unwrap();
+    let scored = memory::score(runtime(), &prepared, input.clone()).unwrap();
     assert_eq!(
         scored.len(),
         input.len(),
@@ -70,7 +70,7 @@ fn in_memory_batches_score_like_the_batch_run() {
 fn in_memory_batches_pass_through_the_grant() {
     let case = echo_case();
     let prepared = runtime().prepare_model(&case.request(None)).unwrap();
-    let scored = memory::score(&prepared, telco_batches(2500)).unwrap();
+    let scored = memory::score(runtime(), &prepared, telco_batches(2500)).unwrap();
     let granted: BTreeSet<&str> = [
         "tenure",
         "monthly_charges",

@@ -446,12 +446,11 @@ impl ParquetSink {
     pub fn write(&mut self, keys: &[Vec<String>], batch: &Batch) -> Result<(), DataError> {
         self.rules.check_finite(keys, batch)?;
         self.rules.count(arrow_bytes(keys, batch))?;
-        let record = record_batch(&self.schema, &self.rules, keys, batch).map_err(|e| {
-            DataError::Write {
+        let record =
+            record_batch(&self.schema, &self.rules, keys, batch).map_err(|e| DataError::Write {
                 path: self.path.clone(),
                 source: std::io::Error::other(e),
-            }
-        })?;
+            })?;
         self.writer.write(&record).map_err(|e| DataError::Write {
             path: self.path.clone(),
             source: std::io::Error::other(e),

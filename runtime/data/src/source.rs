@@ -33,10 +33,10 @@ use cordon_contract::data::{Batch, Column, ColumnValues, HeldBack, KeyedBatch};
 mod binding;
 mod query;
 
+pub use binding::{SourceBinding, SourceFormat};
+use binding::{query_context, register, start_query};
 pub use cordon_contract::arrow::arrow_type;
 pub use query::quote_identifier;
-use binding::{query_context, register, start_query};
-pub use binding::{SourceBinding, SourceFormat};
 use query::{SOURCE_TABLE, build_query, canonical_grant, check_expressions};
 
 /// Memory DataFusion may hold for the query (sorting, in partition mode) before it spills to
@@ -441,7 +441,11 @@ fn same_key(
     Ok(true)
 }
 
-pub(crate) fn query_error(path: &Path, what: &str, error: datafusion::error::DataFusionError) -> DataError {
+pub(crate) fn query_error(
+    path: &Path,
+    what: &str,
+    error: datafusion::error::DataFusionError,
+) -> DataError {
     DataError::Query {
         path: path.to_owned(),
         what: what.to_owned(),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, bounded, unbounded};
 
-use crate::data::{Batch, Column, DataError, HeldBack, KeyedBatch};
+use crate::data::{Batch, DataError, HeldBack, KeyedBatch};
 use crate::error::RunError;
 use crate::grant::Grant;
 use crate::policy::{Isolation, Policy};
@@ -255,9 +255,10 @@ fn score_table_into(
                     first_batch_at.get_or_init(Instant::now);
                     let message = match scorer.score(batch) {
                         Ok(batch) => WorkerMessage::Scored { index, batch },
-                        Err(error) => {
-                            WorkerMessage::Failed(RunError::scoring(error, Some((index, first_row))))
-                        }
+                        Err(error) => WorkerMessage::Failed(RunError::scoring(
+                            error,
+                            Some((index, first_row)),
+                        )),
                     };
                     let failed = matches!(message, WorkerMessage::Failed(_));
                     let _ = result_tx.send(message);
@@ -435,7 +436,7 @@ impl InOrder<'_, '_> {
             HeldBack::RowKeys(keys) => OutputRows { keys, batch },
             HeldBack::PartitionKey(key) => OutputRows {
                 keys: Vec::new(),
-                batch: with_partition_key(&key, batch)?,
+                batch: super::with_partition_key(&key, batch)?,
             },
         })
     }
@@ -471,20 +472,4 @@ impl InOrder<'_, '_> {
             let _ = reader.join();
         }
     }
-}
-
-/// The model's output for a partition with the partition's key columns in front, on every row.
-fn with_partition_key(key: &[Column], batch: Batch) -> Result<Batch, RunError> {
-    let mut columns = Vec::with_capacity(key.len() + batch.columns.len());
-    for column in key {
-        let spread = column.repeat(0, batch.num_rows).ok_or_else(|| {
-            RunError::Internal(format!("partition key `{}` is empty", column.name))
-        })?;
-        columns.push(spread);
-    }
-    columns.extend(batch.columns);
-    Ok(Batch {
-        num_rows: batch.num_rows,
-        columns,
-    })
 }

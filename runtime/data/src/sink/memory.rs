@@ -117,7 +117,8 @@ impl DataSink for MemorySink {
 
     fn write(&mut self, rows: &OutputRows) -> Result<(), DataError> {
         self.rules.check_finite(&rows.keys, &rows.batch)?;
-        self.rules.count(super::arrow_bytes(&rows.keys, &rows.batch))?;
+        self.rules
+            .count(super::arrow_bytes(&rows.keys, &rows.batch))?;
         let record = record_batch(&self.schema, &self.rules, &rows.keys, &rows.batch)
             .map_err(|e| self.internal(e))?;
         self.rules.rows += rows.batch.num_rows as u64;

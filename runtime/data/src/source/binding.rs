@@ -171,4 +171,3 @@ fn csv_schema(path: &Path, grant: &InputGrant) -> Result<Schema, DataError> {
         .collect();
     Ok(Schema::new(fields))
 }
-
