@@ -1,7 +1,7 @@
 use super::*;
 use cordon_config::manifest::{ColumnSpec, ColumnType};
 use cordon_contract::data::TextValues;
-use datafusion::arrow::array::Array;
+use datafusion::arrow::array::{Array, Float64Array};
 use std::path::Path;
 
 fn name(text: &str) -> cordon_config::names::Name {
