@@ -25,7 +25,7 @@ use cordon::policy::{Limits, NonFinite, Policy};
 use cordon::sandbox::bindings::cordon::model::types as wit;
 use cordon::sink::Sink;
 use cordon::source::TableSource;
-use cordon::{run, sandbox, signing};
+use cordon::{sandbox, scorer, signing};
 use ed25519_dalek::SigningKey;
 
 /// A fuzz target: arbitrary bytes in, nothing out; it returns whatever the runtime answers.
@@ -372,7 +372,8 @@ pub fn guest_batch(data: &[u8]) {
         non_finite,
     };
     let limits = Limits::default();
-    let Ok(batch) = run::validate_output(batch, input_rows, mode, &grant, limits.output_text_bytes)
+    let Ok(batch) =
+        scorer::validate_output(batch, input_rows, mode, &grant, limits.output_text_bytes)
     else {
         return;
     };

@@ -110,6 +110,15 @@ impl PreparedModel {
 }
 
 impl Runtime {
+    /// Admits and prepares the request's package under its policy, for a driver that scores
+    /// many batches with it (the batch run does the same steps with its audit trail between).
+    pub fn prepare_model(&self, request: &RunRequest) -> Result<PreparedModel, RunError> {
+        let policy = Policy::load(&request.policy, &request.base_dir)?;
+        let (package, signature) = self.load_verified(request, &policy)?;
+        let admitted = self.admit(package, signature, &policy, request.role.as_deref())?;
+        self.prepare(admitted, &policy)
+    }
+
     /// Loads the package, checks its signature against the policy's `[trust]` (an unsigned
     /// package passes only with `allow_unsigned`), and returns it with what was verified.
     pub fn load_verified(

@@ -6,13 +6,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::drivers;
 use crate::error::RunError;
-use crate::grant::Grant;
 use crate::nn::onnx::{LoadedGraph, OnnxRuntime, SessionOptions};
-use crate::policy::Policy;
-use crate::prepare::PreparedModel;
-use crate::run::{Progress, RunRequest, RunSummary};
 use crate::sandbox::{CompileCache, SandboxEngine};
 
 /// Process-wide settings: where ONNX Runtime is and where compiled components are cached.
@@ -94,35 +89,5 @@ impl Runtime {
     /// The loaded ONNX Runtime's version, if any.
     pub fn onnxruntime_version(&self) -> Option<&str> {
         self.onnxruntime.as_ref().map(|o| o.version.as_str())
-    }
-
-    /// Runs one package on one table under one policy, with its audit trail and usage
-    /// record: the batch driver ([`drivers::batch`]).
-    pub fn run(
-        &self,
-        request: &RunRequest,
-        progress: &dyn Progress,
-    ) -> Result<RunSummary, RunError> {
-        drivers::batch::run(self, request, progress)
-    }
-
-    /// Admits and prepares the request's package under its policy, for a driver that scores
-    /// many batches with it (the batch run does the same steps with its audit trail between).
-    pub fn prepare_model(&self, request: &RunRequest) -> Result<PreparedModel, RunError> {
-        let policy = Policy::load(&request.policy, &request.base_dir)?;
-        let (package, signature) = self.load_verified(request, &policy)?;
-        let admitted = self.admit(package, signature, &policy, request.role.as_deref())?;
-        self.prepare(admitted, &policy)
-    }
-
-    /// Everything a run checks before any guest code or row is touched, and nothing more:
-    /// the policy, the package and its signature, the grant, and every SQL snippet of the policy
-    /// planned against the table's schema. Writes nothing, not even an audit line.
-    pub fn check(&self, request: &RunRequest) -> Result<Grant, RunError> {
-        let policy = Policy::load(&request.policy, &request.base_dir)?;
-        let (package, signature) = self.load_verified(request, &policy)?;
-        let admitted = self.admit(package, signature, &policy, request.role.as_deref())?;
-        drivers::batch::open_source(self, &admitted.grant, &policy)?;
-        Ok(admitted.grant)
     }
 }

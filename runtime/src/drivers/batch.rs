@@ -26,6 +26,29 @@ use crate::scorer::{Scorer, Totals};
 use crate::sink::{DataSink, OutputRows, Sink};
 use crate::source::TableSource;
 
+impl Runtime {
+    /// Runs one package on one table under one policy, with its audit trail and usage
+    /// record: the batch driver.
+    pub fn run(
+        &self,
+        request: &RunRequest,
+        progress: &dyn Progress,
+    ) -> Result<RunSummary, RunError> {
+        run(self, request, progress)
+    }
+
+    /// Everything a run checks before any guest code or row is touched, and nothing more:
+    /// the policy, the package and its signature, the grant, and every SQL snippet of the policy
+    /// planned against the table's schema. Writes nothing, not even an audit line.
+    pub fn check(&self, request: &RunRequest) -> Result<Grant, RunError> {
+        let policy = Policy::load(&request.policy, &request.base_dir)?;
+        let (package, signature) = self.load_verified(request, &policy)?;
+        let admitted = self.admit(package, signature, &policy, request.role.as_deref())?;
+        open_source(self, &admitted.grant, &policy)?;
+        Ok(admitted.grant)
+    }
+}
+
 /// Runs one package on one table under one policy, with its audit trail and usage record.
 pub fn run(
     runtime: &Runtime,
