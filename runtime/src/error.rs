@@ -33,7 +33,7 @@ pub enum RunError {
         why: WorldError,
     },
     #[error(transparent)]
-    Data(#[from] DataError),
+    Data(DataError),
     #[error(transparent)]
     OnnxRuntime(#[from] OnnxRuntimeError),
     #[error("the package has graphs, but no ONNX Runtime library was configured")]
@@ -121,6 +121,17 @@ impl RunError {
             ScoreError::WallTime { limit } => RunError::WallTime { limit },
             ScoreError::Inference(error) => RunError::Inference(error),
             ScoreError::Trap { message } => RunError::Trap { message },
+        }
+    }
+}
+
+/// The data plane's errors, except that policy SQL which does not fit the table is the
+/// policy's error (already at its line in the policy file), whichever driver opened the table.
+impl From<DataError> for RunError {
+    fn from(error: DataError) -> RunError {
+        match error {
+            DataError::PolicySql(error) => RunError::Policy(error),
+            other => RunError::Data(other),
         }
     }
 }

@@ -32,23 +32,50 @@ pub struct Admitted {
     /// Who signed the package, or `None` when it is accepted unsigned (`allow_unsigned`).
     pub signature: Option<Verified>,
     pub grant: Grant,
+    /// The policy the grant was resolved under: the model is prepared under this one and no
+    /// other (its limits, inference settings and audit paths).
+    policy: Policy,
 }
 
-impl Admitted {
-    /// What the usage ledger names the package by.
-    pub fn identity(&self) -> PackageIdentity {
-        package_identity(&self.package)
-    }
+/// What the audit trail and the usage ledger say about a package, whichever driver runs it:
+/// taken from the verified package before any of its code runs.
+#[derive(Debug, Clone)]
+pub struct ModelFacts {
+    pub identity: PackageIdentity,
+    /// The package's digest over all its files (the signed root digest).
+    pub package_digest: String,
+    /// Who signed the package, or `None` when it is accepted unsigned (`allow_unsigned`).
+    pub signature: Option<Verified>,
+    /// Each graph's name and SHA-256.
+    pub graphs: Vec<(String, String)>,
+    /// The input columns the manifest asks for.
+    pub asked: Vec<String>,
 }
 
-/// What the usage ledger names a package by.
-pub fn package_identity(package: &Package) -> PackageIdentity {
-    let manifest = &package.manifest;
-    PackageIdentity {
-        name: manifest.name.to_string(),
-        version: manifest.version.clone(),
-        publisher: manifest.publisher.to_string(),
-        component_sha256: package.component_sha256.clone(),
+impl ModelFacts {
+    pub fn of(package: &Package, signature: Option<&Verified>) -> ModelFacts {
+        let manifest = &package.manifest;
+        ModelFacts {
+            identity: PackageIdentity {
+                name: manifest.name.to_string(),
+                version: manifest.version.clone(),
+                publisher: manifest.publisher.to_string(),
+                component_sha256: package.component_sha256.clone(),
+            },
+            package_digest: package.digest(),
+            signature: signature.cloned(),
+            graphs: package
+                .graphs
+                .iter()
+                .map(|g| (g.spec.name.to_string(), g.sha256.clone()))
+                .collect(),
+            asked: manifest
+                .input
+                .columns
+                .iter()
+                .map(|c| c.name.to_string())
+                .collect(),
+        }
     }
 }
 
@@ -60,9 +87,7 @@ pub struct PreparedModel {
 }
 
 struct Prepared {
-    identity: PackageIdentity,
-    package_digest: String,
-    signature: Option<Verified>,
+    facts: ModelFacts,
     grant: Grant,
     policy: Policy,
     template: Arc<ScorerTemplate>,
@@ -90,17 +115,9 @@ impl PreparedModel {
         &self.inner.policy
     }
 
-    pub fn identity(&self) -> &PackageIdentity {
-        &self.inner.identity
-    }
-
-    /// The package's digest over all its files (the signed root digest).
-    pub fn package_digest(&self) -> &str {
-        &self.inner.package_digest
-    }
-
-    pub fn signature(&self) -> Option<&Verified> {
-        self.inner.signature.as_ref()
+    /// What the package is and who signed it.
+    pub fn facts(&self) -> &ModelFacts {
+        &self.inner.facts
     }
 
     /// Whether the component came from the compile cache, and how long getting it took.
@@ -116,7 +133,7 @@ impl Runtime {
         let policy = Policy::load(&request.policy, &request.base_dir)?;
         let (package, signature) = self.load_verified(request, &policy)?;
         let admitted = self.admit(package, signature, &policy, request.role.as_deref())?;
-        self.prepare(admitted, &policy)
+        self.prepare(admitted)
     }
 
     /// Loads the package, checks its signature against the policy's `[trust]` (an unsigned
@@ -154,18 +171,21 @@ impl Runtime {
             package,
             signature,
             grant,
+            policy: policy.clone(),
         })
     }
 
     /// Compiles (or loads from the cache) the admitted package's component, loads its graphs
     /// as the policy lets them run, and links it to this host's imports.
-    pub fn prepare(&self, admitted: Admitted, policy: &Policy) -> Result<PreparedModel, RunError> {
-        let identity = admitted.identity();
+    pub fn prepare(&self, admitted: Admitted) -> Result<PreparedModel, RunError> {
+        let facts = ModelFacts::of(&admitted.package, admitted.signature.as_ref());
         let Admitted {
             package,
-            signature,
             grant,
+            policy,
+            ..
         } = admitted;
+        let policy = &policy;
         let compile_started = Instant::now();
         let (component, compile) = self
             .cache
@@ -191,9 +211,7 @@ impl Runtime {
         };
         Ok(PreparedModel {
             inner: Arc::new(Prepared {
-                identity,
-                package_digest: package.digest(),
-                signature,
+                facts,
                 grant,
                 policy: policy.clone(),
                 template: Arc::new(template),
@@ -302,7 +320,7 @@ fn check_component(package: &Package) -> Result<(), RunError> {
 }
 
 /// Refuses the package if graph admission refuses any of its graphs.
-fn admit_graphs(package: &Package, rules: &AdmissionRules) -> Result<(), RunError> {
+pub(crate) fn admit_graphs(package: &Package, rules: &AdmissionRules) -> Result<(), RunError> {
     for graph in &package.graphs {
         let refusals = match graph_info::read(&graph.bytes) {
             Ok(info) => graph_info::admit(&info, rules)

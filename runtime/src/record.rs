@@ -12,11 +12,9 @@ use crate::audit::{self, AuditLog};
 use crate::error::RunError;
 use crate::grant::Grant;
 use crate::manifest::InputMode;
-use crate::package::Package;
 use crate::policy::{AuditPolicy, Policy};
-use crate::prepare::{Admitted, package_identity};
+use crate::prepare::ModelFacts;
 use crate::scorer::Totals;
-use crate::signing::Verified;
 use crate::source::PartitionRead;
 use crate::usage::{self, PackageIdentity, RunCounts, UsageRecord};
 
@@ -97,29 +95,25 @@ impl RunRecorder {
         )
     }
 
-    /// The verified package this run starts: what it is, who signed it, its graphs.
-    pub fn run_start(
-        &mut self,
-        package: &Package,
-        signature: Option<&Verified>,
-        policy: &Policy,
-    ) -> Result<(), RunError> {
-        let manifest = &package.manifest;
-        self.package = Some(package_identity(package));
+    /// The verified package this run starts: what it is, who signed it, its graphs. The
+    /// usage record names the package from here on.
+    pub fn run_start(&mut self, model: &ModelFacts, policy: &Policy) -> Result<(), RunError> {
+        self.package = Some(model.identity.clone());
+        let identity = &model.identity;
         self.record(
             "run-start",
             json!({
-                "package": manifest.name,
-                "version": manifest.version,
-                "publisher": manifest.publisher,
-                "component_sha256": package.component_sha256,
-                "package_digest": package.digest(),
-                "signature": match signature {
+                "package": identity.name,
+                "version": identity.version,
+                "publisher": identity.publisher,
+                "component_sha256": identity.component_sha256,
+                "package_digest": model.package_digest,
+                "signature": match &model.signature {
                     Some(verified) => json!(verified),
                     None => json!("unsigned, run with allow-unsigned"),
                 },
-                "graphs": package.graphs.iter().map(|g| json!({
-                    "name": g.spec.name, "sha256": g.sha256,
+                "graphs": model.graphs.iter().map(|(name, sha256)| json!({
+                    "name": name, "sha256": sha256,
                 })).collect::<Vec<_>>(),
                 "policy": policy.path,
                 "cordon_version": env!("CARGO_PKG_VERSION"),
@@ -128,15 +122,18 @@ impl RunRecorder {
     }
 
     /// What the policy granted the model: the intersection of asked and allowed.
-    pub fn grant(&mut self, admitted: &Admitted, policy: &Policy) -> Result<(), RunError> {
-        let grant = &admitted.grant;
-        let manifest = &admitted.package.manifest;
+    pub fn grant(
+        &mut self,
+        model: &ModelFacts,
+        grant: &Grant,
+        policy: &Policy,
+    ) -> Result<(), RunError> {
         self.record(
             "grant",
             json!({
                 "role": grant.role,
                 "input": grant.input.name,
-                "asked": manifest.input.columns.iter().map(|c| &c.name).collect::<Vec<_>>(),
+                "asked": model.asked,
                 "granted": grant.input.columns.iter().map(|c| json!({
                     "column": c.model, "source": c.source,
                 })).collect::<Vec<_>>(),

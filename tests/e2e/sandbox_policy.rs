@@ -6,8 +6,8 @@ use cordon::RunError;
 use cordon_test_guests::with_replaced;
 
 use crate::support::{
-    Case, PROBE_MANIFEST, assert_churn_still_scores, probe_policy, probe_table, read_csv, root,
-    run_probe,
+    CHURN_GRANTED_COLUMNS, Case, PROBE_MANIFEST, assert_churn_still_scores, probe_policy,
+    probe_table, read_csv, root, run_probe,
 };
 
 fn assert_denied(outcomes: &[String]) {
@@ -81,19 +81,7 @@ fn only_granted_columns_reach_guest_memory() {
     let case = crate::support::echo_case();
     case.run().unwrap();
 
-    let granted: BTreeSet<&str> = [
-        "tenure",
-        "monthly_charges",
-        "total_charges",
-        "senior_citizen",
-        "contract",
-        "payment_method",
-        "internet_service",
-        "paperless_billing",
-        "tech_support",
-        "online_security",
-    ]
-    .into();
+    let granted: BTreeSet<&str> = CHURN_GRANTED_COLUMNS.into();
     let table = read_csv(&root().join("examples/churn/data/telco_churn.csv"));
     let output = read_csv(&case.path("out/churn_scores.csv"));
     assert_eq!(output.len(), table.len());

@@ -277,6 +277,20 @@ pub fn assert_churn_still_scores() {
     );
 }
 
+/// The model columns policies/churn.toml grants the churn example: what reaches the sandbox.
+pub const CHURN_GRANTED_COLUMNS: [&str; 10] = [
+    "tenure",
+    "monthly_charges",
+    "total_charges",
+    "senior_citizen",
+    "contract",
+    "payment_method",
+    "internet_service",
+    "paperless_billing",
+    "tech_support",
+    "online_security",
+];
+
 /// The churn example's input and policy with the echo guest in place of the model: its
 /// output `seen` lists every column name and value that reached guest memory.
 pub fn echo_case() -> Case {

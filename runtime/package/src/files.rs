@@ -68,12 +68,7 @@ impl PendingFile {
         match self.named {
             Some(temp_path) => temp_path.persist(&self.path).map_err(|e| e.error)?,
             None => {
-                let staged = self.dir.join(format!(
-                    ".cordon-{}-{}.partial",
-                    std::process::id(),
-                    unique_suffix()
-                ));
-                link_unnamed(&file, &staged)?;
+                let staged = self.link_staged(&file)?;
                 if let Err(error) = std::fs::rename(&staged, &self.path) {
                     let _ = std::fs::remove_file(&staged);
                     return Err(error);
@@ -85,9 +80,32 @@ impl PendingFile {
     }
 }
 
-fn unique_suffix() -> u64 {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+impl PendingFile {
+    /// Names the unnamed file beside its target, under a random name: in a directory others
+    /// can write to, a name they could guess would let them block the write by creating it
+    /// first. Tries a few names before giving up.
+    fn link_staged(&self, file: &File) -> std::io::Result<PathBuf> {
+        let mut last_error = None;
+        for _ in 0..8 {
+            let staged = self
+                .dir
+                .join(format!(".cordon-{:016x}.partial", random_u64()?));
+            match link_unnamed(file, &staged) {
+                Ok(()) => return Ok(staged),
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    last_error = Some(error);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| std::io::Error::other("no free temporary name")))
+    }
+}
+
+fn random_u64() -> std::io::Result<u64> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(u64::from_le_bytes(bytes))
 }
 
 /// Gives an `O_TMPFILE` file a name.

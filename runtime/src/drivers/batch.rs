@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, bounded, unbounded};
 
-use crate::data::{Batch, DataError, HeldBack, KeyedBatch};
+use crate::data::{Batch, HeldBack, KeyedBatch};
 use crate::error::RunError;
 use crate::grant::Grant;
 use crate::policy::{Isolation, Policy};
-use crate::prepare::PreparedModel;
+use crate::prepare::{ModelFacts, PreparedModel};
 use crate::record::{RunFacts, RunRecorder};
 use crate::run::{Progress, RunRequest, RunSummary};
 use crate::runtime::Runtime;
@@ -44,6 +44,10 @@ impl Runtime {
         let policy = Policy::load(&request.policy, &request.base_dir)?;
         let (package, signature) = self.load_verified(request, &policy)?;
         let admitted = self.admit(package, signature, &policy, request.role.as_deref())?;
+        if self.skip_graph_admission {
+            // `check` admits graphs even where the test hook lets a run skip it.
+            crate::prepare::admit_graphs(&admitted.package, &policy.admission_rules())?;
+        }
         open_source(self, &admitted.grant, &policy)?;
         Ok(admitted.grant)
     }
@@ -96,15 +100,16 @@ fn execute(
             return Err(error);
         }
     };
-    recorder.run_start(&package, signature.as_ref(), policy)?;
+    let model = ModelFacts::of(&package, signature.as_ref());
+    recorder.run_start(&model, policy)?;
     let admitted = runtime.admit(package, signature, policy, request.role.as_deref())?;
-    recorder.grant(&admitted, policy)?;
+    recorder.grant(&model, &admitted.grant, policy)?;
     let deadline = recorder.started() + policy.limits.wall_time.0;
 
     // The query is planned before any guest code is compiled: a filter, mask or column
     // expression that does not fit the table fails here, and no row has been read yet.
     let mut source = open_source(runtime, &admitted.grant, policy)?;
-    let prepared = runtime.prepare(admitted, policy)?;
+    let prepared = runtime.prepare(admitted)?;
     let grant = prepared.grant();
 
     let sink = Sink::create(&grant.output, &grant.input.key, &policy.limits)?;
@@ -140,10 +145,7 @@ pub(crate) fn open_source(
         policy.limits.partition_rows,
         Arc::clone(&runtime.tokio),
     )
-    .map_err(|error| match error {
-        DataError::PolicySql(error) => RunError::Policy(error),
-        other => RunError::Data(other),
-    })
+    .map_err(RunError::from)
 }
 
 /// What the run's summary reports: counts and timings, never data values.
@@ -154,7 +156,8 @@ fn summary(
     facts: &RunFacts,
     started: Instant,
 ) -> RunSummary {
-    let identity = prepared.identity();
+    let model = prepared.facts();
+    let identity = &model.identity;
     let grant = prepared.grant();
     let policy = prepared.policy();
     let totals = &facts.totals;
@@ -165,8 +168,8 @@ fn summary(
         version: identity.version.clone(),
         publisher: identity.publisher.clone(),
         component_sha256: identity.component_sha256.clone(),
-        package_digest: prepared.package_digest().to_owned(),
-        signature: prepared.signature().cloned(),
+        package_digest: model.package_digest.clone(),
+        signature: model.signature.clone(),
         model_description: scored.model_description,
         input: grant.input.name.to_string(),
         output: grant.output.name.to_string(),
@@ -276,12 +279,18 @@ fn score_table_into(
                         break;
                     }
                     first_batch_at.get_or_init(Instant::now);
-                    let message = match scorer.score(batch) {
-                        Ok(batch) => WorkerMessage::Scored { index, batch },
-                        Err(error) => WorkerMessage::Failed(RunError::scoring(
+                    // A panic below (in wasmtime, ONNX Runtime's bindings, Arrow) must fail the
+                    // run, never end this thread silently: the sink would then commit without
+                    // this batch.
+                    let message = match crate::panics::catch(|| scorer.score(batch)) {
+                        Ok(Ok(batch)) => WorkerMessage::Scored { index, batch },
+                        Ok(Err(error)) => WorkerMessage::Failed(RunError::scoring(
                             error,
                             Some((index, first_row)),
                         )),
+                        Err(panic) => WorkerMessage::Failed(RunError::Internal(format!(
+                            "scoring batch {index} panicked: {panic}"
+                        ))),
                     };
                     let failed = matches!(message, WorkerMessage::Failed(_));
                     let _ = result_tx.send(message);
@@ -298,24 +307,32 @@ fn score_table_into(
         // The reader parses the table and feeds the scorers. Keys go straight to the writer, in
         // input order, and never to a scorer.
         let abort_reader = &abort;
-        let reader = scope.spawn(move || -> Result<(), RunError> {
+        // It returns how many batches it handed out: the writer checks that it wrote as many.
+        let reader = scope.spawn(move || -> Result<u64, RunError> {
             let mut first_row = 0u64;
+            let mut sent = 0u64;
             while let Some(KeyedBatch {
                 index,
                 batch,
                 held_back,
             }) = source.next_batch()?
             {
-                let rows = batch.num_rows as u64;
-                if abort_reader.load(Ordering::Relaxed)
-                    || keys_tx.send((index, held_back)).is_err()
-                    || work_tx.send((index, first_row, batch)).is_err()
-                {
+                if abort_reader.load(Ordering::Relaxed) {
                     break;
                 }
+                let rows = batch.num_rows as u64;
+                if keys_tx.send((index, held_back)).is_err()
+                    || work_tx.send((index, first_row, batch)).is_err()
+                {
+                    // Not aborted, yet no scorer is left to take the batch.
+                    return Err(RunError::Internal(format!(
+                        "every scorer stopped before batch {index} was scored"
+                    )));
+                }
                 first_row += rows;
+                sent += 1;
             }
-            Ok(())
+            Ok(sent)
         });
 
         // The writer (this thread) hands the sink the outputs in input order as they complete;
@@ -379,7 +396,7 @@ fn start_scorers(
 struct InOrder<'a, 'scope> {
     messages: &'a Receiver<WorkerMessage>,
     keys: &'a Receiver<(u64, HeldBack)>,
-    reader: Option<ScopedJoinHandle<'scope, Result<(), RunError>>>,
+    reader: Option<ScopedJoinHandle<'scope, Result<u64, RunError>>>,
     /// Scored batches waiting for their turn.
     pending: BTreeMap<u64, Batch>,
     next_index: u64,
@@ -414,6 +431,13 @@ impl InOrder<'_, '_> {
             if let Some(batch) = self.pending.remove(&self.next_index) {
                 return self.with_keys(batch).map(Some);
             }
+            // After what the last message made ready has been written, as before the drivers
+            // were split out: a sink's refusal of a batch comes before the deadline's.
+            if Instant::now() > self.deadline {
+                return Err(RunError::WallTime {
+                    limit: self.wall_time,
+                });
+            }
             let Ok(message) = self.messages.recv() else {
                 // Every scorer has finished: the stream ends where the reader did.
                 return self.end();
@@ -424,11 +448,6 @@ impl InOrder<'_, '_> {
                 }
                 WorkerMessage::Failed(error) => return Err(error),
                 WorkerMessage::Finished(scorer_totals) => self.totals.merge(*scorer_totals),
-            }
-            if Instant::now() > self.deadline {
-                return Err(RunError::WallTime {
-                    limit: self.wall_time,
-                });
             }
         }
     }
@@ -467,15 +486,26 @@ impl InOrder<'_, '_> {
     /// The end of the stream: the reader's error if it failed, and a check that nothing
     /// scored was left behind.
     fn end(&mut self) -> Result<Option<OutputRows>, RunError> {
-        if let Some(reader) = self.reader.take() {
-            reader
-                .join()
-                .unwrap_or_else(|_| Err(RunError::Internal("the table reader panicked".into())))?;
-        }
+        let Some(reader) = self.reader.take() else {
+            return Err(RunError::Internal(
+                "the table reader was already gone".into(),
+            ));
+        };
+        let sent = reader
+            .join()
+            .unwrap_or_else(|_| Err(RunError::Internal("the table reader panicked".into())))?;
         if !self.pending.is_empty() {
             return Err(RunError::Internal(format!(
                 "{} scored batches were never written",
                 self.pending.len()
+            )));
+        }
+        // Every batch read was scored and written: a scorer that vanished without a word
+        // would otherwise leave a sink missing its rows.
+        if self.next_index != sent {
+            return Err(RunError::Internal(format!(
+                "{sent} batches were read but {} written",
+                self.next_index
             )));
         }
         Ok(None)

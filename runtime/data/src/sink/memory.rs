@@ -97,9 +97,12 @@ pub struct MemorySink {
 
 impl MemorySink {
     pub fn new(grant: &OutputGrant, key_columns: &[String], limits: &Limits) -> MemorySink {
+        let mut rules = OutputRules::new(grant, key_columns, limits);
+        // Errors name what was written: no file, whatever sink the policy names for runs.
+        rules.path = "<memory>".into();
         MemorySink {
             schema: output_schema(grant, key_columns),
-            rules: OutputRules::new(grant, key_columns, limits),
+            rules,
             records: Vec::new(),
         }
     }
