@@ -1,6 +1,8 @@
 //! Benchmark: the churn example on a large Parquet table (10 million Telco-distributed rows by
-//! default), through the `cordon` binary as a consumer runs it. Reports the median rows/s and
-//! the largest peak RSS over the runs, and writes them to `target/bench/large_table.json`.
+//! default), through the `cordon` binary as a consumer runs it: `cordon run`, and `cordon sql`
+//! with the scalar function over the same table into the same kind of file. Reports the median
+//! rows/s of each (process wall time, start-up included, for both) and the largest peak RSS of
+//! the runs, and writes them to `target/bench/large_table.json`.
 //!
 //! `cargo bench -p cordon-runtime --bench large_table` (or `scripts/bench.sh`);
 //! `CORDON_BENCH_ROWS` and `CORDON_BENCH_RUNS` change the table size and the number of runs.
@@ -71,8 +73,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     let package = churn_package(dir.path())?;
     let policy = churn_policy(dir.path(), &table, rows)?;
     let mut rates = Vec::new();
+    let mut process_rates = Vec::new();
+    let mut sql_rates = Vec::new();
     let mut peak_rss = 0u64;
     for run in 1..=runs {
+        let started = std::time::Instant::now();
         let output = Command::new(env!("CARGO_BIN_EXE_cordon"))
             .current_dir(dir.path())
             .arg("run")
@@ -102,10 +107,20 @@ fn main() -> Result<(), Box<dyn Error>> {
             rss as f64 / 1048576.0
         );
         rates.push(rate);
+        process_rates.push(rows as f64 / started.elapsed().as_secs_f64());
         peak_rss = peak_rss.max(rss);
+
+        let sql_rate = sql_run(dir.path(), &package, &policy, rows)?;
+        eprintln!("run {run}/{runs}: cordon sql {sql_rate:.0} rows/s");
+        sql_rates.push(sql_rate);
     }
-    rates.sort_by(f64::total_cmp);
-    let median = rates.get(rates.len() / 2).copied().unwrap_or(0.0);
+    let median = |rates: &mut Vec<f64>| {
+        rates.sort_by(f64::total_cmp);
+        rates.get(rates.len() / 2).copied().unwrap_or(0.0)
+    };
+    let median_process = median(&mut process_rates);
+    let median_sql = median(&mut sql_rates);
+    let median = median(&mut rates);
     let report = serde_json::json!({
         "benchmark": "large_table",
         "rows": rows,
@@ -114,6 +129,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         "sink": "parquet",
         "median_rows_per_second": median,
         "max_peak_rss_bytes": peak_rss,
+        "run_process_median_rows_per_second": median_process,
+        "sql_scalar_median_rows_per_second": median_sql,
+        "sql_over_run": median_sql / median_process.max(1e-9),
     });
     let out = root().join("target/bench/large_table.json");
     std::fs::create_dir_all(out.parent().unwrap_or(Path::new(".")))?;
@@ -123,5 +141,38 @@ fn main() -> Result<(), Box<dyn Error>> {
         peak_rss as f64 / 1048576.0,
         out.display()
     );
+    println!(
+        "large_table: cordon sql scalar function {median_sql:.0} rows/s, cordon run {median_process:.0} rows/s (both process wall time): {:.2}x",
+        median_sql / median_process.max(1e-9)
+    );
     Ok(())
+}
+
+/// `cordon sql` scoring every row with the scalar function into a Parquet file; rows/s over
+/// the process's wall time.
+fn sql_run(dir: &Path, package: &Path, policy: &Path, rows: u64) -> Result<f64, Box<dyn Error>> {
+    let started = std::time::Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .current_dir(dir)
+        .args(["sql", "--quiet", "--allow-unsigned", "--package"])
+        .arg(package)
+        .arg("--policy")
+        .arg(policy)
+        .arg("--onnxruntime")
+        .arg(onnxruntime_library())
+        .args(["-o", "out/sql_scores.parquet", "-e"])
+        .arg(
+            "SELECT customerID, telco_churn(tenure, monthly_charges, total_charges, senior_citizen, \
+             contract, payment_method, internet_service, paperless_billing, tech_support, \
+             online_security) AS churn_probability FROM customers",
+        )
+        .output()?;
+    if !output.status.success() {
+        return Err(format!(
+            "cordon sql failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    Ok(rows as f64 / started.elapsed().as_secs_f64())
 }

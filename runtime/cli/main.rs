@@ -8,6 +8,7 @@ mod check;
 mod package;
 mod plot;
 mod run;
+mod sql;
 mod worker;
 
 use std::path::PathBuf;
@@ -30,6 +31,10 @@ struct Cli {
 enum Command {
     /// Run a package on the tables its policy binds, and write the outputs the policy names.
     Run(run::RunArgs),
+    /// Query the policy's tables in SQL, with each package's model as SQL functions: a table
+    /// function (`SELECT * FROM telco_churn('customers')`) and, in row mode, a scalar one
+    /// (`telco_churn(tenure, ...)`). The policy is checked on each statement's plan first.
+    Sql(sql::SqlArgs),
     /// Check a policy against a package and its tables without running anything: the grant,
     /// and every filter, mask and column expression planned against the table (no row read).
     Check(check::CheckArgs),
@@ -94,6 +99,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Sql(args) => sql::sql(args),
         Command::Check(args) => check::check(args),
         Command::Pack { dir, out } => package::pack(&dir, &out),
         Command::Keygen { stem } => package::keygen(&stem),

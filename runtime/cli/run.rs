@@ -45,12 +45,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct ProgressBar {
+/// A spinner on stderr with the rows scored so far (`cordon run`, `cordon sql`).
+pub struct ProgressBar {
     bar: Option<indicatif::ProgressBar>,
 }
 
 impl ProgressBar {
-    fn new(visible: bool) -> Self {
+    pub fn new(visible: bool) -> Self {
         let bar = visible.then(|| {
             let bar = indicatif::ProgressBar::new_spinner();
             bar.set_style(
@@ -65,7 +66,7 @@ impl ProgressBar {
         ProgressBar { bar }
     }
 
-    fn finish(&self) {
+    pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

@@ -79,6 +79,23 @@ pub enum RunError {
     /// A compile cache directory or key another user could have written or read.
     #[error(transparent)]
     CacheDir(#[from] sandbox::CacheDirError),
+    /// A SQL statement that does not parse, plan or run (`cordon sql`).
+    #[error("SQL: {0}")]
+    Sql(String),
+    /// A model function's argument that the plan check traced to a column the policy does not
+    /// grant that model (`cordon sql`), refused before any row is read.
+    #[error(
+        "{function}: argument {position} ({parameter}) `{argument}` reads {column}: {why}; a model function's arguments must come from the granted columns of governed table `{input}`"
+    )]
+    PlanRefused {
+        function: String,
+        position: usize,
+        parameter: String,
+        argument: String,
+        column: String,
+        why: String,
+        input: String,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -89,6 +106,7 @@ impl RunError {
     pub(crate) fn denial_kind(&self) -> Option<&'static str> {
         match self {
             RunError::Grant(_) => Some("grant"),
+            RunError::PlanRefused { .. } => Some("plan"),
             RunError::Signature(_) => Some("signature"),
             RunError::Component { .. } => Some("component"),
             RunError::GraphRefused { .. } => Some("graph"),

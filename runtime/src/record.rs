@@ -221,6 +221,27 @@ impl RunRecorder {
         result: &Result<T, RunError>,
         facts: &RunFacts,
     ) -> Result<Duration, RunError> {
+        let wall_time = self.end(result, facts)?;
+        if let Some(package) = self.package.clone() {
+            self.usage(package, result.is_ok(), facts)?;
+        }
+        Ok(wall_time)
+    }
+
+    /// A query of the SQL driver (`cordon sql`): its text as parsed, the role, the tables it
+    /// reads and every model function call with the columns its arguments come from.
+    pub fn query(&mut self, fields: serde_json::Value) -> Result<(), RunError> {
+        self.record("query", fields)
+    }
+
+    /// The trail's end of the run: a denial when the model or package was refused, and
+    /// `run-end` with what the model steered (for the consumer's trail only). Returns how long
+    /// the run took.
+    pub fn end<T>(
+        &mut self,
+        result: &Result<T, RunError>,
+        facts: &RunFacts,
+    ) -> Result<Duration, RunError> {
         let wall_time = self.started.elapsed();
         if let Err(error) = result
             && let Some(what) = error.denial_kind()
@@ -246,17 +267,28 @@ impl RunRecorder {
                 "peak_guest_memory_bytes": totals.peak_memory,
             }),
         )?;
-        if let (Some(audit), Some(package)) = (&self.audit, &self.package) {
+        Ok(wall_time)
+    }
+
+    /// The usage record of `package` in this run, from the host's counts in `facts` (zero
+    /// unless the run `succeeded`).
+    pub fn usage(
+        &mut self,
+        package: PackageIdentity,
+        succeeded: bool,
+        facts: &RunFacts,
+    ) -> Result<(), RunError> {
+        if let Some(audit) = &self.audit {
             let counts = RunCounts {
-                succeeded: result.is_ok(),
+                succeeded,
                 rows_read: facts.rows_in,
                 partitions: facts.partitions,
                 batches: facts.batches,
             };
-            let record = UsageRecord::of_run(package.clone(), &self.run_id, &self.date, counts);
+            let record = UsageRecord::of_run(package, &self.run_id, &self.date, counts);
             usage::append(&audit.usage, &record)?;
         }
-        Ok(wall_time)
+        Ok(())
     }
 }
 

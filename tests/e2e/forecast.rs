@@ -13,7 +13,7 @@ const HORIZON: usize = 8;
 
 /// The forecast example's package in a fresh case, under a copy of `policy` (one of
 /// policies/forecast*.toml) with paths made absolute.
-fn forecast_case(policy: &str) -> Case {
+pub(crate) fn forecast_case(policy: &str) -> Case {
     let case = Case::new();
     let manifest = std::fs::read_to_string(root().join("examples/forecast/cordon.toml")).unwrap();
     let graph = root().join("examples/forecast/graphs/forecast_ar.onnx");

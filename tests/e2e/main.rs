@@ -29,4 +29,5 @@ mod partition;
 mod policy_snapshots;
 mod sandbox_policy;
 mod snapshots;
+mod sql;
 mod support;

@@ -182,6 +182,19 @@ pub struct Binding {
     pub key: Vec<String>,
 }
 
+/// `[table.<name>]`: a table of the consumer's for `cordon sql` that never feeds a model. Its
+/// columns may be read, filtered and joined with a model's results, but no model function may
+/// take one as an argument (the SQL driver checks every query's plan for that).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PlainTable {
+    /// A CSV file with a header row (`.csv`) or a Parquet file (`.parquet`).
+    pub source: PathBuf,
+    /// CSV only: source column name -> its type, instead of reading it as text.
+    #[serde(default)]
+    pub schema: BTreeMap<String, crate::manifest::ColumnType>,
+}
+
 /// Where a manifest output goes.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -255,6 +268,8 @@ struct RawPolicy {
     audit: Option<AuditPolicy>,
     #[serde(default)]
     role: BTreeMap<Name, Role>,
+    #[serde(default)]
+    table: BTreeMap<Name, PlainTable>,
 }
 
 /// A parsed, validated policy. Relative paths are resolved against the directory `cordon`
@@ -274,6 +289,8 @@ pub struct Policy {
     pub audit: Option<AuditPolicy>,
     /// Named views; when there are any, every run must choose one.
     pub roles: BTreeMap<Name, Role>,
+    /// `cordon sql`'s plain tables, by name: never a model's input.
+    pub tables: BTreeMap<Name, PlainTable>,
     /// The line of every key, by its dotted path (`bind.customers.filter` -> 23), for errors.
     #[serde(skip)]
     key_lines: KeyLines,
@@ -329,6 +346,7 @@ impl Policy {
             usage: base_dir.join(audit.usage),
         });
         check_roles(&raw.role, &bind, &invalid)?;
+        let tables = resolve_tables(raw.table, &bind, base_dir, &invalid)?;
 
         Ok(Policy {
             path: path.to_owned(),
@@ -339,6 +357,7 @@ impl Policy {
             emit,
             audit,
             roles: raw.role,
+            tables,
             key_lines,
         })
     }
@@ -381,7 +400,7 @@ pub use sql::{canonical_sql_expression, check_sql_expression};
 
 use checks::{
     Invalid, check_inference, check_limits, check_roles, check_version, read_trust,
-    resolve_bindings,
+    resolve_bindings, resolve_tables,
 };
 use lines::KeyLines;
 

@@ -475,9 +475,11 @@ impl ParquetSink {
 }
 
 mod memory;
+mod table;
 
 pub use memory::MemorySink;
 use memory::{output_schema, record_batch};
+pub use table::{write_csv, write_table};
 
 #[cfg(test)]
 mod tests;

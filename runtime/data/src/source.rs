@@ -31,11 +31,13 @@ use cordon_contract::arrow::{flag_values, primitive_values, text_values};
 use cordon_contract::data::{Batch, Column, ColumnValues, HeldBack, KeyedBatch};
 
 mod binding;
+mod governed;
 mod query;
 
 pub use binding::{SourceBinding, SourceFormat};
 use binding::{query_context, register, start_query};
 pub use cordon_contract::arrow::arrow_type;
+pub use governed::{GovernedTable, plain_table};
 pub use query::quote_identifier;
 use query::{SOURCE_TABLE, build_query, canonical_grant, check_expressions};
 
@@ -361,32 +363,10 @@ impl TableSource {
         let mut columns = Vec::with_capacity(self.columns.len());
         for (offset, (name, ty)) in self.columns.iter().enumerate() {
             let array = self.column_as(record, self.key_count + offset, &arrow_type(*ty))?;
-            let validity = match array.nulls() {
-                Some(nulls) if nulls.null_count() > 0 => nulls.iter().collect(),
-                _ => Vec::new(),
-            };
-            let values = match ty {
-                ColumnType::Float64 => {
-                    ColumnValues::Float64(primitive_values::<Float64Type>(&array))
-                }
-                ColumnType::Float32 => {
-                    ColumnValues::Float32(primitive_values::<Float32Type>(&array))
-                }
-                ColumnType::Int64 => ColumnValues::Int64(primitive_values::<Int64Type>(&array)),
-                ColumnType::Timestamp => {
-                    ColumnValues::Timestamp(primitive_values::<TimestampMicrosecondType>(&array))
-                }
-                ColumnType::Boolean => ColumnValues::Boolean(flag_values(&array)),
-                ColumnType::Text => ColumnValues::Text(
-                    text_values(array.as_string::<i32>())
-                        .map_err(|why| self.internal(format!("column `{name}`: {why}")))?,
-                ),
-            };
-            columns.push(Column {
-                name: name.clone(),
-                values,
-                validity,
-            });
+            columns.push(
+                model_column(name, *ty, &array)
+                    .map_err(|why| self.internal(format!("column `{name}`: {why}")))?,
+            );
         }
         let index = self.next_index;
         self.next_index += 1;
@@ -420,6 +400,34 @@ impl TableSource {
             message: format!("cannot convert column {index} to {ty}: {e}"),
         })
     }
+}
+
+/// One model column from an Arrow array of exactly `arrow_type(ty)`: its values, with a null's
+/// slot holding the contract's placeholder (0, false or empty text), never the value DataFusion
+/// left there (a mask that makes a value null must hide it), and its validity.
+pub fn model_column(name: &str, ty: ColumnType, array: &ArrayRef) -> Result<Column, String> {
+    if array.data_type() != &arrow_type(ty) {
+        return Err(format!("is {}, not {}", array.data_type(), arrow_type(ty)));
+    }
+    let validity = match array.nulls() {
+        Some(nulls) if nulls.null_count() > 0 => nulls.iter().collect(),
+        _ => Vec::new(),
+    };
+    let values = match ty {
+        ColumnType::Float64 => ColumnValues::Float64(primitive_values::<Float64Type>(array)),
+        ColumnType::Float32 => ColumnValues::Float32(primitive_values::<Float32Type>(array)),
+        ColumnType::Int64 => ColumnValues::Int64(primitive_values::<Int64Type>(array)),
+        ColumnType::Timestamp => {
+            ColumnValues::Timestamp(primitive_values::<TimestampMicrosecondType>(array))
+        }
+        ColumnType::Boolean => ColumnValues::Boolean(flag_values(array)),
+        ColumnType::Text => ColumnValues::Text(text_values(array.as_string::<i32>())?),
+    };
+    Ok(Column {
+        name: name.to_owned(),
+        values,
+        validity,
+    })
 }
 
 /// Whether row `row` of `left` has the same partition key as the first row of `right`.

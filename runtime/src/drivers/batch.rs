@@ -139,11 +139,20 @@ pub(crate) fn open_source(
     grant: &Grant,
     policy: &Policy,
 ) -> Result<TableSource, RunError> {
+    open_source_with(&runtime.tokio, grant, policy)
+}
+
+/// [`open_source`] on the data plane's runtime `tokio`.
+pub(crate) fn open_source_with(
+    tokio: &Arc<tokio::runtime::Runtime>,
+    grant: &Grant,
+    policy: &Policy,
+) -> Result<TableSource, RunError> {
     TableSource::open(
         &grant.input,
         policy.limits.batch_rows as usize,
         policy.limits.partition_rows,
-        Arc::clone(&runtime.tokio),
+        Arc::clone(tokio),
     )
     .map_err(RunError::from)
 }
@@ -219,38 +228,40 @@ enum WorkerMessage {
     Finished(Box<Totals>),
 }
 
-struct Scored {
-    rows_out: u64,
-    batches: u64,
+/// What scoring a table into a sink did.
+pub(crate) struct Scored<C = PathBuf> {
+    pub(crate) rows_out: u64,
+    pub(crate) batches: u64,
     /// When the first batch was handed to a sandbox.
-    first_batch_at: Option<Instant>,
-    sink: PathBuf,
-    model_description: String,
+    pub(crate) first_batch_at: Option<Instant>,
+    /// What the sink committed: a file's path, or record batches.
+    pub(crate) sink: C,
+    pub(crate) model_description: String,
 }
 
 /// Streams the table through the policy's `instances` scorers and writes the outputs in input
 /// order, gathering the scorers' counts whether it succeeds or not. Keys stay on this side:
 /// scorers see only the batch of granted columns.
-fn score_table(
+pub(crate) fn score_table<S: DataSink>(
     prepared: &PreparedModel,
     deadline: Instant,
     source: &mut TableSource,
-    sink: Sink,
+    sink: S,
     progress: &dyn Progress,
-) -> (Result<Scored, RunError>, Totals) {
+) -> (Result<Scored<S::Committed>, RunError>, Totals) {
     let mut totals = Totals::default();
     let result = score_table_into(prepared, deadline, source, sink, progress, &mut totals);
     (result, totals)
 }
 
-fn score_table_into(
+fn score_table_into<S: DataSink>(
     prepared: &PreparedModel,
     deadline: Instant,
     source: &mut TableSource,
-    sink: Sink,
+    sink: S,
     progress: &dyn Progress,
     totals: &mut Totals,
-) -> Result<Scored, RunError> {
+) -> Result<Scored<S::Committed>, RunError> {
     let limits = &prepared.policy().limits;
     let instances = limits.instances as usize;
     let mut scorers = start_scorers(prepared, deadline, instances)?;
@@ -371,7 +382,7 @@ fn score_table_into(
 /// Starts the run's scorers up front, side by side: a model that cannot start fails before
 /// any data is read, and each jailed scorer starts an inference worker (a process, ONNX
 /// Runtime loaded, its graphs built), which is most of a run's start-up.
-fn start_scorers(
+pub(crate) fn start_scorers(
     prepared: &PreparedModel,
     deadline: Instant,
     instances: usize,

@@ -3,11 +3,14 @@
 //! ([`crate::scorer`]) and recording ([`crate::record`]) to the parts every driver shares.
 //!
 //! - [`batch`]: `cordon run`, a bound table in, a sink file out, in parallel instances;
-//! - [`memory`]: Arrow record batches in and out, on one scorer (what the SQL and serving
-//!   drivers build on).
+//! - [`memory`]: Arrow record batches in and out, on one scorer (what the serving driver
+//!   builds on);
+//! - [`sql`]: `cordon sql`, the model as SQL functions over governed tables, the policy
+//!   enforced on each statement's plan.
 
 pub mod batch;
 pub mod memory;
+pub mod sql;
 
 use crate::data::{Batch, Column};
 use crate::error::RunError;

@@ -8,7 +8,8 @@ use super::lines::KeyLines;
 use super::sql::check_binding_sql;
 use super::{
     Binding, InferencePolicy, Limits, MAX_BATCH_ROWS, MAX_GUEST_MEMORY, MAX_INFERENCE_THREADS,
-    MAX_INSTANCES, MIN_GUEST_MEMORY, MIN_INFERENCE_MEMORY, POLICY_VERSION, PolicyError, Role,
+    MAX_INSTANCES, MIN_GUEST_MEMORY, MIN_INFERENCE_MEMORY, POLICY_VERSION, PlainTable, PolicyError,
+    Role,
 };
 use crate::names::Name;
 
@@ -247,4 +248,27 @@ pub(super) fn check_roles(
         }
     }
     Ok(())
+}
+
+/// The `[table.*]` tables with their sources resolved against `base_dir`. A plain table may not
+/// take the name of a binding: in `cordon sql` both are tables of one session, and a plain
+/// table under a governed table's name would pass the consumer's data off as granted.
+pub(super) fn resolve_tables(
+    mut tables: BTreeMap<Name, PlainTable>,
+    bind: &BTreeMap<Name, Binding>,
+    base_dir: &Path,
+    invalid: &Invalid,
+) -> Result<BTreeMap<Name, PlainTable>, PolicyError> {
+    for (name, table) in &mut tables {
+        if bind.contains_key(name) {
+            return Err(invalid.at(
+                &format!("table.{name}"),
+                format!(
+                    "[table.{name}] has the name of [bind.{name}]; a plain table needs a name of its own"
+                ),
+            ));
+        }
+        table.source = base_dir.join(&table.source);
+    }
+    Ok(tables)
 }

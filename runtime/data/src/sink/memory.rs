@@ -107,6 +107,11 @@ impl MemorySink {
         }
     }
 
+    /// The schema of what it commits: the key columns, then the partition and output columns.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
     fn internal(&self, error: ArrowError) -> DataError {
         DataError::Internal {
             path: "<memory>".into(),

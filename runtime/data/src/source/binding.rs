@@ -1,6 +1,7 @@
 //! Where a source's rows come from, and how they become the one table the grant's query
 //! reads: a file (CSV or Parquet) or record batches already in memory.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use super::query::SOURCE_TABLE;
 use super::{QUERY_MEMORY, query_error};
 use crate::DataError;
 use cordon_config::grant::InputGrant;
+use cordon_config::manifest::ColumnType;
 use cordon_contract::arrow::arrow_type;
 
 /// The file formats a source may have, by extension.
@@ -49,7 +51,7 @@ pub enum SourceBinding {
 
 impl SourceBinding {
     /// What errors name the table by: its path, or `<memory>`.
-    pub(super) fn label(&self) -> PathBuf {
+    pub(crate) fn label(&self) -> PathBuf {
         match self {
             SourceBinding::File(path) => path.clone(),
             SourceBinding::Memory { .. } => PathBuf::from("<memory>"),
@@ -59,7 +61,7 @@ impl SourceBinding {
 
 /// A DataFusion session that keeps the table's row order and the case of its column names,
 /// with a bounded memory pool.
-pub(super) fn query_context(batch_rows: usize, path: &Path) -> Result<SessionContext, DataError> {
+pub(crate) fn query_context(batch_rows: usize, path: &Path) -> Result<SessionContext, DataError> {
     let mut config = SessionConfig::new()
         .with_batch_size(batch_rows.max(1))
         // One partition, no repartitioning: rows come out in the order of the file.
@@ -81,6 +83,16 @@ pub(super) async fn register(
     binding: &SourceBinding,
     grant: &InputGrant,
 ) -> Result<(), DataError> {
+    register_as(context, SOURCE_TABLE, binding, &grant.schema).await
+}
+
+/// Registers the binding's rows as table `name`; `schema` types the CSV columns it names.
+pub(crate) async fn register_as(
+    context: &SessionContext,
+    name: &str,
+    binding: &SourceBinding,
+    schema: &BTreeMap<String, ColumnType>,
+) -> Result<(), DataError> {
     let path = match binding {
         SourceBinding::File(path) => path,
         SourceBinding::Memory { schema, batches } => {
@@ -89,7 +101,7 @@ pub(super) async fn register(
             let table = MemTable::try_new(Arc::clone(schema), vec![batches.clone()])
                 .map_err(|e| query_error(&path, "cannot read the batches", e))?;
             context
-                .register_table(SOURCE_TABLE, Arc::new(table))
+                .register_table(name, Arc::new(table))
                 .map_err(|e| query_error(&path, "cannot read the batches", e))?;
             return Ok(());
         }
@@ -108,18 +120,16 @@ pub(super) async fn register(
         .unwrap_or_default();
     let registered = match format {
         SourceFormat::Csv => {
-            let schema = csv_schema(path, grant)?;
+            let schema = csv_schema(path, schema)?;
             let options = CsvReadOptions::new()
                 .has_header(true)
                 .schema(&schema)
                 .file_extension(&extension);
-            context.register_csv(SOURCE_TABLE, &location, options).await
+            context.register_csv(name, &location, options).await
         }
         SourceFormat::Parquet => {
             let options = ParquetReadOptions::default().file_extension(&extension);
-            context
-                .register_parquet(SOURCE_TABLE, &location, options)
-                .await
+            context.register_parquet(name, &location, options).await
         }
     };
     registered.map_err(|e| query_error(path, "cannot read the table", e))
@@ -147,7 +157,7 @@ pub(super) async fn start_query(
 /// Every column of a CSV file read as text, except those the policy's `schema` types: text
 /// keeps ids such as `0042` intact, and the query casts to the manifest's types itself, so a
 /// malformed value is an error instead of a guess.
-fn csv_schema(path: &Path, grant: &InputGrant) -> Result<Schema, DataError> {
+fn csv_schema(path: &Path, types: &BTreeMap<String, ColumnType>) -> Result<Schema, DataError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_path(path)
@@ -162,10 +172,7 @@ fn csv_schema(path: &Path, grant: &InputGrant) -> Result<Schema, DataError> {
     let fields: Vec<Field> = headers
         .iter()
         .map(|name| {
-            let ty = grant
-                .schema
-                .get(name)
-                .map_or(DataType::Utf8, |ty| arrow_type(*ty));
+            let ty = types.get(name).map_or(DataType::Utf8, |ty| arrow_type(*ty));
             Field::new(name, ty, true)
         })
         .collect();

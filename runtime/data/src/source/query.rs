@@ -218,10 +218,8 @@ pub(super) fn binding_query(
 pub(super) fn build_query(grant: &InputGrant, table_columns: &[(String, DataType)]) -> String {
     let mut select = Vec::with_capacity(grant.key.len() + grant.columns.len());
     for index in 0..grant.key.len() {
-        select.push(format!(
-            "CAST({} AS VARCHAR)",
-            quote_identifier(&key_alias(index))
-        ));
+        let alias = quote_identifier(&key_alias(index));
+        select.push(format!("CAST({alias} AS VARCHAR) AS {alias}"));
     }
     for column in &grant.columns {
         let source_type = table_columns

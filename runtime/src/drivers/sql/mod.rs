@@ -1,0 +1,425 @@
+//! The SQL driver, `cordon sql`: a DataFusion session in which each policy binding is a
+//! governed table, each package's model is a table function (and, in row mode, a scalar
+//! function), and the policy is enforced on every statement's logical plan before any row is
+//! read ([`lineage`]). Each statement is one run in the audit trail and the usage ledger.
+//!
+//! What a query may do, and what it may not:
+//! - read, filter, join and aggregate governed tables (their granted columns as the grant
+//!   gives them: filtered, masked, cast; and their key columns) and plain tables;
+//! - pass a model only values computed from its own governed table's granted columns, or
+//!   literals: never a key, a plain table's column or another model's table.
+//!
+//! A governed table's source is not in the session at all (see [`GovernedTable`]), so no query
+//! can name an ungranted column or an unmasked value.
+
+mod ast;
+mod functions;
+mod lineage;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::async_udf::AsyncScalarUDF;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParser, Statement};
+use serde_json::json;
+
+use crate::error::RunError;
+use crate::manifest::InputMode;
+use crate::policy::Policy;
+use crate::prepare::PreparedModel;
+use crate::record::{RunFacts, RunRecorder};
+use crate::run::{Progress, RunRequest};
+use crate::runtime::Runtime;
+use crate::source::{GovernedTable, SourceBinding, plain_table};
+use functions::{ModelScalarFunction, ModelTableFunction, QueryScoring, SessionModel};
+
+/// Memory DataFusion may hold for one statement (sorts, joins, aggregates) before it spills.
+const SESSION_MEMORY: usize = 1024 * 1024 * 1024;
+
+/// What to open a session on.
+#[derive(Debug, Clone)]
+pub struct SqlRequest {
+    pub policy: PathBuf,
+    /// Relative paths in the policy are resolved against this directory.
+    pub base_dir: PathBuf,
+    /// The packages whose models the session offers as functions.
+    pub packages: Vec<PathBuf>,
+    /// The policy role to run as; required when the policy defines roles.
+    pub role: Option<String>,
+    /// Accept packages without a valid signature (local development only).
+    pub allow_unsigned: bool,
+}
+
+/// What one statement returned.
+#[derive(Debug)]
+pub struct StatementOutput {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    /// The statement's run in the audit trail and usage ledger.
+    pub run_id: String,
+    /// Rows the models scored, all functions together.
+    pub rows_scored: u64,
+    /// For each column, whether a model computed it (its text is the model's).
+    pub model_derived: Vec<bool>,
+}
+
+/// A SQL session under one policy and role, with its packages prepared once.
+pub struct SqlSession<'r> {
+    runtime: &'r Runtime,
+    policy: Policy,
+    role: Option<String>,
+    context: SessionContext,
+    models: Vec<Arc<SessionModel>>,
+    /// The governed tables, by name (the manifest inputs they bind).
+    governed: BTreeMap<String, Arc<GovernedTable>>,
+}
+
+impl<'r> SqlSession<'r> {
+    /// Prepares every package under the policy (signature, grant, compile), and registers the
+    /// governed tables, the plain tables and the model functions. Reads no row.
+    pub fn open(runtime: &'r Runtime, request: &SqlRequest) -> Result<SqlSession<'r>, RunError> {
+        let policy = Policy::load(&request.policy, &request.base_dir)?;
+        let limits = &policy.limits;
+        let context = session_context(limits.batch_rows as usize, limits.instances as usize)?;
+        let mut session = SqlSession {
+            runtime,
+            role: request.role.clone(),
+            context,
+            models: Vec::new(),
+            governed: BTreeMap::new(),
+            policy,
+        };
+        for package in &request.packages {
+            let run_request = RunRequest {
+                package_dir: package.clone(),
+                policy: request.policy.clone(),
+                base_dir: request.base_dir.clone(),
+                role: request.role.clone(),
+                allow_unsigned: request.allow_unsigned,
+            };
+            let prepared = session.prepare_recorded(&run_request)?;
+            session.add_model(prepared)?;
+        }
+        for (name, table) in &session.policy.tables {
+            runtime
+                .tokio
+                .block_on(plain_table(
+                    &session.context,
+                    name.as_str(),
+                    &table.source,
+                    &table.schema,
+                ))
+                .map_err(RunError::from)?;
+        }
+        Ok(session)
+    }
+
+    /// The policy the session runs under.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The governed tables' names, and each model function's name with whether it is a scalar
+    /// function too, for the prompt's help.
+    pub fn catalog(&self) -> (Vec<String>, Vec<(String, bool)>) {
+        let tables = self.governed.keys().cloned().collect();
+        let functions = self
+            .models
+            .iter()
+            .map(|m| {
+                let scalar = m.prepared.grant().input.mode == InputMode::Row;
+                (m.function.clone(), scalar)
+            })
+            .collect();
+        (tables, functions)
+    }
+
+    /// A package prepared under the session's policy; a refusal is in the audit trail, as a
+    /// run's is.
+    fn prepare_recorded(&self, request: &RunRequest) -> Result<PreparedModel, RunError> {
+        let prepared = self.runtime.prepare_model(request);
+        if prepared.is_err() {
+            let mut recorder = RunRecorder::open(&self.policy, Instant::now())?;
+            recorder.refused_start(&request.package_dir, &self.policy)?;
+            recorder.end(&prepared, &RunFacts::default())?;
+        }
+        prepared
+    }
+
+    /// Registers a prepared model: its governed table, its table function and, in row mode,
+    /// its scalar function.
+    fn add_model(&mut self, prepared: PreparedModel) -> Result<(), RunError> {
+        let grant = prepared.grant();
+        let function = prepared.facts().identity.name.replace('-', "_");
+        let input = grant.input.name.to_string();
+        let state = self.context.state();
+        // A package may not take the name of a function the session has: a package named
+        // `lower` would otherwise receive every `lower(...)` a consumer writes.
+        if state.scalar_functions().contains_key(&function)
+            || state.aggregate_functions().contains_key(&function)
+            || state.window_functions().contains_key(&function)
+            || state.table_functions().contains_key(&function)
+        {
+            return Err(RunError::Sql(format!(
+                "package `{}` would be SQL function `{function}`, which the session already has",
+                prepared.facts().identity.name
+            )));
+        }
+        if self.governed.contains_key(&input) {
+            return Err(RunError::Sql(format!(
+                "two packages read input `{input}`; a session binds each input to one model"
+            )));
+        }
+        let governed = self
+            .runtime
+            .tokio
+            .block_on(GovernedTable::open(
+                &SourceBinding::File(grant.input.source.clone()),
+                &grant.input,
+                self.policy.limits.batch_rows as usize,
+            ))
+            .map_err(RunError::from)?;
+        let governed = Arc::new(governed);
+        self.context
+            .register_table(input.as_str(), Arc::clone(&governed) as _)
+            .map_err(|e| RunError::Sql(e.to_string()))?;
+        self.governed.insert(input.clone(), governed);
+        let mode = grant.input.mode;
+        let model = Arc::new(SessionModel {
+            function: function.clone(),
+            prepared,
+            input,
+            scoring: Mutex::new(None),
+            tokio: Arc::clone(&self.runtime.tokio),
+        });
+        self.context.register_udtf(
+            &function,
+            Arc::new(ModelTableFunction {
+                model: Arc::clone(&model),
+            }),
+        );
+        if mode == InputMode::Row {
+            let scalar = ModelScalarFunction::new(Arc::clone(&model));
+            self.context
+                .register_udf(AsyncScalarUDF::new(Arc::new(scalar)).into_scalar_udf());
+        }
+        self.models.push(model);
+        Ok(())
+    }
+
+    /// Splits SQL text into its statements.
+    pub fn parse(&self, sql: &str) -> Result<Vec<Statement>, RunError> {
+        let dialect = datafusion::sql::sqlparser::dialect::GenericDialect {};
+        DFParser::parse_sql_with_dialect(sql, &dialect)
+            .map(Vec::from)
+            .map_err(|e| RunError::Sql(e.to_string()))
+    }
+
+    /// Runs one statement as one audited run: planned, checked against the policy, executed.
+    pub fn execute(
+        &self,
+        statement: Statement,
+        progress: Arc<dyn Progress + Send + Sync>,
+    ) -> Result<StatementOutput, RunError> {
+        let mut recorder = RunRecorder::open(&self.policy, Instant::now())?;
+        let mut used: Vec<(Arc<SessionModel>, RunFacts)> = Vec::new();
+        let result = self.execute_recorded(statement, progress, &mut recorder, &mut used);
+        let mut facts = RunFacts::default();
+        for (_, model_facts) in &used {
+            facts.rows_in += model_facts.rows_in;
+            facts.rows_out += model_facts.rows_out;
+            facts.batches += model_facts.batches;
+            facts.partitions += model_facts.partitions;
+            facts.totals.merge(model_facts.totals.clone());
+        }
+        recorder.end(&result, &facts)?;
+        for (model, model_facts) in &used {
+            let identity = model.prepared.facts().identity.clone();
+            recorder.usage(identity, result.is_ok(), model_facts)?;
+        }
+        let (schema, batches, model_derived) = result?;
+        Ok(StatementOutput {
+            schema,
+            batches,
+            model_derived,
+            run_id: recorder.run_id().to_owned(),
+            rows_scored: facts.rows_in,
+        })
+    }
+
+    /// The statement between its start and end in the trail.
+    fn execute_recorded(
+        &self,
+        statement: Statement,
+        progress: Arc<dyn Progress + Send + Sync>,
+        recorder: &mut RunRecorder,
+        used: &mut Vec<(Arc<SessionModel>, RunFacts)>,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>, Vec<bool>), RunError> {
+        let text = statement.to_string();
+        let state = self.context.state();
+        let planned = self
+            .runtime
+            .tokio
+            .block_on(state.statement_to_plan(statement.clone()));
+        let plan = match planned {
+            Ok(plan) => plan,
+            Err(error) => {
+                recorder.query(json!({ "text": text, "role": self.role }))?;
+                return Err(self.planning_error(&statement, error));
+            }
+        };
+        let lineage = lineage::trace(&plan, &self.models);
+        recorder.query(json!({
+            "text": text,
+            "role": self.role,
+            "governed_tables": lineage.governed_tables,
+            "other_tables": lineage.other_tables,
+            "calls": lineage.calls,
+        }))?;
+        // The policy, on the plan: refused here, no guest has started and no row is read.
+        lineage.check(&self.models)?;
+
+        let model_derived = lineage::model_derived(&plan, &self.models);
+        let called = lineage.models_called();
+        let wall_time = self.policy.limits.wall_time.0;
+        let deadline = recorder.started() + wall_time;
+        let mut scorings = Vec::with_capacity(called.len());
+        for (index, scalar) in called {
+            let Some(model) = self.models.get(index) else {
+                continue;
+            };
+            let prepared = &model.prepared;
+            recorder.run_start(prepared.facts(), prepared.policy())?;
+            recorder.grant(prepared.facts(), prepared.grant(), prepared.policy())?;
+            let scorers = if scalar {
+                prepared.policy().limits.instances as usize
+            } else {
+                0
+            };
+            let scoring = Arc::new(QueryScoring::start(
+                prepared,
+                scorers,
+                deadline,
+                Arc::clone(&progress),
+            )?);
+            *model.scoring.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some(Arc::clone(&scoring));
+            scorings.push((Arc::clone(model), scoring));
+        }
+
+        let executed = self.runtime.tokio.block_on(self.collect(plan));
+
+        let mut first_error = None;
+        for (model, scoring) in scorings {
+            model
+                .scoring
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            let state = scoring.finish();
+            let grant = model.prepared.grant();
+            recorder.data_read(grant, state.facts.rows_in, &state.partitions)?;
+            recorder.inference(&state.facts.totals)?;
+            if first_error.is_none() {
+                first_error = state.error;
+            }
+            used.push((model, state.facts));
+        }
+        match executed {
+            Ok((schema, batches)) => Ok((schema, batches, model_derived)),
+            // A model's error as the run reports it, rather than DataFusion's text of it.
+            Err(error) => Err(first_error.unwrap_or(error)),
+        }
+    }
+
+    /// A statement that does not plan. A model function's argument naming a column that no
+    /// governed table has (an ungranted column of the source) is refused as the plan check
+    /// refuses, naming the function, the argument and the column; anything else is the
+    /// planner's own error.
+    fn planning_error(
+        &self,
+        statement: &Statement,
+        error: datafusion::error::DataFusionError,
+    ) -> RunError {
+        use datafusion::common::SchemaError;
+        use datafusion::error::DataFusionError;
+
+        let missing = match error.find_root() {
+            DataFusionError::SchemaError(schema_error, _) => match schema_error.as_ref() {
+                SchemaError::FieldNotFound { field, .. } => Some(field.name.clone()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let functions: Vec<&str> = self.models.iter().map(|m| m.function.as_str()).collect();
+        let named = missing.as_deref().and_then(|column| {
+            ast::argument_naming(statement, &functions, column).map(|found| (column, found))
+        });
+        let Some((column, (function, position, argument))) = named else {
+            return RunError::Sql(error.strip_backtrace().to_string());
+        };
+        let Some(model) = self.models.iter().find(|m| m.function == function) else {
+            return RunError::Sql(error.strip_backtrace().to_string());
+        };
+        let grant = &model.prepared.grant().input;
+        RunError::PlanRefused {
+            function,
+            position,
+            parameter: grant
+                .columns
+                .get(position.saturating_sub(1))
+                .map(|c| c.model.to_string())
+                .unwrap_or_default(),
+            argument,
+            column: format!("`{column}`"),
+            why: format!(
+                "no table of the session has it; the policy grants `{}` only {} (keys: {})",
+                model.input,
+                grant
+                    .columns
+                    .iter()
+                    .map(|c| c.model.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                grant.key.join(", ")
+            ),
+            input: model.input.clone(),
+        }
+    }
+
+    async fn collect(&self, plan: LogicalPlan) -> Result<(SchemaRef, Vec<RecordBatch>), RunError> {
+        let sql_error =
+            |e: datafusion::error::DataFusionError| RunError::Sql(e.strip_backtrace().to_string());
+        let frame = self
+            .context
+            .execute_logical_plan(plan)
+            .await
+            .map_err(sql_error)?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let batches = frame.collect().await.map_err(sql_error)?;
+        Ok((schema, batches))
+    }
+}
+
+/// The session's DataFusion context: column names keep their case (as in the policy), batches
+/// of the policy's `batch-rows`, `instances` partitions scoring side by side, a bounded memory
+/// pool.
+fn session_context(batch_rows: usize, instances: usize) -> Result<SessionContext, RunError> {
+    let mut config = SessionConfig::new()
+        .with_batch_size(batch_rows.max(1))
+        .with_target_partitions(instances.max(1))
+        .with_information_schema(true);
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    let runtime_env = RuntimeEnvBuilder::new()
+        .with_memory_limit(SESSION_MEMORY, 1.0)
+        .build_arc()
+        .map_err(|e| RunError::Sql(format!("cannot set up the session: {e}")))?;
+    Ok(SessionContext::new_with_config_rt(config, runtime_env))
+}
