@@ -1,7 +1,7 @@
 //! `cordon run`: the batch driver, with a progress bar and a summary.
 
 use std::io::IsTerminal;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cordon::run::Progress;
@@ -48,9 +48,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 /// A spinner on stderr with the rows scored so far (`cordon run`, `cordon sql`).
 pub struct ProgressBar {
     bar: Option<indicatif::ProgressBar>,
+    /// Shown only once rows are still being scored this long after the start (`cordon sql`,
+    /// where most statements take milliseconds); `None` shows it at once.
+    delay: Option<(Instant, Duration)>,
 }
 
 impl ProgressBar {
+    /// A spinner that appears only if scoring is still going `delay` after now.
+    pub fn delayed(visible: bool, delay: Duration) -> Self {
+        let progress = ProgressBar::new(visible);
+        if let Some(bar) = &progress.bar {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        ProgressBar {
+            delay: Some((Instant::now(), delay)),
+            ..progress
+        }
+    }
+
     pub fn new(visible: bool) -> Self {
         let bar = visible.then(|| {
             let bar = indicatif::ProgressBar::new_spinner();
@@ -63,7 +78,7 @@ impl ProgressBar {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        ProgressBar { bar }
+        ProgressBar { bar, delay: None }
     }
 
     pub fn finish(&self) {
@@ -76,6 +91,12 @@ impl ProgressBar {
 impl Progress for ProgressBar {
     fn rows_written(&self, rows: u64) {
         if let Some(bar) = &self.bar {
+            if let Some((started, delay)) = self.delay
+                && bar.is_hidden()
+                && started.elapsed() >= delay
+            {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            }
             bar.set_position(rows);
         }
     }

@@ -6,11 +6,12 @@
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cordon::Runtime;
 use cordon::drivers::sql::{SqlRequest, SqlSession, StatementOutput};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
 use crate::args::{RuntimeArgs, current_dir};
@@ -131,7 +132,8 @@ fn run_statement(
     quiet: bool,
 ) -> anyhow::Result<StatementOutput> {
     let started = Instant::now();
-    let progress = Arc::new(ProgressBar::new(!quiet && std::io::stderr().is_terminal()));
+    let visible = !quiet && std::io::stderr().is_terminal();
+    let progress = Arc::new(ProgressBar::delayed(visible, Duration::from_secs(1)));
     let result = session.execute(statement, Arc::clone(&progress) as _);
     progress.finish();
     let output = result?;
@@ -159,7 +161,8 @@ fn print_output(output: &StatementOutput, format: Format) -> anyhow::Result<()> 
     let mut out = stdout.lock();
     match format {
         Format::Table => {
-            let table = pretty_format_batches(&output.batches)?;
+            let batches = printable(&output.batches)?;
+            let table = pretty_format_batches(&batches)?;
             if output.batches.is_empty() {
                 writeln!(out, "(no rows)")?;
             } else {
@@ -245,4 +248,52 @@ fn prompt(session: &SqlSession, format: Format, quiet: bool) -> anyhow::Result<(
             eprintln!("error: {error:#}");
         }
     }
+}
+
+/// The batches with every control character of their text shown as `\u{fffd}`: a terminal
+/// would take a model's (or a table's) escape sequences as commands (retitle, rewrite the
+/// screen, hide lines).
+fn printable(batches: &[RecordBatch]) -> anyhow::Result<Vec<RecordBatch>> {
+    use datafusion::arrow::array::{Array, AsArray, StringArray};
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let mut fields = Vec::with_capacity(batch.num_columns());
+        let mut columns = Vec::with_capacity(batch.num_columns());
+        for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+            if !matches!(
+                field.data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            ) {
+                fields.push(field.as_ref().clone());
+                columns.push(Arc::clone(column));
+                continue;
+            }
+            let text = cast(column, &DataType::Utf8)?;
+            let text = text.as_string::<i32>();
+            let shown: StringArray = (0..text.len())
+                .map(|row| {
+                    text.is_valid(row).then(|| {
+                        text.value(row)
+                            .chars()
+                            .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+                            .collect::<String>()
+                    })
+                })
+                .collect();
+            fields.push(Field::new(
+                field.name(),
+                DataType::Utf8,
+                field.is_nullable(),
+            ));
+            columns.push(Arc::new(shown) as _);
+        }
+        out.push(RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns,
+        )?);
+    }
+    Ok(out)
 }

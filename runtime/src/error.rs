@@ -96,6 +96,14 @@ pub enum RunError {
         why: String,
         input: String,
     },
+    /// A statement the plan check cannot follow, refused because what it cannot trace it
+    /// cannot prove granted (`cordon sql`).
+    #[error("the statement is refused: {why}")]
+    PlanUntraced { why: String },
+    /// A kind of statement `cordon sql` does not run (DDL other than views, DML, COPY, SET,
+    /// EXPLAIN, PREPARE).
+    #[error("{what} is not allowed in cordon sql: {why}")]
+    StatementRefused { what: String, why: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -106,7 +114,8 @@ impl RunError {
     pub(crate) fn denial_kind(&self) -> Option<&'static str> {
         match self {
             RunError::Grant(_) => Some("grant"),
-            RunError::PlanRefused { .. } => Some("plan"),
+            RunError::PlanRefused { .. } | RunError::PlanUntraced { .. } => Some("plan"),
+            RunError::StatementRefused { .. } => Some("statement"),
             RunError::Signature(_) => Some("signature"),
             RunError::Component { .. } => Some("component"),
             RunError::GraphRefused { .. } => Some("graph"),

@@ -313,6 +313,29 @@ fn ungranted_values_are_refused_on_the_plan() {
             ),
             "plans.discount",
         ),
+        // Values chosen by a plain table through an outer join's padding, an aggregate over
+        // rows a plain table's filter chose, and a comparison with ANY over a plain table.
+        (
+            format!(
+                "SELECT telco_churn({}) FROM customers c LEFT JOIN (SELECT customerID, 1 AS f FROM plans WHERE discount > 3) s ON s.customerID = c.customerID",
+                call("CASE WHEN s.f IS NULL THEN 'Two year' ELSE 'Month-to-month' END")
+            ),
+            "customerID",
+        ),
+        (
+            format!(
+                "SELECT telco_churn({}) FROM customers CROSS JOIN (SELECT count(*) AS n FROM plans WHERE discount > 3) k",
+                call("CAST(k.n AS VARCHAR)")
+            ),
+            "plans.discount",
+        ),
+        (
+            format!(
+                "SELECT telco_churn({}) FROM customers",
+                call("CASE WHEN 3 > ANY (SELECT discount FROM plans) THEN 'a' ELSE 'b' END")
+            ),
+            "plans.discount",
+        ),
     ];
     for (sql, column) in &refused {
         let before = audit_events(&case).len();
@@ -581,4 +604,48 @@ fn the_example_queries_run() {
     let quarters = texts(&backtest, 1);
     assert_eq!(quarters.len(), 20);
     assert!(quarters.iter().all(|q| q == "8"), "{quarters:?}");
+}
+
+/// Statements that would write files, change the session's tables or settings, or print a
+/// governed table's source are refused by name, with a denial in the trail; a query that stops
+/// early (LIMIT) ends its run with every scorer back, and the session goes on.
+#[test]
+fn only_queries_and_views_run() {
+    let case = churn_case();
+    let session = session(&case);
+    let source = crate::support::root().join("examples/churn/data/telco_churn.csv");
+    for sql in [
+        "COPY (SELECT 1) TO 'out/audit.jsonl' STORED AS JSON".to_string(),
+        format!(
+            "CREATE EXTERNAL TABLE raw STORED AS CSV LOCATION '{}' OPTIONS ('format.has_header' 'true')",
+            source.display()
+        ),
+        "DROP TABLE customers".to_string(),
+        "EXPLAIN SELECT * FROM customers".to_string(),
+        "SET datafusion.execution.batch_size = 1".to_string(),
+        "CREATE TABLE t AS SELECT * FROM customers".to_string(),
+    ] {
+        let error = query(&session, &sql).unwrap_err();
+        assert!(
+            matches!(error, RunError::StatementRefused { .. }),
+            "{sql}: {error}"
+        );
+        let events = audit_events(&case);
+        let last_denial = events.iter().rfind(|e| e["event"] == "denial").unwrap();
+        assert_eq!(last_denial["what"], "statement", "{sql}");
+    }
+    cordon::audit::verify(&case.path("out/audit.jsonl")).unwrap();
+
+    let output = query(
+        &session,
+        &format!("SELECT telco_churn({ARGUMENTS}) FROM customers LIMIT 5"),
+    )
+    .unwrap();
+    assert_eq!(floats(&output, 0).len(), 5);
+    let again = query(
+        &session,
+        &format!("SELECT telco_churn({ARGUMENTS}) FROM customers"),
+    )
+    .unwrap();
+    assert_eq!(again.rows_scored, 7043);
 }

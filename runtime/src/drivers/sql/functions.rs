@@ -78,6 +78,8 @@ impl SessionModel {
 pub(crate) struct QueryScoring {
     /// Free scorers: a call takes one and puts it back (`instances` of them in all).
     free: (Sender<Scorer>, Receiver<Scorer>),
+    /// How many scorers the statement started.
+    scorers: usize,
     deadline: Instant,
     wall_time: Duration,
     progress: Arc<dyn Progress + Send + Sync>,
@@ -108,6 +110,7 @@ impl QueryScoring {
         }
         Ok(QueryScoring {
             free,
+            scorers,
             deadline,
             wall_time: prepared.policy().limits.wall_time.0,
             progress,
@@ -119,11 +122,19 @@ impl QueryScoring {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Ends the statement's scoring: every scorer's counts gathered, and what was counted.
+    /// Ends the statement's scoring: every scorer back (one still scoring a batch nobody
+    /// wants any more finishes it first, within the deadline), its counts gathered, and what
+    /// was counted.
     pub(crate) fn finish(&self) -> ScoringState {
         let mut totals = Totals::default();
-        while let Ok(scorer) = self.free.1.try_recv() {
-            totals.merge(scorer.totals());
+        // The deadline stops a busy scorer; a little past it, one that has not come back is
+        // given up on (its counts are lost, never waited for forever).
+        let give_up = self.deadline + Duration::from_secs(5);
+        for _ in 0..self.scorers {
+            match self.free.1.recv_deadline(give_up) {
+                Ok(scorer) => totals.merge(scorer.totals()),
+                Err(_) => break,
+            }
         }
         let mut state = std::mem::take(&mut *self.state());
         state.facts.totals.merge(totals);

@@ -107,11 +107,29 @@ pub(crate) struct PlanLineage {
     pub(crate) calls: Vec<ModelCall>,
     pub(crate) governed_tables: BTreeSet<String>,
     pub(crate) other_tables: BTreeSet<String>,
+    /// The plan was nested deeper than the tracer follows.
+    #[serde(skip)]
+    pub(crate) truncated: bool,
+    /// DataFusion's own walk found model calls the tracer did not.
+    #[serde(skip)]
+    pub(crate) calls_missed: bool,
 }
 
 impl PlanLineage {
     /// The first argument whose value may not reach its model, as the run's error.
     pub(crate) fn check(&self, models: &[Arc<SessionModel>]) -> Result<(), RunError> {
+        if self.truncated {
+            return Err(RunError::PlanUntraced {
+                why: format!(
+                    "the statement nests deeper than the plan check follows ({MAX_DEPTH} levels)"
+                ),
+            });
+        }
+        if self.calls_missed {
+            return Err(RunError::PlanUntraced {
+                why: "it calls a model where the plan check cannot trace its arguments".into(),
+            });
+        }
         for call in &self.calls {
             let Some(model) = models.get(call.model) else {
                 continue;
@@ -165,6 +183,12 @@ pub(crate) fn trace(plan: &LogicalPlan, models: &[Arc<SessionModel>]) -> PlanLin
     };
     let mut lineage = PlanLineage::default();
     tracer.visit(plan, &[], &mut lineage);
+    let traced = lineage
+        .calls
+        .iter()
+        .filter(|call| call.form == CallForm::Scalar)
+        .count();
+    lineage.calls_missed = count_calls(plan, &tracer.functions, MAX_DEPTH) != traced;
     lineage
 }
 
@@ -189,6 +213,15 @@ pub(crate) fn model_derived(plan: &LogicalPlan, models: &[Arc<SessionModel>]) ->
                 .any(|origin| matches!(origin, Origin::Scored { .. } | Origin::Untraced { .. }))
         })
         .collect()
+}
+
+/// The plan of a view that a table scan reads, if it is one.
+fn view_of(plan: &LogicalPlan) -> Option<LogicalPlan> {
+    let LogicalPlan::TableScan(scan) = plan else {
+        return None;
+    };
+    let provider = source_as_provider(&scan.source).ok()?;
+    provider.get_logical_plan().map(|view| view.into_owned())
 }
 
 /// Deepest nesting of plans and expressions traced; past it a value is untraced (and so
@@ -234,13 +267,11 @@ impl Tracer<'_> {
                             });
                         }
                     }
-                    Expr::ScalarSubquery(subquery)
-                    | Expr::Exists(datafusion::logical_expr::expr::Exists { subquery, .. })
-                    | Expr::InSubquery(datafusion::logical_expr::expr::InSubquery {
-                        subquery,
-                        ..
-                    }) => subqueries.push(Arc::clone(&subquery.subquery)),
-                    _ => {}
+                    other => {
+                        if let Some(subquery) = subquery_of(other) {
+                            subqueries.push(Arc::clone(subquery));
+                        }
+                    }
                 }
                 Ok(TreeNodeRecursion::Continue)
             })
@@ -248,7 +279,12 @@ impl Tracer<'_> {
         let mut scope: Vec<&LogicalPlan> = outer.to_vec();
         scope.extend(inputs.iter().copied());
         for subquery in &subqueries {
-            let _ = self.deeper(|| self.visit(subquery, &scope, lineage));
+            if self
+                .deeper(|| self.visit(subquery, &scope, lineage))
+                .is_none()
+            {
+                lineage.truncated = true;
+            }
         }
         if let LogicalPlan::TableScan(scan) = plan {
             let name = scan.table_name.to_string();
@@ -271,7 +307,9 @@ impl Tracer<'_> {
                             });
                         }
                     } else if let Some(view) = provider.get_logical_plan() {
-                        let _ = self.deeper(|| self.visit(&view, &[], lineage));
+                        if self.deeper(|| self.visit(&view, &[], lineage)).is_none() {
+                            lineage.truncated = true;
+                        }
                     } else {
                         lineage.other_tables.insert(name);
                     }
@@ -282,7 +320,9 @@ impl Tracer<'_> {
             }
         }
         for input in inputs {
-            let _ = self.deeper(|| self.visit(input, outer, lineage));
+            if self.deeper(|| self.visit(input, outer, lineage)).is_none() {
+                lineage.truncated = true;
+            }
         }
     }
 
@@ -352,16 +392,13 @@ impl Tracer<'_> {
                 }
                 // A subquery's value depends on every column it reads, its filters included:
                 // `CASE WHEN EXISTS (SELECT ... FROM plans WHERE ...)` carries plain data.
-                Expr::ScalarSubquery(subquery)
-                | Expr::Exists(datafusion::logical_expr::expr::Exists { subquery, .. })
-                | Expr::InSubquery(datafusion::logical_expr::expr::InSubquery {
-                    subquery, ..
-                }) => {
-                    let mut scope: Vec<&LogicalPlan> = outer.to_vec();
-                    scope.extend(inputs.iter().copied());
-                    origins.extend(self.everything_read(&subquery.subquery, &scope));
+                other => {
+                    if let Some(subquery) = subquery_of(other) {
+                        let mut scope: Vec<&LogicalPlan> = outer.to_vec();
+                        scope.extend(inputs.iter().copied());
+                        origins.extend(self.everything_read(subquery, &scope));
+                    }
                 }
-                _ => {}
             }
             Ok(TreeNodeRecursion::Continue)
         });
@@ -407,6 +444,51 @@ impl Tracer<'_> {
             });
             for input in &inputs {
                 origins.extend(self.expressions_read(input, outer));
+            }
+            if let Some(view) = view_of(plan) {
+                origins.extend(self.expressions_read(&view, &[]));
+            }
+            origins
+        });
+        traced.unwrap_or_else(|| untraced("a plan nested too deep"))
+    }
+
+    /// Every origin of what chooses the rows `plan` returns (filters, join conditions, groups,
+    /// DISTINCT ON, a sort that keeps the first rows), down to its scans: what an aggregate or
+    /// a window over those rows carries into its value (`count(*)` after `WHERE crm.Churn =
+    /// 'Yes'` is plain data).
+    fn selection_read(&self, plan: &LogicalPlan, outer: &[&LogicalPlan]) -> BTreeSet<Origin> {
+        use datafusion::logical_expr::Distinct;
+
+        let traced = self.deeper(|| {
+            let inputs = plan.inputs();
+            let mut choosing: Vec<&Expr> = Vec::new();
+            match plan {
+                LogicalPlan::Filter(filter) => choosing.push(&filter.predicate),
+                LogicalPlan::Join(join) => {
+                    for (left, right) in &join.on {
+                        choosing.push(left);
+                        choosing.push(right);
+                    }
+                    choosing.extend(join.filter.iter());
+                }
+                LogicalPlan::Aggregate(aggregate) => choosing.extend(aggregate.group_expr.iter()),
+                LogicalPlan::Distinct(Distinct::On(on)) => choosing.extend(on.on_expr.iter()),
+                LogicalPlan::Sort(sort) if sort.fetch.is_some() => {
+                    choosing.extend(sort.expr.iter().map(|s| &s.expr));
+                }
+                LogicalPlan::TableScan(scan) => choosing.extend(scan.filters.iter()),
+                _ => {}
+            }
+            let mut origins: BTreeSet<Origin> = choosing
+                .into_iter()
+                .flat_map(|expression| self.origins_of_expr(expression, &inputs, outer))
+                .collect();
+            for input in &inputs {
+                origins.extend(self.selection_read(input, outer));
+            }
+            if let Some(view) = view_of(plan) {
+                origins.extend(self.selection_read(&view, &[]));
             }
             origins
         });
@@ -458,7 +540,10 @@ impl Tracer<'_> {
                 } else {
                     match window.window_expr.get(index - passed) {
                         Some(expression) => {
-                            self.origins_of_expr(expression, &[&window.input], outer)
+                            let mut origins =
+                                self.origins_of_expr(expression, &[&window.input], outer);
+                            origins.extend(self.selection_read(&window.input, outer));
+                            origins
                         }
                         None => untraced("a window column"),
                     }
@@ -483,30 +568,55 @@ impl Tracer<'_> {
                         .collect()
                 } else {
                     match aggregate.aggr_expr.get(index - groups.len() - grouping_id) {
-                        Some(expression) => self.origins_of_expr(expression, input, outer),
+                        Some(expression) => {
+                            // Its value depends on which rows fell in each group.
+                            let mut origins = self.origins_of_expr(expression, input, outer);
+                            for group in &groups {
+                                origins.extend(self.origins_of_expr(group, input, outer));
+                            }
+                            origins.extend(self.selection_read(&aggregate.input, outer));
+                            origins
+                        }
                         None => untraced("an aggregate column"),
                     }
                 }
             }
             LogicalPlan::Join(join) => {
+                use datafusion::common::JoinType;
+
                 let (qualifier, field) = plan.schema().qualified_field(index);
                 let column = Column::new(qualifier.cloned(), field.name());
-                for side in [&join.left, &join.right] {
+                let inputs: &[&LogicalPlan] = &[&join.left, &join.right];
+                let condition = || {
+                    let mut origins = BTreeSet::new();
+                    for (left, right) in &join.on {
+                        origins.extend(self.origins_of_expr(left, inputs, outer));
+                        origins.extend(self.origins_of_expr(right, inputs, outer));
+                    }
+                    if let Some(filter) = &join.filter {
+                        origins.extend(self.origins_of_expr(filter, inputs, outer));
+                    }
+                    origins
+                };
+                for (side, is_left) in [(&join.left, true), (&join.right, false)] {
                     if let Some(side_index) = side.schema().maybe_index_of_column(&column) {
-                        return self.origins_of_output(side, side_index, outer);
+                        let mut origins = self.origins_of_output(side, side_index, outer);
+                        // On the side an outer join pads, whether a value is null is the
+                        // join condition's answer.
+                        let padded = match join.join_type {
+                            JoinType::Full => true,
+                            JoinType::Left => !is_left,
+                            JoinType::Right => is_left,
+                            _ => false,
+                        };
+                        if padded {
+                            origins.extend(condition());
+                        }
+                        return origins;
                     }
                 }
                 // A mark column: whether the join condition matched.
-                let inputs: &[&LogicalPlan] = &[&join.left, &join.right];
-                let mut origins = BTreeSet::new();
-                for (left, right) in &join.on {
-                    origins.extend(self.origins_of_expr(left, inputs, outer));
-                    origins.extend(self.origins_of_expr(right, inputs, outer));
-                }
-                if let Some(filter) = &join.filter {
-                    origins.extend(self.origins_of_expr(filter, inputs, outer));
-                }
-                origins
+                condition()
             }
             LogicalPlan::Union(union) => union
                 .inputs
@@ -561,6 +671,46 @@ impl Tracer<'_> {
             other => untraced(&format!("a {} node", other.display())),
         }
     }
+}
+
+/// The subquery an expression holds, of any kind (`(SELECT ...)`, `EXISTS`, `IN`, `op ANY/ALL`).
+fn subquery_of(expression: &Expr) -> Option<&Arc<LogicalPlan>> {
+    use datafusion::logical_expr::expr::{Exists, InSubquery, SetComparison};
+    match expression {
+        Expr::ScalarSubquery(subquery)
+        | Expr::Exists(Exists { subquery, .. })
+        | Expr::InSubquery(InSubquery { subquery, .. })
+        | Expr::SetComparison(SetComparison { subquery, .. }) => Some(&subquery.subquery),
+        _ => None,
+    }
+}
+
+/// How many calls of the `functions` a plan holds, counted by DataFusion's own walk of every
+/// node and subquery (and here, of every view a scan reads): a cross-check that the tracer
+/// missed none.
+fn count_calls(plan: &LogicalPlan, functions: &HashMap<&str, usize>, depth: usize) -> usize {
+    let mut calls = 0;
+    let _ = plan.apply_with_subqueries(|node| {
+        let _ = node.apply_expressions(|expression| {
+            expression.apply(|inner| {
+                if let Expr::ScalarFunction(call) = inner
+                    && functions.contains_key(call.name())
+                {
+                    calls += 1;
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        });
+        if let LogicalPlan::TableScan(scan) = node
+            && let Ok(provider) = source_as_provider(&scan.source)
+            && let Some(view) = provider.get_logical_plan()
+            && depth > 0
+        {
+            calls += count_calls(&view, functions, depth - 1);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    calls
 }
 
 fn untraced(what: &str) -> BTreeSet<Origin> {

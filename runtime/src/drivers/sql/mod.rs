@@ -230,7 +230,9 @@ impl<'r> SqlSession<'r> {
     ) -> Result<StatementOutput, RunError> {
         let mut recorder = RunRecorder::open(&self.policy, Instant::now())?;
         let mut used: Vec<(Arc<SessionModel>, RunFacts)> = Vec::new();
-        let result = self.execute_recorded(statement, progress, &mut recorder, &mut used);
+        let mut calls = 0;
+        let result =
+            self.execute_recorded(statement, progress, &mut recorder, &mut used, &mut calls);
         let mut facts = RunFacts::default();
         for (_, model_facts) in &used {
             facts.rows_in += model_facts.rows_in;
@@ -242,7 +244,15 @@ impl<'r> SqlSession<'r> {
         recorder.end(&result, &facts)?;
         for (model, model_facts) in &used {
             let identity = model.prepared.facts().identity.clone();
-            recorder.usage(identity, result.is_ok(), model_facts)?;
+            // With two model calls in a statement, the rows one scores can be chosen by the
+            // other's output (`WHERE telco_churn(...) > 0.5` under a second call): a count the
+            // model steers. Such a statement's usage records say only whether it succeeded.
+            let counted = if calls <= 1 {
+                model_facts
+            } else {
+                &RunFacts::default()
+            };
+            recorder.usage(identity, result.is_ok(), counted)?;
         }
         let (schema, batches, model_derived) = result?;
         Ok(StatementOutput {
@@ -261,6 +271,7 @@ impl<'r> SqlSession<'r> {
         progress: Arc<dyn Progress + Send + Sync>,
         recorder: &mut RunRecorder,
         used: &mut Vec<(Arc<SessionModel>, RunFacts)>,
+        calls: &mut usize,
     ) -> Result<(SchemaRef, Vec<RecordBatch>, Vec<bool>), RunError> {
         let text = statement.to_string();
         let state = self.context.state();
@@ -283,11 +294,27 @@ impl<'r> SqlSession<'r> {
             "other_tables": lineage.other_tables,
             "calls": lineage.calls,
         }))?;
+        allowed_statement(&plan)?;
         // The policy, on the plan: refused here, no guest has started and no row is read.
         lineage.check(&self.models)?;
+        // And on the plan that runs: the optimizer rewrites subqueries into joins, pushes
+        // projections and filters, and must not have moved a value the check above allowed.
+        let plan = match plan {
+            LogicalPlan::Ddl(_) => Planned::Ddl(plan),
+            query => {
+                let optimized = state
+                    .optimize(&query)
+                    .map_err(|e| RunError::Sql(e.strip_backtrace().to_string()))?;
+                lineage::trace(&optimized, &self.models).check(&self.models)?;
+                Planned::Query(optimized)
+            }
+        };
+        *calls = lineage.calls.len();
 
-        let model_derived = lineage::model_derived(&plan, &self.models);
+        let model_derived = lineage::model_derived(plan.logical(), &self.models);
         let called = lineage.models_called();
+        // Whatever happens below, no model keeps this statement's scoring.
+        let _clear = ClearScoring(&self.models);
         let wall_time = self.policy.limits.wall_time.0;
         let deadline = recorder.started() + wall_time;
         let mut scorings = Vec::with_capacity(called.len());
@@ -314,7 +341,10 @@ impl<'r> SqlSession<'r> {
             scorings.push((Arc::clone(model), scoring));
         }
 
-        let executed = self.runtime.tokio.block_on(self.collect(plan));
+        let executed = self
+            .runtime
+            .tokio
+            .block_on(self.collect(plan, &state, deadline, wall_time));
 
         let mut first_error = None;
         for (model, scoring) in scorings {
@@ -323,6 +353,8 @@ impl<'r> SqlSession<'r> {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .take();
+            // Waits for scorers still busy with a batch the statement no longer wants (a
+            // LIMIT met): their counts belong to this run, which ends only after them.
             let state = scoring.finish();
             let grant = model.prepared.grant();
             recorder.data_read(grant, state.facts.rows_in, &state.partitions)?;
@@ -394,17 +426,103 @@ impl<'r> SqlSession<'r> {
         }
     }
 
-    async fn collect(&self, plan: LogicalPlan) -> Result<(SchemaRef, Vec<RecordBatch>), RunError> {
+    /// Runs the checked plan, within the policy's wall time: a view is created; a query's
+    /// optimized plan is made physical as it is (not optimized again) and collected.
+    async fn collect(
+        &self,
+        plan: Planned,
+        state: &datafusion::execution::SessionState,
+        deadline: Instant,
+        wall_time: std::time::Duration,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), RunError> {
         let sql_error =
             |e: datafusion::error::DataFusionError| RunError::Sql(e.strip_backtrace().to_string());
-        let frame = self
-            .context
-            .execute_logical_plan(plan)
-            .await
-            .map_err(sql_error)?;
-        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let batches = frame.collect().await.map_err(sql_error)?;
-        Ok((schema, batches))
+        let work = async {
+            match plan {
+                Planned::Ddl(plan) => {
+                    let frame = self
+                        .context
+                        .execute_logical_plan(plan)
+                        .await
+                        .map_err(sql_error)?;
+                    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+                    Ok((schema, frame.collect().await.map_err(sql_error)?))
+                }
+                Planned::Query(plan) => {
+                    let physical = state
+                        .query_planner()
+                        .create_physical_plan(&plan, state)
+                        .await
+                        .map_err(sql_error)?;
+                    let schema = physical.schema();
+                    let batches = datafusion::physical_plan::collect(physical, state.task_ctx())
+                        .await
+                        .map_err(sql_error)?;
+                    Ok((schema, batches))
+                }
+            }
+        };
+        match tokio::time::timeout_at(deadline.into(), work).await {
+            Ok(result) => result,
+            Err(_) => Err(RunError::WallTime { limit: wall_time }),
+        }
+    }
+}
+
+/// A statement's checked plan, as it will run.
+enum Planned {
+    /// `CREATE VIEW` / `DROP VIEW`: run by the session (its query was checked).
+    Ddl(LogicalPlan),
+    /// A query, optimized: the plan the check passed is the plan that runs.
+    Query(LogicalPlan),
+}
+
+impl Planned {
+    fn logical(&self) -> &LogicalPlan {
+        match self {
+            Planned::Ddl(plan) | Planned::Query(plan) => plan,
+        }
+    }
+}
+
+/// Clears every model's scoring when a statement ends, however it ends: a function called
+/// later, outside a statement that prepared it, fails instead of scoring unrecorded.
+struct ClearScoring<'a>(&'a [Arc<SessionModel>]);
+
+impl Drop for ClearScoring<'_> {
+    fn drop(&mut self) {
+        for model in self.0 {
+            model
+                .scoring
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+        }
+    }
+}
+
+/// Queries, views and DESCRIBE run; nothing that writes files, changes the session's tables or
+/// settings, or plans without running: `COPY ... TO` could overwrite the audit trail, `CREATE
+/// EXTERNAL TABLE` could read a governed table's source whole, `DROP TABLE` could remove a
+/// governed table, and `EXPLAIN` prints a governed table's source and masks (and scores a table
+/// function while it plans).
+fn allowed_statement(plan: &LogicalPlan) -> Result<(), RunError> {
+    use datafusion::logical_expr::DdlStatement;
+
+    let refuse = |what: &str| {
+        Err(RunError::StatementRefused {
+            what: what.to_string(),
+            why: "a session runs queries, CREATE VIEW, DROP VIEW and DESCRIBE only".into(),
+        })
+    };
+    match plan {
+        LogicalPlan::Ddl(DdlStatement::CreateView(_) | DdlStatement::DropView(_)) => Ok(()),
+        LogicalPlan::Ddl(ddl) => refuse(ddl.name()),
+        LogicalPlan::Dml(_) => refuse("INSERT, UPDATE or DELETE"),
+        LogicalPlan::Copy(_) => refuse("COPY"),
+        LogicalPlan::Statement(statement) => refuse(statement.name()),
+        LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => refuse("EXPLAIN"),
+        _ => Ok(()),
     }
 }
 
