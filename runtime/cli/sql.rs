@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use cordon::RunError;
 use cordon::Runtime;
-use cordon::drivers::sql::{SqlRequest, SqlSession, StatementOutput};
+use cordon::drivers::sql::{ResultSink, SqlRequest, SqlSession, StatementOutput};
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
 use crate::args::{RuntimeArgs, current_dir};
@@ -105,24 +107,69 @@ pub fn sql(args: SqlArgs) -> anyhow::Result<()> {
     }
     let last = statements.len() - 1;
     for (index, statement) in statements.into_iter().enumerate() {
-        let output = run_statement(&session, statement, args.quiet)?;
         match &args.output {
             Some(path) if index == last => {
-                let rows = cordon::sink::write_table(
-                    path,
-                    &output.schema,
-                    &output.batches,
-                    &output.model_derived,
-                )?;
+                let started = Instant::now();
+                let mut file = FileResult {
+                    path: path.clone(),
+                    writer: None,
+                };
+                let progress = Arc::new(ProgressBar::delayed(
+                    !args.quiet && std::io::stderr().is_terminal(),
+                    Duration::from_secs(1),
+                ));
+                let run = session.execute_into(statement, Arc::clone(&progress) as _, &mut file);
+                progress.finish();
+                run?;
+                // Only a statement that ran to its end puts its file in place.
+                let rows = match file.writer {
+                    Some(writer) => writer.commit()?,
+                    None => 0,
+                };
                 if !args.quiet {
-                    eprintln!("wrote {rows} rows to {}", path.display());
+                    eprintln!(
+                        "wrote {rows} rows to {} in {:.3} s",
+                        path.display(),
+                        started.elapsed().as_secs_f64()
+                    );
                 }
             }
-            Some(_) => {}
-            None => print_output(&output, format)?,
+            Some(_) => {
+                run_statement(&session, statement, args.quiet)?;
+            }
+            None => {
+                let output = run_statement(&session, statement, args.quiet)?;
+                print_output(&output, format)?;
+            }
         }
     }
     Ok(())
+}
+
+/// `-o`: the result written to its file as it comes, put in place only at the end.
+struct FileResult {
+    path: PathBuf,
+    writer: Option<cordon::sink::TableWriter>,
+}
+
+impl ResultSink for FileResult {
+    fn start(&mut self, schema: &SchemaRef, model_derived: &[bool]) -> Result<(), RunError> {
+        self.writer = Some(cordon::sink::TableWriter::create(
+            &self.path,
+            schema,
+            model_derived,
+        )?);
+        Ok(())
+    }
+
+    fn batch(&mut self, batch: RecordBatch) -> Result<(), RunError> {
+        match &mut self.writer {
+            Some(writer) => Ok(writer.write(&batch)?),
+            None => Err(RunError::Internal(
+                "a result batch before its schema".into(),
+            )),
+        }
+    }
 }
 
 /// Runs one statement with a progress line on stderr (on a terminal), and reports its rows.

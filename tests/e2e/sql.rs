@@ -649,3 +649,49 @@ fn only_queries_and_views_run() {
     .unwrap();
     assert_eq!(again.rows_scored, 7043);
 }
+
+/// `-o` puts its file in place only when the statement ran to its end: a model stopped by the
+/// CPU limit halfway leaves no file, and an earlier one where it was is kept whole.
+#[test]
+fn a_failed_statement_leaves_no_output_file() {
+    let case = crate::support::churn_case_with(&[("fuel-per-batch", "100_000")]);
+    std::fs::create_dir_all(case.path("out")).unwrap();
+    case.write("out/scores.csv", "earlier\n");
+    let library = crate::support::onnxruntime_library().display().to_string();
+    let output = case
+        .bare_command()
+        .args([
+            "sql",
+            "--quiet",
+            "--policy",
+            "policy.toml",
+            "--package",
+            "package",
+        ])
+        .args([
+            "--allow-unsigned",
+            "--onnxruntime",
+            &library,
+            "-o",
+            "out/scores.csv",
+            "-e",
+        ])
+        .arg(format!(
+            "SELECT customerID, telco_churn({ARGUMENTS}) FROM customers"
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("fuel-per-batch"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(case.path("out/scores.csv")).unwrap(),
+        "earlier\n"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(case.path("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("partial") || name.starts_with(".cordon"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -479,7 +479,7 @@ mod table;
 
 pub use memory::MemorySink;
 use memory::{output_schema, record_batch};
-pub use table::{write_csv, write_table};
+pub use table::{TableWriter, write_csv, write_table};
 
 #[cfg(test)]
 mod tests;

@@ -22,12 +22,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::logical_expr::async_udf::AsyncScalarUDF;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement};
+use futures::StreamExt;
 use serde_json::json;
 
 use crate::error::RunError;
@@ -55,6 +56,15 @@ pub struct SqlRequest {
     pub role: Option<String>,
     /// Accept packages without a valid signature (local development only).
     pub allow_unsigned: bool,
+}
+
+/// A statement's run, when its result went to a [`ResultSink`].
+#[derive(Debug)]
+pub struct StatementRun {
+    /// The statement's run in the audit trail and usage ledger.
+    pub run_id: String,
+    /// Rows the models scored, all functions together.
+    pub rows_scored: u64,
 }
 
 /// What one statement returned.
@@ -228,11 +238,36 @@ impl<'r> SqlSession<'r> {
         statement: Statement,
         progress: Arc<dyn Progress + Send + Sync>,
     ) -> Result<StatementOutput, RunError> {
+        let mut collected = Collected::default();
+        let run = self.execute_into(statement, progress, &mut collected)?;
+        Ok(StatementOutput {
+            schema: collected
+                .schema
+                .unwrap_or_else(|| Arc::new(Schema::empty())),
+            batches: collected.batches,
+            model_derived: collected.model_derived,
+            run_id: run.run_id,
+            rows_scored: run.rows_scored,
+        })
+    }
+
+    /// [`SqlSession::execute`], handing the result's batches to `sink` as they come instead
+    /// of holding them all (`-o` of a large result).
+    pub fn execute_into(
+        &self,
+        statement: Statement,
+        progress: Arc<dyn Progress + Send + Sync>,
+        sink: &mut dyn ResultSink,
+    ) -> Result<StatementRun, RunError> {
         let mut recorder = RunRecorder::open(&self.policy, Instant::now())?;
         let mut used: Vec<(Arc<SessionModel>, RunFacts)> = Vec::new();
         let mut calls = 0;
-        let result =
-            self.execute_recorded(statement, progress, &mut recorder, &mut used, &mut calls);
+        let result = self.execute_recorded(
+            statement,
+            progress,
+            sink,
+            (&mut recorder, &mut used, &mut calls),
+        );
         let mut facts = RunFacts::default();
         for (_, model_facts) in &used {
             facts.rows_in += model_facts.rows_in;
@@ -254,11 +289,8 @@ impl<'r> SqlSession<'r> {
             };
             recorder.usage(identity, result.is_ok(), counted)?;
         }
-        let (schema, batches, model_derived) = result?;
-        Ok(StatementOutput {
-            schema,
-            batches,
-            model_derived,
+        result?;
+        Ok(StatementRun {
             run_id: recorder.run_id().to_owned(),
             rows_scored: facts.rows_in,
         })
@@ -269,10 +301,9 @@ impl<'r> SqlSession<'r> {
         &self,
         statement: Statement,
         progress: Arc<dyn Progress + Send + Sync>,
-        recorder: &mut RunRecorder,
-        used: &mut Vec<(Arc<SessionModel>, RunFacts)>,
-        calls: &mut usize,
-    ) -> Result<(SchemaRef, Vec<RecordBatch>, Vec<bool>), RunError> {
+        sink: &mut dyn ResultSink,
+        (recorder, used, calls): RunState<'_>,
+    ) -> Result<(), RunError> {
         let text = statement.to_string();
         let state = self.context.state();
         let planned = self
@@ -341,10 +372,12 @@ impl<'r> SqlSession<'r> {
             scorings.push((Arc::clone(model), scoring));
         }
 
-        let executed = self
-            .runtime
-            .tokio
-            .block_on(self.collect(plan, &state, deadline, wall_time));
+        let executed = self.runtime.tokio.block_on(self.run_plan(
+            plan,
+            &state,
+            (deadline, wall_time),
+            (sink, &model_derived),
+        ));
 
         let mut first_error = None;
         for (model, scoring) in scorings {
@@ -365,7 +398,7 @@ impl<'r> SqlSession<'r> {
             used.push((model, state.facts));
         }
         match executed {
-            Ok((schema, batches)) => Ok((schema, batches, model_derived)),
+            Ok(()) => Ok(()),
             // A model's error as the run reports it, rather than DataFusion's text of it.
             Err(error) => Err(first_error.unwrap_or(error)),
         }
@@ -428,13 +461,13 @@ impl<'r> SqlSession<'r> {
 
     /// Runs the checked plan, within the policy's wall time: a view is created; a query's
     /// optimized plan is made physical as it is (not optimized again) and collected.
-    async fn collect(
+    async fn run_plan(
         &self,
         plan: Planned,
         state: &datafusion::execution::SessionState,
-        deadline: Instant,
-        wall_time: std::time::Duration,
-    ) -> Result<(SchemaRef, Vec<RecordBatch>), RunError> {
+        (deadline, wall_time): (Instant, std::time::Duration),
+        (sink, model_derived): (&mut dyn ResultSink, &[bool]),
+    ) -> Result<(), RunError> {
         let sql_error =
             |e: datafusion::error::DataFusionError| RunError::Sql(e.strip_backtrace().to_string());
         let work = async {
@@ -446,7 +479,11 @@ impl<'r> SqlSession<'r> {
                         .await
                         .map_err(sql_error)?;
                     let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-                    Ok((schema, frame.collect().await.map_err(sql_error)?))
+                    sink.start(&schema, model_derived)?;
+                    for batch in frame.collect().await.map_err(sql_error)? {
+                        sink.batch(batch)?;
+                    }
+                    Ok(())
                 }
                 Planned::Query(plan) => {
                     let physical = state
@@ -454,11 +491,14 @@ impl<'r> SqlSession<'r> {
                         .create_physical_plan(&plan, state)
                         .await
                         .map_err(sql_error)?;
-                    let schema = physical.schema();
-                    let batches = datafusion::physical_plan::collect(physical, state.task_ctx())
-                        .await
-                        .map_err(sql_error)?;
-                    Ok((schema, batches))
+                    sink.start(&physical.schema(), model_derived)?;
+                    let mut stream =
+                        datafusion::physical_plan::execute_stream(physical, state.task_ctx())
+                            .map_err(sql_error)?;
+                    while let Some(batch) = stream.next().await {
+                        sink.batch(batch.map_err(sql_error)?)?;
+                    }
+                    Ok(())
                 }
             }
         };
@@ -468,6 +508,41 @@ impl<'r> SqlSession<'r> {
         }
     }
 }
+
+/// Where a statement's result goes, batch by batch.
+pub trait ResultSink {
+    /// Called once, before any batch: the result's columns, and which a model computed.
+    fn start(&mut self, schema: &SchemaRef, model_derived: &[bool]) -> Result<(), RunError>;
+    fn batch(&mut self, batch: RecordBatch) -> Result<(), RunError>;
+}
+
+/// A result held in memory whole.
+#[derive(Default)]
+struct Collected {
+    schema: Option<SchemaRef>,
+    model_derived: Vec<bool>,
+    batches: Vec<RecordBatch>,
+}
+
+impl ResultSink for Collected {
+    fn start(&mut self, schema: &SchemaRef, model_derived: &[bool]) -> Result<(), RunError> {
+        self.schema = Some(Arc::clone(schema));
+        self.model_derived = model_derived.to_vec();
+        Ok(())
+    }
+
+    fn batch(&mut self, batch: RecordBatch) -> Result<(), RunError> {
+        self.batches.push(batch);
+        Ok(())
+    }
+}
+
+/// What a statement's run recorded, as `execute_recorded` fills it in.
+type RunState<'a> = (
+    &'a mut RunRecorder,
+    &'a mut Vec<(Arc<SessionModel>, RunFacts)>,
+    &'a mut usize,
+);
 
 /// A statement's checked plan, as it will run.
 enum Planned {
@@ -532,7 +607,7 @@ fn allowed_statement(plan: &LogicalPlan) -> Result<(), RunError> {
 fn session_context(batch_rows: usize, instances: usize) -> Result<SessionContext, RunError> {
     let mut config = SessionConfig::new()
         .with_batch_size(batch_rows.max(1))
-        .with_target_partitions(instances.max(1))
+        .with_target_partitions(instances.max(1) * 2)
         .with_information_schema(true);
     config.options_mut().sql_parser.enable_ident_normalization = false;
     let runtime_env = RuntimeEnvBuilder::new()
