@@ -84,18 +84,8 @@ pub enum RunError {
     Sql(String),
     /// A model function's argument that the plan check traced to a column the policy does not
     /// grant that model (`cordon sql`), refused before any row is read.
-    #[error(
-        "{function}: argument {position} ({parameter}) `{argument}` reads {column}: {why}; a model function's arguments must come from the granted columns of governed table `{input}`"
-    )]
-    PlanRefused {
-        function: String,
-        position: usize,
-        parameter: String,
-        argument: String,
-        column: String,
-        why: String,
-        input: String,
-    },
+    #[error(transparent)]
+    PlanRefused(Box<PlanRefusal>),
     /// A statement the plan check cannot follow, refused because what it cannot trace it
     /// cannot prove granted (`cordon sql`).
     #[error("the statement is refused: {why}")]
@@ -114,7 +104,7 @@ impl RunError {
     pub(crate) fn denial_kind(&self) -> Option<&'static str> {
         match self {
             RunError::Grant(_) => Some("grant"),
-            RunError::PlanRefused { .. } | RunError::PlanUntraced { .. } => Some("plan"),
+            RunError::PlanRefused(_) | RunError::PlanUntraced { .. } => Some("plan"),
             RunError::StatementRefused { .. } => Some("statement"),
             RunError::Signature(_) => Some("signature"),
             RunError::Component { .. } => Some("component"),
@@ -150,6 +140,21 @@ impl RunError {
             ScoreError::Trap { message } => RunError::Trap { message },
         }
     }
+}
+
+/// Which argument of which model function reads what, and why that is refused.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{function}: argument {position} ({parameter}) `{argument}` reads {column}: {why}; a model function's arguments must come from the granted columns of governed table `{input}`"
+)]
+pub struct PlanRefusal {
+    pub function: String,
+    pub position: usize,
+    pub parameter: String,
+    pub argument: String,
+    pub column: String,
+    pub why: String,
+    pub input: String,
 }
 
 /// The data plane's errors, except that policy SQL which does not fit the table is the

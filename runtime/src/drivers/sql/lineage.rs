@@ -137,7 +137,7 @@ impl PlanLineage {
             for argument in &call.arguments {
                 for origin in &argument.origins {
                     if let Some(why) = origin.refusal(&model.input) {
-                        return Err(RunError::PlanRefused {
+                        return Err(RunError::PlanRefused(Box::new(crate::error::PlanRefusal {
                             function: call.function.clone(),
                             position: argument.position,
                             parameter: argument.parameter.clone(),
@@ -145,7 +145,7 @@ impl PlanLineage {
                             column: origin.describe(),
                             why,
                             input: model.input.clone(),
-                        });
+                        })));
                     }
                 }
             }

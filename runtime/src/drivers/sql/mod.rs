@@ -434,7 +434,7 @@ impl<'r> SqlSession<'r> {
             return RunError::Sql(error.strip_backtrace().to_string());
         };
         let grant = &model.prepared.grant().input;
-        RunError::PlanRefused {
+        RunError::PlanRefused(Box::new(crate::error::PlanRefusal {
             function,
             position,
             parameter: grant
@@ -456,7 +456,7 @@ impl<'r> SqlSession<'r> {
                 grant.key.join(", ")
             ),
             input: model.input.clone(),
-        }
+        }))
     }
 
     /// Runs the checked plan, within the policy's wall time: a view is created; a query's
