@@ -142,18 +142,9 @@ impl TableSource {
         tokio: Arc<tokio::runtime::Runtime>,
     ) -> Result<TableSource, DataError> {
         let path = binding.label();
-        let context = query_context(batch_rows, &path)?;
-        tokio.block_on(register(&context, binding, grant))?;
-        let table_columns: Vec<(String, DataType)> = tokio
-            .block_on(context.table(SOURCE_TABLE))
-            .map_err(|e| query_error(&path, "cannot read the table", e))?
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| (f.name().clone(), f.data_type().clone()))
-            .collect();
-        let grant = &canonical_grant(grant, &table_columns, &path)?;
-        tokio.block_on(check_expressions(&context, grant, &table_columns, &path))?;
+        let (context, table_columns, grant) =
+            tokio.block_on(checked_grant(binding, grant, batch_rows))?;
+        let grant = &grant;
         let query = build_query(grant, &table_columns);
         let stream = tokio.block_on(start_query(&context, &query, &path))?;
         Ok(TableSource {
@@ -428,6 +419,38 @@ pub fn model_column(name: &str, ty: ColumnType, array: &ArrayRef) -> Result<Colu
         values,
         validity,
     })
+}
+
+/// The first steps of reading a binding, for a run's source and a SQL session's governed table
+/// alike: a query context, the binding registered as the source table, the grant in canonical
+/// form, and every SQL snippet of it checked against the table's columns. Reads no row.
+pub(crate) async fn checked_grant(
+    binding: &SourceBinding,
+    grant: &InputGrant,
+    batch_rows: usize,
+) -> Result<
+    (
+        datafusion::prelude::SessionContext,
+        Vec<(String, DataType)>,
+        InputGrant,
+    ),
+    DataError,
+> {
+    let path = binding.label();
+    let context = query_context(batch_rows, &path)?;
+    register(&context, binding, grant).await?;
+    let table_columns: Vec<(String, DataType)> = context
+        .table(SOURCE_TABLE)
+        .await
+        .map_err(|e| query_error(&path, "cannot read the table", e))?
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().clone()))
+        .collect();
+    let grant = canonical_grant(grant, &table_columns, &path)?;
+    check_expressions(&context, &grant, &table_columns, &path).await?;
+    Ok((context, table_columns, grant))
 }
 
 /// Whether row `row` of `left` has the same partition key as the first row of `right`.

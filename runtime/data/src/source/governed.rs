@@ -20,9 +20,9 @@ use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 
-use super::binding::{SourceBinding, query_context, register, register_as};
-use super::query::{SOURCE_TABLE, build_query, canonical_grant, check_expressions};
-use super::{query_error, quote_identifier};
+use super::binding::{SourceBinding, register_as};
+use super::query::build_query;
+use super::{checked_grant, query_error, quote_identifier};
 use crate::DataError;
 use cordon_config::grant::InputGrant;
 use cordon_config::manifest::ColumnType;
@@ -50,19 +50,8 @@ impl GovernedTable {
         batch_rows: usize,
     ) -> Result<GovernedTable, DataError> {
         let path = binding.label();
-        let context = query_context(batch_rows, &path)?;
-        register(&context, binding, grant).await?;
-        let table_columns: Vec<(String, DataType)> = context
-            .table(SOURCE_TABLE)
-            .await
-            .map_err(|e| query_error(&path, "cannot read the table", e))?
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| (f.name().clone(), f.data_type().clone()))
-            .collect();
-        let grant = &canonical_grant(grant, &table_columns, &path)?;
-        check_expressions(&context, grant, &table_columns, &path).await?;
+        let (context, table_columns, grant) = checked_grant(binding, grant, batch_rows).await?;
+        let grant = &grant;
         for key in &grant.key {
             if grant.columns.iter().any(|c| c.model.as_str() == key) {
                 return Err(DataError::Query {

@@ -171,16 +171,7 @@ impl PlanLineage {
 /// Traces `plan`: every model call (scalar functions named in `functions`, whose values are
 /// each model's index in `models`) and the tables it reads.
 pub(crate) fn trace(plan: &LogicalPlan, models: &[Arc<SessionModel>]) -> PlanLineage {
-    let functions: HashMap<&str, usize> = models
-        .iter()
-        .enumerate()
-        .map(|(index, model)| (model.function.as_str(), index))
-        .collect();
-    let tracer = Tracer {
-        functions,
-        models,
-        depth_left: std::cell::Cell::new(MAX_DEPTH),
-    };
+    let tracer = Tracer::new(models);
     let mut lineage = PlanLineage::default();
     tracer.visit(plan, &[], &mut lineage);
     let traced = lineage
@@ -195,16 +186,7 @@ pub(crate) fn trace(plan: &LogicalPlan, models: &[Arc<SessionModel>]) -> PlanLin
 /// For each output column of `plan`, whether a model computed it (so that its text is the
 /// model's: see `cordon_data::sink::write_csv`).
 pub(crate) fn model_derived(plan: &LogicalPlan, models: &[Arc<SessionModel>]) -> Vec<bool> {
-    let functions: HashMap<&str, usize> = models
-        .iter()
-        .enumerate()
-        .map(|(index, model)| (model.function.as_str(), index))
-        .collect();
-    let tracer = Tracer {
-        functions,
-        models,
-        depth_left: std::cell::Cell::new(MAX_DEPTH),
-    };
+    let tracer = Tracer::new(models);
     (0..plan.schema().fields().len())
         .map(|index| {
             tracer
@@ -234,7 +216,20 @@ struct Tracer<'a> {
     depth_left: std::cell::Cell<usize>,
 }
 
-impl Tracer<'_> {
+impl<'a> Tracer<'a> {
+    /// A tracer of the calls of `models`' functions.
+    fn new(models: &'a [Arc<SessionModel>]) -> Tracer<'a> {
+        Tracer {
+            functions: models
+                .iter()
+                .enumerate()
+                .map(|(index, model)| (model.function.as_str(), index))
+                .collect(),
+            models,
+            depth_left: std::cell::Cell::new(MAX_DEPTH),
+        }
+    }
+
     /// Runs `work` one level deeper, or returns `None` past [`MAX_DEPTH`].
     fn deeper<T>(&self, work: impl FnOnce() -> T) -> Option<T> {
         let left = self.depth_left.get();
