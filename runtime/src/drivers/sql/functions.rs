@@ -6,11 +6,12 @@
 //! the ledger.
 
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use datafusion::arrow::array::{ArrayRef, StructArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Fields, SchemaRef};
@@ -80,6 +81,8 @@ pub(crate) struct QueryScoring {
     free: (Sender<Scorer>, Receiver<Scorer>),
     /// How many scorers the statement started.
     scorers: usize,
+    /// Set once a batch of the statement has failed: no batch waits for a scorer after it.
+    failed: AtomicBool,
     deadline: Instant,
     wall_time: Duration,
     progress: Arc<dyn Progress + Send + Sync>,
@@ -90,6 +93,8 @@ pub(crate) struct QueryScoring {
 pub(crate) struct ScoringState {
     pub(crate) facts: RunFacts,
     pub(crate) partitions: Vec<PartitionRead>,
+    /// Scorers dropped after their batch failed.
+    lost: usize,
     /// The first error a call met, as the run reports it (DataFusion only carries its text).
     pub(crate) error: Option<RunError>,
 }
@@ -111,6 +116,7 @@ impl QueryScoring {
         Ok(QueryScoring {
             free,
             scorers,
+            failed: AtomicBool::new(false),
             deadline,
             wall_time: prepared.policy().limits.wall_time.0,
             progress,
@@ -130,7 +136,8 @@ impl QueryScoring {
         // The deadline stops a busy scorer; a little past it, one that has not come back is
         // given up on (its counts are lost, never waited for forever).
         let give_up = self.deadline + Duration::from_secs(5);
-        for _ in 0..self.scorers {
+        let lost = self.state().lost;
+        for _ in 0..self.scorers.saturating_sub(lost) {
             match self.free.1.recv_deadline(give_up) {
                 Ok(scorer) => totals.merge(scorer.totals()),
                 Err(_) => break,
@@ -141,6 +148,31 @@ impl QueryScoring {
         state
     }
 
+    /// A free scorer, waiting for one; none once a batch of the statement has failed.
+    fn free_scorer(&self) -> Result<Scorer, RunError> {
+        loop {
+            if self.failed.load(Ordering::Acquire) {
+                return Err(RunError::Internal(
+                    "an earlier batch of the statement failed".into(),
+                ));
+            }
+            match self.free.1.recv_timeout(Duration::from_millis(50)) {
+                Ok(scorer) => return Ok(scorer),
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(RunError::Internal("no scorer is left for the query".into()));
+                }
+            }
+        }
+    }
+
+    /// Drops a scorer whose batch failed, keeping its counts.
+    fn lose(&self, scorer: Scorer) {
+        let mut state = self.state();
+        state.facts.totals.merge(scorer.totals());
+        state.lost += 1;
+    }
+
     /// Keeps the first error for the run's report, and hands DataFusion its text.
     fn fail(&self, error: RunError) -> DataFusionError {
         let message = error.to_string();
@@ -148,11 +180,20 @@ impl QueryScoring {
         if state.error.is_none() {
             state.error = Some(error);
         }
+        // Only now may waiting batches give up: their error comes after this one.
+        self.failed.store(true, Ordering::Release);
         DataFusionError::Execution(message)
     }
 
     /// Scores one batch on a free scorer (waiting for one), with the deadline checked first.
-    fn score(&self, batch: Batch) -> Result<Batch, RunError> {
+    /// The first error of the statement is kept as the run's ([`QueryScoring::fail`]) before
+    /// anything else can fail because of it.
+    fn score(&self, batch: Batch) -> Result<Batch, DataFusionError> {
+        self.score_unrecorded(batch)
+            .map_err(|error| self.fail(error))
+    }
+
+    fn score_unrecorded(&self, batch: Batch) -> Result<Batch, RunError> {
         if Instant::now() > self.deadline {
             return Err(RunError::WallTime {
                 limit: self.wall_time,
@@ -166,23 +207,24 @@ impl QueryScoring {
             state.facts.rows_in += rows;
             at
         };
-        let mut scorer = self
-            .free
-            .1
-            .recv()
-            .map_err(|_| RunError::Internal("no scorer is left for the query".into()))?;
+        let mut scorer = self.free_scorer()?;
         let scored = crate::panics::catch(|| scorer.score(batch));
-        // Put back before anything else: a failed batch ends the statement, and the scorer's
-        // counts are gathered at its end.
-        let _ = self.free.0.send(scorer);
         let output = match scored {
-            Ok(Ok(output)) => output,
-            Ok(Err(error)) => return Err(RunError::scoring(error, Some(at))),
+            Ok(Ok(output)) => {
+                let _ = self.free.0.send(scorer);
+                output
+            }
+            // An instance that failed (a trap, a broken limit) is never used again: it is
+            // dropped with its counts kept, and the statement ends with this error.
+            Ok(Err(error)) => {
+                let error = RunError::scoring(error, Some(at));
+                self.lose(scorer);
+                return Err(error);
+            }
             Err(panic) => {
-                return Err(RunError::Internal(format!(
-                    "scoring batch {} panicked: {panic}",
-                    at.0
-                )));
+                let error = RunError::Internal(format!("scoring batch {} panicked: {panic}", at.0));
+                self.lose(scorer);
+                return Err(error);
             }
         };
         let rows_out = {
@@ -333,8 +375,8 @@ impl AsyncScalarUDFImpl for ModelScalarFunction {
         let scored = tokio::task::spawn_blocking(move || scorer_side.score(batch))
             .await
             .map_err(|e| DataFusionError::Execution(format!("{}: {e}", self.name())))?;
-        let value = scored.and_then(|output| self.value(&output, rows));
-        match value {
+        let output = scored?;
+        match self.value(&output, rows) {
             Ok(array) => Ok(ColumnarValue::Array(array)),
             Err(error) => Err(scoring.fail(error)),
         }
