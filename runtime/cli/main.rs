@@ -8,6 +8,7 @@ mod check;
 mod package;
 mod plot;
 mod run;
+mod serve;
 mod sql;
 mod worker;
 
@@ -35,6 +36,12 @@ enum Command {
     /// function (`SELECT * FROM telco_churn('customers')`) and, in row mode, a scalar one
     /// (`telco_churn(tenure, ...)`). The policy is checked on each statement's plan first.
     Sql(sql::SqlArgs),
+    /// Serve a row-mode package over KServe's Open Inference Protocol v2 (REST, and gRPC with
+    /// --grpc), for the callers in the policy's token file, until SIGTERM.
+    Serve(serve::ServeArgs),
+    /// Make a caller's bearer token for `cordon serve`: prints the token (on stderr, once)
+    /// and the [[token]] entry with its hash to add to the token file.
+    Token(serve::TokenArgs),
     /// Check a policy against a package and its tables without running anything: the grant,
     /// and every filter, mask and column expression planned against the table (no row read).
     Check(check::CheckArgs),
@@ -100,6 +107,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Sql(args) => sql::sql(args),
+        Command::Serve(args) => serve::serve(args),
+        Command::Token(args) => serve::token(args),
         Command::Check(args) => check::check(args),
         Command::Pack { dir, out } => package::pack(&dir, &out),
         Command::Keygen { stem } => package::keygen(&stem),

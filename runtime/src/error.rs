@@ -38,6 +38,10 @@ pub enum RunError {
     OnnxRuntime(#[from] OnnxRuntimeError),
     #[error("the package has graphs, but no ONNX Runtime library was configured")]
     NoOnnxRuntime,
+    /// `cordon serve` cannot start or go on: its token file, TLS material, listeners, or a
+    /// policy that does not bind requests.
+    #[error("cordon serve: {0}")]
+    Serve(String),
     #[error("graph `{graph}` was refused before it reached ONNX Runtime: {why}")]
     GraphRefused { graph: String, why: String },
     #[error(transparent)]

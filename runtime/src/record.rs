@@ -228,6 +228,25 @@ impl RunRecorder {
         Ok(wall_time)
     }
 
+    /// Events of a long-running driver (`cordon serve`'s request batches), appended together
+    /// with one flush.
+    pub fn events(&mut self, events: Vec<(String, serde_json::Value)>) -> Result<(), RunError> {
+        match &mut self.log {
+            Some(log) => Ok(log.append_all(events)?),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the policy keeps a trail and a ledger.
+    pub fn audited(&self) -> Option<&AuditPolicy> {
+        self.audit.as_ref()
+    }
+
+    /// The run's id as the ledger names it.
+    pub fn package(&self) -> Option<&PackageIdentity> {
+        self.package.as_ref()
+    }
+
     /// A query of the SQL driver (`cordon sql`): its text as parsed, the role, the tables it
     /// reads and every model function call with the columns its arguments come from.
     pub fn query(&mut self, fields: serde_json::Value) -> Result<(), RunError> {

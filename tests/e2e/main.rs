@@ -28,6 +28,7 @@ mod packaging;
 mod partition;
 mod policy_snapshots;
 mod sandbox_policy;
+mod serve;
 mod snapshots;
 mod sql;
 mod support;

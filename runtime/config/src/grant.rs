@@ -395,12 +395,10 @@ fn check_partition_mode_has_no_key(
 
 /// The policy's `[emit.*]` for the package's output. As with bindings, one for an output the
 /// package does not declare is refused, and so is a missing one; and a key column may not
-/// share a name with an output column, or the re-attached key would be ambiguous.
-fn find_emit<'p>(
-    manifest: &Manifest,
-    policy: &'p Policy,
-    binding: &Binding,
-) -> Result<&'p Emit, GrantError> {
+/// share a name with an output column, or the re-attached key would be ambiguous. A binding
+/// to requests (`source = "request"`) answers in the response: it needs no `[emit.*]`, and its
+/// sink is named `response`.
+fn find_emit(manifest: &Manifest, policy: &Policy, binding: &Binding) -> Result<Emit, GrantError> {
     let input_name = &manifest.input.name;
     let output_name = &manifest.output.name;
     for emitted in policy.emit.keys() {
@@ -414,11 +412,22 @@ fn find_emit<'p>(
             ));
         }
     }
-    let emit = policy.emit.get(output_name).ok_or_else(|| {
-        refuse(policy, "emit", format!(
-            "the package writes output `{output_name}`, but the policy has no [emit.{output_name}]"
-        ))
-    })?;
+    let emit = match policy.emit.get(output_name) {
+        Some(emit) => emit.clone(),
+        None if binding.is_request() => Emit {
+            sink: "response".into(),
+            non_finite: crate::policy::NonFinite::default(),
+        },
+        None => {
+            return Err(refuse(
+                policy,
+                "emit",
+                format!(
+                    "the package writes output `{output_name}`, but the policy has no [emit.{output_name}]"
+                ),
+            ));
+        }
+    };
     let output_columns: BTreeSet<&str> = manifest
         .output
         .columns

@@ -156,11 +156,16 @@ impl std::fmt::Display for Isolation {
     }
 }
 
+/// `source = "request"`: the binding's rows come from the requests `cordon serve` receives,
+/// one named tensor per source column, instead of from a table.
+pub const REQUEST_SOURCE: &str = "request";
+
 /// Binds a manifest input to a table on this machine.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Binding {
-    /// The source table: a CSV file with a header row (`.csv`) or a Parquet file (`.parquet`).
+    /// The source table: a CSV file with a header row (`.csv`) or a Parquet file (`.parquet`),
+    /// or `"request"` ([`REQUEST_SOURCE`]) for the rows of `cordon serve`'s requests.
     pub source: PathBuf,
     /// Model column name -> a source column name, or an SQL expression over source columns.
     /// Only these columns enter the sandbox.
@@ -173,13 +178,68 @@ pub struct Binding {
     /// value (`left("zip", 3)`): the model sees only the masked value.
     #[serde(default)]
     pub mask: BTreeMap<Name, String>,
-    /// CSV only: source column name -> its type, instead of reading it as text.
+    /// CSV: source column name -> its type, instead of reading it as text. Requests: the type
+    /// of each tensor a request carries, where it differs from the manifest's column type (a
+    /// key, a column computed from others, text to be cast).
     #[serde(default)]
     pub schema: BTreeMap<String, crate::manifest::ColumnType>,
     /// Source columns that identify a row (customer ids). They never enter the sandbox; the
     /// host re-attaches them to the output.
     #[serde(default)]
     pub key: Vec<String>,
+}
+
+impl Binding {
+    /// Whether the rows come from `cordon serve`'s requests (`source = "request"`).
+    pub fn is_request(&self) -> bool {
+        self.source.as_os_str() == REQUEST_SOURCE
+    }
+}
+
+/// `[serve]`: how `cordon serve` takes requests for the policy's request bindings: who may
+/// call, over what, and the limits on load (how long a request may wait to share a batch, how
+/// much may queue, how big and slow one request may be).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct ServePolicy {
+    /// The callers' bearer tokens, stored as SHA-256 hashes, each bound to a role
+    /// (`[[token]] name = "..." sha256 = "..." role = "..."`). No token, no inference.
+    pub tokens: PathBuf,
+    /// A PEM certificate chain: requests are then taken over TLS only.
+    pub tls_certificate: Option<PathBuf>,
+    /// The certificate's PEM private key.
+    pub tls_key: Option<PathBuf>,
+    /// How long the first request of a batch waits for others to join it (dynamic batching,
+    /// as Triton's `max_queue_delay_microseconds`). A full batch (`batch-rows`) goes at once.
+    pub max_batch_delay: WallTime,
+    /// Rows that may wait for a sandbox instance, all requests together; a request that would
+    /// pass it is refused with 429.
+    pub queue_rows: u64,
+    /// The largest request body taken (413 past it).
+    pub request_bytes: ByteSize,
+    /// The most rows one request may carry (400 past it).
+    pub request_rows: u64,
+    /// Wall time of one request, from its arrival to its answer (504 past it; the guest is
+    /// stopped at it).
+    pub request_time: WallTime,
+    /// How often a usage record is written while the server runs (and once at shutdown).
+    pub usage_period: WallTime,
+}
+
+impl Default for ServePolicy {
+    fn default() -> Self {
+        ServePolicy {
+            tokens: PathBuf::new(),
+            tls_certificate: None,
+            tls_key: None,
+            max_batch_delay: WallTime(std::time::Duration::from_micros(500)),
+            queue_rows: 65_536,
+            request_bytes: ByteSize::mib(64),
+            request_rows: 65_536,
+            request_time: WallTime(std::time::Duration::from_secs(10)),
+            usage_period: WallTime(std::time::Duration::from_secs(3600)),
+        }
+    }
 }
 
 /// `[table.<name>]`: a table of the consumer's for `cordon sql` that never feeds a model. Its
@@ -270,6 +330,7 @@ struct RawPolicy {
     role: BTreeMap<Name, Role>,
     #[serde(default)]
     table: BTreeMap<Name, PlainTable>,
+    serve: Option<ServePolicy>,
 }
 
 /// A parsed, validated policy. Relative paths are resolved against the directory `cordon`
@@ -291,6 +352,8 @@ pub struct Policy {
     pub roles: BTreeMap<Name, Role>,
     /// `cordon sql`'s plain tables, by name: never a model's input.
     pub tables: BTreeMap<Name, PlainTable>,
+    /// `cordon serve`'s tokens, TLS and load limits; required to serve.
+    pub serve: Option<ServePolicy>,
     /// The line of every key, by its dotted path (`bind.customers.filter` -> 23), for errors.
     #[serde(skip)]
     key_lines: KeyLines,
@@ -347,6 +410,10 @@ impl Policy {
         });
         check_roles(&raw.role, &bind, &invalid)?;
         let tables = resolve_tables(raw.table, &bind, base_dir, &invalid)?;
+        let serve = raw
+            .serve
+            .map(|serve| resolve_serve(serve, base_dir, &invalid))
+            .transpose()?;
 
         Ok(Policy {
             path: path.to_owned(),
@@ -358,6 +425,7 @@ impl Policy {
             audit,
             roles: raw.role,
             tables,
+            serve,
             key_lines,
         })
     }
@@ -400,7 +468,7 @@ pub use sql::{canonical_sql_expression, check_sql_expression};
 
 use checks::{
     Invalid, check_inference, check_limits, check_roles, check_version, read_trust,
-    resolve_bindings, resolve_tables,
+    resolve_bindings, resolve_serve, resolve_tables,
 };
 use lines::KeyLines;
 

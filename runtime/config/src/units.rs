@@ -87,7 +87,7 @@ impl<'de> serde::Deserialize<'de> for ByteSize {
     }
 }
 
-/// A duration, written with a unit: `ms`, `s`, `m` or `h`.
+/// A duration, written with a unit: `us`, `ms`, `s`, `m` or `h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct WallTime(pub Duration);
 
@@ -114,16 +114,17 @@ impl std::str::FromStr for WallTime {
             )
         };
         let (number, unit) = split_number(text).ok_or_else(invalid)?;
-        let millis: u64 = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
+        let micros: u64 = match unit {
+            "us" => 1,
+            "ms" => 1_000,
+            "s" => 1_000_000,
+            "m" => 60_000_000,
+            "h" => 3_600_000_000,
             _ => return Err(invalid()),
         };
         number
-            .checked_mul(millis)
-            .map(|ms| WallTime(Duration::from_millis(ms)))
+            .checked_mul(micros)
+            .map(|us| WallTime(Duration::from_micros(us)))
             .ok_or_else(invalid)
     }
 }
@@ -148,6 +149,10 @@ mod tests {
         assert_eq!(
             "90s".parse::<WallTime>().unwrap().0,
             Duration::from_secs(90)
+        );
+        assert_eq!(
+            "500us".parse::<WallTime>().unwrap().0,
+            Duration::from_micros(500)
         );
         assert!("soon".parse::<WallTime>().is_err());
         assert_eq!(ByteSize::mib(64).to_string(), "64 MiB");

@@ -41,6 +41,11 @@ pub enum DataError {
     },
     #[error("{path}: only .csv and .parquet sources can be read")]
     Format { path: PathBuf },
+    /// A binding with `source = "request"` read as a table (by `cordon run` or `cordon sql`).
+    #[error(
+        "[bind.{input}] takes its rows from requests (source = \"request\"): serve it with `cordon serve`, or bind a table to read it here"
+    )]
+    RequestBound { input: String },
     /// The file's bytes made its reader fail outright (a panic inside the parquet crate, say).
     #[error(
         "{path}: the table is damaged or not what its extension says; its reader failed: {message}"

@@ -33,6 +33,7 @@ use cordon_contract::data::{Batch, Column, ColumnValues, HeldBack, KeyedBatch};
 mod binding;
 mod governed;
 mod query;
+mod request;
 
 pub use binding::{SourceBinding, SourceFormat};
 use binding::{query_context, register, start_query};
@@ -40,6 +41,7 @@ pub use cordon_contract::arrow::arrow_type;
 pub use governed::{GovernedTable, plain_table};
 pub use query::quote_identifier;
 use query::{SOURCE_TABLE, build_query, canonical_grant, check_expressions};
+pub use request::{ROW_NUMBER_COLUMN, RequestColumn, RequestSource, SelectedRows, request_columns};
 
 /// Memory DataFusion may hold for the query (sorting, in partition mode) before it spills to
 /// temporary files: a table larger than memory still scores.
@@ -108,6 +110,11 @@ impl TableSource {
         partition_rows: u64,
         tokio: Arc<tokio::runtime::Runtime>,
     ) -> Result<TableSource, DataError> {
+        if grant.source.as_os_str() == cordon_config::policy::REQUEST_SOURCE {
+            return Err(DataError::RequestBound {
+                input: grant.name.to_string(),
+            });
+        }
         let binding = SourceBinding::File(grant.source.clone());
         Self::open_binding(&binding, grant, batch_rows, partition_rows, tokio)
     }
@@ -338,59 +345,64 @@ impl TableSource {
 
     /// Splits a record batch into the key values (kept here) and the model's columns.
     fn convert(&mut self, record: &RecordBatch) -> Result<KeyedBatch, DataError> {
-        let rows = record.num_rows();
-        let mut keys = vec![Vec::with_capacity(self.key_count); rows];
-        for index in 0..self.key_count {
-            let array = self.column_as(record, index, &DataType::Utf8)?;
-            let strings = array.as_string::<i32>();
-            for (row, key) in keys.iter_mut().enumerate() {
-                key.push(if strings.is_null(row) {
-                    String::new()
-                } else {
-                    strings.value(row).to_owned()
-                });
-            }
-        }
-        let mut columns = Vec::with_capacity(self.columns.len());
-        for (offset, (name, ty)) in self.columns.iter().enumerate() {
-            let array = self.column_as(record, self.key_count + offset, &arrow_type(*ty))?;
-            columns.push(
-                model_column(name, *ty, &array)
-                    .map_err(|why| self.internal(format!("column `{name}`: {why}")))?,
-            );
-        }
         let index = self.next_index;
         self.next_index += 1;
-        Ok(KeyedBatch {
-            index,
-            batch: Batch {
-                num_rows: rows,
-                columns,
-            },
-            held_back: HeldBack::RowKeys(keys),
-        })
+        convert_record(&self.path, &self.columns, self.key_count, index, record)
     }
+}
 
-    /// Column `index` of the record, cast to exactly `ty` (DataFusion may hand back views or
-    /// other string and time encodings).
-    fn column_as(
-        &self,
-        record: &RecordBatch,
-        index: usize,
-        ty: &DataType,
-    ) -> Result<ArrayRef, DataError> {
+/// Splits a record batch of the grant's query (`key_count` key columns, as text, then the
+/// model's `columns`) into the key values (kept on the host) and the model's batch `index`.
+pub(crate) fn convert_record(
+    path: &Path,
+    columns: &[(String, ColumnType)],
+    key_count: usize,
+    index: u64,
+    record: &RecordBatch,
+) -> Result<KeyedBatch, DataError> {
+    let internal = |message: String| DataError::Internal {
+        path: path.to_owned(),
+        message,
+    };
+    // Column `index` of the record, cast to exactly `ty` (DataFusion may hand back views or
+    // other string and time encodings).
+    let column_as = |index: usize, ty: &DataType| -> Result<ArrayRef, DataError> {
         let column = record
             .columns()
             .get(index)
-            .ok_or_else(|| DataError::Internal {
-                path: self.path.clone(),
-                message: format!("the query returned no column {index}"),
-            })?;
-        cast(column, ty).map_err(|e| DataError::Internal {
-            path: self.path.clone(),
-            message: format!("cannot convert column {index} to {ty}: {e}"),
-        })
+            .ok_or_else(|| internal(format!("the query returned no column {index}")))?;
+        cast(column, ty)
+            .map_err(|e| internal(format!("cannot convert column {index} to {ty}: {e}")))
+    };
+    let rows = record.num_rows();
+    let mut keys = vec![Vec::with_capacity(key_count); rows];
+    for key_index in 0..key_count {
+        let array = column_as(key_index, &DataType::Utf8)?;
+        let strings = array.as_string::<i32>();
+        for (row, key) in keys.iter_mut().enumerate() {
+            key.push(if strings.is_null(row) {
+                String::new()
+            } else {
+                strings.value(row).to_owned()
+            });
+        }
     }
+    let mut model_columns = Vec::with_capacity(columns.len());
+    for (offset, (name, ty)) in columns.iter().enumerate() {
+        let array = column_as(key_count + offset, &arrow_type(*ty))?;
+        model_columns.push(
+            model_column(name, *ty, &array)
+                .map_err(|why| internal(format!("column `{name}`: {why}")))?,
+        );
+    }
+    Ok(KeyedBatch {
+        index,
+        batch: Batch {
+            num_rows: rows,
+            columns: model_columns,
+        },
+        held_back: HeldBack::RowKeys(keys),
+    })
 }
 
 /// One model column from an Arrow array of exactly `arrow_type(ty)`: its values, with a null's

@@ -165,6 +165,12 @@ impl Scorer {
         }
     }
 
+    /// Moves the instance's deadline: a server's instance lives for many requests, and each
+    /// call must stop by the wall time of the requests it scores.
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+    }
+
     /// What this instance did so far.
     pub fn totals(&self) -> Totals {
         let state = self.instance.store.data();

@@ -6,10 +6,13 @@
 //! - [`memory`]: Arrow record batches in and out, on one scorer (what the serving driver
 //!   builds on);
 //! - [`sql`]: `cordon sql`, the model as SQL functions over governed tables, the policy
-//!   enforced on each statement's plan.
+//!   enforced on each statement's plan;
+//! - [`serve`]: `cordon serve`, online scoring over the Open Inference Protocol, each
+//!   request's rows through the policy's request binding, batched dynamically.
 
 pub mod batch;
 pub mod memory;
+pub mod serve;
 pub mod sql;
 
 use crate::data::{Batch, Column};

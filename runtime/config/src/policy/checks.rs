@@ -9,7 +9,7 @@ use super::sql::check_binding_sql;
 use super::{
     Binding, InferencePolicy, Limits, MAX_BATCH_ROWS, MAX_GUEST_MEMORY, MAX_INFERENCE_THREADS,
     MAX_INSTANCES, MIN_GUEST_MEMORY, MIN_INFERENCE_MEMORY, POLICY_VERSION, PlainTable, PolicyError,
-    Role,
+    Role, ServePolicy,
 };
 use crate::names::Name;
 
@@ -209,7 +209,10 @@ pub(super) fn resolve_bindings(
                 ),
             ));
         }
-        binding.source = base_dir.join(&binding.source);
+        // `source = "request"` names no file: it stays as written.
+        if !binding.is_request() {
+            binding.source = base_dir.join(&binding.source);
+        }
         check_binding_sql(
             &format!("bind.{input}"),
             binding.filter.as_ref(),
@@ -218,6 +221,66 @@ pub(super) fn resolve_bindings(
         .map_err(|(key, message)| invalid.at(&key, message))?;
     }
     Ok(bind)
+}
+
+/// `[serve]`: paths resolved, TLS given whole or not at all, and limits that can be met.
+pub(super) fn resolve_serve(
+    mut serve: ServePolicy,
+    base_dir: &Path,
+    invalid: &Invalid,
+) -> Result<ServePolicy, PolicyError> {
+    if serve.tokens.as_os_str().is_empty() {
+        return Err(invalid.at(
+            "serve",
+            "[serve] needs `tokens = \"<file>\"`: the callers' hashed bearer tokens and their roles"
+                .into(),
+        ));
+    }
+    serve.tokens = base_dir.join(&serve.tokens);
+    match (&serve.tls_certificate, &serve.tls_key) {
+        (Some(_), None) => {
+            return Err(invalid.at(
+                "serve.tls-certificate",
+                "[serve] tls-certificate is given without tls-key (the certificate's private key)"
+                    .into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(invalid.at(
+                "serve.tls-key",
+                "[serve] tls-key is given without tls-certificate".into(),
+            ));
+        }
+        _ => {}
+    }
+    serve.tls_certificate = serve.tls_certificate.map(|path| base_dir.join(path));
+    serve.tls_key = serve.tls_key.map(|path| base_dir.join(path));
+    let limits = &serve;
+    let positive = [
+        ("queue-rows", limits.queue_rows),
+        ("request-bytes", limits.request_bytes.bytes()),
+        ("request-rows", limits.request_rows),
+        ("request-time", limits.request_time.0.as_micros() as u64),
+        ("usage-period", limits.usage_period.0.as_micros() as u64),
+    ];
+    for (key, value) in positive {
+        if value == 0 {
+            return Err(invalid.at(
+                &format!("serve.{key}"),
+                format!("[serve] {key} must be more than 0"),
+            ));
+        }
+    }
+    if limits.request_rows > limits.queue_rows {
+        return Err(invalid.at(
+            "serve.request-rows",
+            format!(
+                "[serve] request-rows ({}) is more than queue-rows ({}): such a request could never be queued",
+                limits.request_rows, limits.queue_rows
+            ),
+        ));
+    }
+    Ok(serve)
 }
 
 /// Each role's SQL is checked like a binding's, and a role may only change a binding the

@@ -187,6 +187,11 @@ impl<'r> SqlSession<'r> {
                 "two packages read input `{input}`; a session binds each input to one model"
             )));
         }
+        if grant.input.source.as_os_str() == crate::policy::REQUEST_SOURCE {
+            return Err(RunError::from(crate::data::DataError::RequestBound {
+                input: input.clone(),
+            }));
+        }
         let governed = self
             .runtime
             .tokio
