@@ -146,6 +146,9 @@ fn terminate(child: &Child) {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
 }
 
+/// An HTTP answer: status, headers (names in lower case), body.
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
 /// One HTTP/1.1 request on a connection of its own: the status, the headers (names in lower
 /// case) and the body.
 fn http(
@@ -154,7 +157,7 @@ fn http(
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> std::io::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+) -> std::io::Result<Answer> {
     let mut stream = TcpStream::connect(address)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut request = format!(

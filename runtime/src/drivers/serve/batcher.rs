@@ -271,10 +271,9 @@ async fn batch_loop(
             let next = match receiver.try_recv() {
                 Ok(job) => Some(job),
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    match tokio::time::timeout_at(until, receiver.recv()).await {
-                        Ok(job) => job,
-                        Err(_) => None,
-                    }
+                    tokio::time::timeout_at(until, receiver.recv())
+                        .await
+                        .unwrap_or_default()
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
             };

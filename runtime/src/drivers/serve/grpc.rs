@@ -89,6 +89,8 @@ pub mod proto {
         pub outputs: Vec<TensorMetadata>,
     }
 
+    /// The variants keep the proto's own names (`bool_param`, ...).
+    #[allow(clippy::enum_variant_names)]
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum ParameterChoice {
         #[prost(bool, tag = "1")]

@@ -29,6 +29,10 @@ pub enum TensorData {
 }
 
 impl TensorData {
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn len(&self) -> usize {
         match self {
             TensorData::Fp64(v) => v.len(),
