@@ -307,11 +307,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     let dir = tempfile::tempdir()?;
     let package = churn_package(dir.path());
     let policy = std::fs::read_to_string(root().join("policies/churn-serve.toml"))?.replace(
-        "\"policies/churn-serve-tokens.toml\"",
+        "\"policies/tokens/churn-serve.toml\"",
         &format!(
             "{:?}",
             root()
-                .join("policies/churn-serve-tokens.toml")
+                .join("policies/tokens/churn-serve.toml")
                 .display()
                 .to_string()
         ),
