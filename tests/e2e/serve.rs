@@ -80,6 +80,8 @@ fn case(wasm: &str, output: &str, limits: &str, serve: &str) -> Case {
 struct Server {
     child: Child,
     address: SocketAddr,
+    /// `http` or `https`, as the server says it serves.
+    scheme: String,
     stderr: std::thread::JoinHandle<String>,
 }
 
@@ -101,16 +103,17 @@ impl Server {
             .unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap());
         let mut seen = String::new();
-        let address = loop {
+        let (address, scheme) = loop {
             let mut line = String::new();
             if lines.read_line(&mut line).unwrap() == 0 {
                 panic!("cordon serve ended before serving: {seen}");
             }
             seen.push_str(&line);
             if let Some(rest) = line.strip_prefix("serving ") {
-                let address = rest.split("://").nth(1).unwrap();
-                let address = address.split([' ', ',']).next().unwrap();
-                break address.parse().unwrap();
+                let (before, after) = rest.split_once("://").unwrap();
+                let scheme = before.rsplit(' ').next().unwrap().to_string();
+                let address = after.split([' ', ',']).next().unwrap();
+                break (address.parse().unwrap(), scheme);
             }
         };
         let stderr = std::thread::spawn(move || {
@@ -121,6 +124,7 @@ impl Server {
         Server {
             child,
             address,
+            scheme,
             stderr,
         }
     }
@@ -158,8 +162,19 @@ fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Answer> {
-    let mut stream = TcpStream::connect(address)?;
+    let stream = TcpStream::connect(address)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    exchange(stream, method, path, headers, body)
+}
+
+/// One HTTP/1.1 request and its answer over `stream` (plain or TLS).
+fn exchange(
+    mut stream: impl Read + Write,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Answer> {
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-length: {}\r\n",
         body.len()
@@ -171,7 +186,13 @@ fn http(
     stream.write_all(request.as_bytes())?;
     stream.write_all(body)?;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
+    match stream.read_to_end(&mut response) {
+        Ok(_) => {}
+        // A TLS peer that closes without close_notify, after its answer.
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {
+        }
+        Err(error) => return Err(error),
+    }
     let split = response
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -495,6 +516,29 @@ fn bad_requests_are_refused_by_name() {
     .unwrap();
     assert_eq!(status, 413);
 
+    // Names cut for an error message at a byte inside a character (no panic, a 4xx).
+    let long_path = format!("/{}é", "a".repeat(126));
+    let (status, _, _) = http(address, "GET", &long_path, &[], b"").unwrap();
+    assert_eq!(status, 404);
+    let mut long_name = good.clone();
+    long_name["inputs"][1]["name"] = json!(format!("{}é", "a".repeat(127)));
+    let (status, response) = infer(address, Some(FULL_TOKEN), &long_name);
+    assert_eq!(status, 400, "{response}");
+    let mut long_value = good.clone();
+    long_value["inputs"][1]["data"] = json!(["é".repeat(40)]);
+    let (status, response) = infer(address, Some(FULL_TOKEN), &long_value);
+    assert_eq!(status, 400, "{response}");
+
+    // An output asked for twice would be encoded twice: refused.
+    let mut twice = good.clone();
+    twice["outputs"] = json!([{ "name": "seen" }, { "name": "seen" }]);
+    let (status, response) = infer(address, Some(FULL_TOKEN), &twice);
+    assert_eq!(status, 400, "{response}");
+    assert!(
+        error_of(&response).contains("`seen` is asked for twice"),
+        "{response}"
+    );
+
     let (status, _, _) = http(
         address,
         "POST",
@@ -644,6 +688,70 @@ fn a_trapping_request_fails_alone() {
     );
 }
 
+/// A request whose value the policy's query cannot take (a cast it refuses) is batched with
+/// good ones: it fails alone with a 400, the others are scored, and the usage ledger counts
+/// the rows that entered the sandbox, however the batch was first cut.
+#[test]
+fn a_refused_value_fails_alone_and_the_ledger_counts_the_others() {
+    let case = case(
+        cordon_test_guests::POLICY_ECHO_COLUMNS,
+        "seen",
+        "instances = 1\nbatch-rows = 64",
+        "max-batch-delay = \"300ms\"",
+    );
+    let policy = std::fs::read_to_string(case.path("policy.toml")).unwrap();
+    case.write(
+        "policy.toml",
+        &policy.replace(
+            "filter = \"x >= 0\"",
+            "filter = \"CAST(label AS DOUBLE) >= 0\"",
+        ),
+    );
+    let server = Server::start(&case);
+    let address = server.address;
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                scope.spawn(move || {
+                    let label = if i == 5 { "not a number" } else { "1" };
+                    infer(
+                        address,
+                        Some(FULL_TOKEN),
+                        &rows_request(&[&format!("r{i}")], &[1.0], &[label]),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, (status, response)) in answers.iter().enumerate() {
+        if i == 5 {
+            assert_eq!(*status, 400, "{response}");
+        } else {
+            assert_eq!(*status, 200, "request {i}: {response}");
+        }
+    }
+    let (status, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+    let events = cordon::audit::read_events(&case.path("out/audit.jsonl")).unwrap();
+    assert!(
+        events.iter().any(|e| e["event"] == "serve-batch"
+            && e["status"] == "retried"
+            && e["requests"].as_u64() > Some(1)),
+        "the refused request was not batched with others: {events:?}"
+    );
+    let usage = std::fs::read_to_string(case.path("out/usage.jsonl")).unwrap();
+    let rows: u64 = usage
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["rows_read"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(rows, 7, "{usage}");
+}
+
 /// SIGTERM under load: every request the server answered was scored and recorded, none is cut
 /// off with an error, and the trail verifies with the run's end.
 #[test]
@@ -765,4 +873,106 @@ fn serve_refuses_what_it_cannot_serve() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("serve it with `cordon serve`"), "{stderr}");
+}
+
+const TLS_CA: &str = include_str!("../fixtures/tls/ca.pem");
+
+/// A TLS client that trusts the test CA (tests/fixtures/tls), connected to `address`.
+fn tls_connect(
+    address: SocketAddr,
+) -> tokio_rustls::rustls::StreamOwned<tokio_rustls::rustls::ClientConnection, TcpStream> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(TLS_CA.as_bytes()) {
+        roots.add(certificate.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // As curl does: HTTP/2 first. The REST port must answer HTTP/1.1 all the same.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let name = ServerName::IpAddress(address.ip().into());
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(address).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    rustls::StreamOwned::new(connection, tcp)
+}
+
+/// With a certificate in the policy the server speaks TLS only: a plain-HTTP request gets no
+/// answer (and does not stop the server), a client that trusts the CA is told HTTP/1.1 by
+/// ALPN and gets its inference, and one that trusts nothing cannot connect.
+#[test]
+fn with_a_certificate_the_server_speaks_tls_only() {
+    let case = case(
+        cordon_test_guests::POLICY_ECHO_COLUMNS,
+        "seen",
+        "",
+        "tls-certificate = \"server.pem\"\ntls-key = \"server.key\"",
+    );
+    case.write("server.pem", include_str!("../fixtures/tls/server.pem"));
+    case.write("server.key", include_str!("../fixtures/tls/server.key"));
+    let server = Server::start(&case);
+    assert!(
+        server.scheme == "https",
+        "the server says it serves {}",
+        server.scheme
+    );
+
+    let plain = http(server.address, "GET", "/v2/health/live", &[], b"");
+    assert!(
+        plain.is_err() || plain.as_ref().is_ok_and(|(status, _, _)| *status != 200),
+        "plain HTTP was answered: {plain:?}"
+    );
+
+    let mut stream = tls_connect(server.address);
+    let request = rows_request(&["a"], &[1.5], &["p"]);
+    let bearer = format!("Bearer {FULL_TOKEN}");
+    let (status, _, body) = exchange(
+        &mut stream,
+        "POST",
+        "/v2/models/probe/infer",
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &bearer),
+        ],
+        request.to_string().as_bytes(),
+    )
+    .unwrap();
+    let response: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(
+        stream.conn.alpn_protocol(),
+        Some(&b"http/1.1"[..]),
+        "the REST port offered another protocol"
+    );
+    assert!(
+        output(&response, "seen")["data"][0]
+            .as_str()
+            .unwrap()
+            .contains("label=p"),
+        "{response}"
+    );
+
+    // A client that does not trust the certificate's issuer is refused by its own TLS.
+    let untrusting = {
+        use tokio_rustls::rustls;
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::IpAddress(server.address.ip().into());
+        let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+        rustls::StreamOwned::new(connection, TcpStream::connect(server.address).unwrap())
+    };
+    assert!(exchange(untrusting, "GET", "/v2/health/live", &[], b"").is_err());
+
+    let (status, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
 }

@@ -217,6 +217,11 @@ pub struct ServePolicy {
     pub queue_rows: u64,
     /// The largest request body taken (413 past it).
     pub request_bytes: ByteSize,
+    /// Request bodies being read and decoded at once, all callers together: a request waits
+    /// (within its `request-time`) for room. Each counts its declared length, or
+    /// `request-bytes` when it declares none (HTTP/2, chunked). It bounds the server's memory
+    /// against many large requests at once.
+    pub in_flight_bytes: ByteSize,
     /// The most rows one request may carry (400 past it).
     pub request_rows: u64,
     /// Wall time of one request, from its arrival to its answer (504 past it; the guest is
@@ -235,6 +240,7 @@ impl Default for ServePolicy {
             max_batch_delay: WallTime(std::time::Duration::from_micros(500)),
             queue_rows: 65_536,
             request_bytes: ByteSize::mib(64),
+            in_flight_bytes: ByteSize::mib(1024),
             request_rows: 65_536,
             request_time: WallTime(std::time::Duration::from_secs(10)),
             usage_period: WallTime(std::time::Duration::from_secs(3600)),

@@ -259,6 +259,7 @@ pub(super) fn resolve_serve(
     let positive = [
         ("queue-rows", limits.queue_rows),
         ("request-bytes", limits.request_bytes.bytes()),
+        ("in-flight-bytes", limits.in_flight_bytes.bytes()),
         ("request-rows", limits.request_rows),
         ("request-time", limits.request_time.0.as_micros() as u64),
         ("usage-period", limits.usage_period.0.as_micros() as u64),
@@ -270,6 +271,24 @@ pub(super) fn resolve_serve(
                 format!("[serve] {key} must be more than 0"),
             ));
         }
+    }
+    if limits.request_bytes.bytes() > limits.in_flight_bytes.bytes() {
+        return Err(invalid.at(
+            "serve.request-bytes",
+            format!(
+                "[serve] request-bytes ({}) is more than in-flight-bytes ({}): such a request could never be read",
+                limits.request_bytes, limits.in_flight_bytes
+            ),
+        ));
+    }
+    if limits.in_flight_bytes.bytes() > u64::from(u32::MAX) {
+        return Err(invalid.at(
+            "serve.in-flight-bytes",
+            format!(
+                "[serve] in-flight-bytes ({}) is more than 4 GiB, the most Cordon counts",
+                limits.in_flight_bytes
+            ),
+        ));
     }
     if limits.request_rows > limits.queue_rows {
         return Err(invalid.at(

@@ -248,6 +248,7 @@ async fn batch_loop(
     let batch_rows = model.prepared.policy().limits.batch_rows.max(1) as usize;
     let mut carried: Option<Job> = None;
     let mut running = tokio::task::JoinSet::new();
+    let mut last_failed_start: Option<Instant> = None;
     loop {
         let first = match carried.take() {
             Some(job) => job,
@@ -257,12 +258,13 @@ async fn batch_loop(
             },
         };
         // Wait for a free instance; requests queue meanwhile and join the batch below.
-        let Some(scorer) = free_instances.recv().await else {
-            let _ = first.reply.send(Err(ServeError::Unavailable(
-                "no sandbox instance is left".into(),
-            )));
+        let Some(scorer) = next_instance(&model, &mut free_instances, &mut last_failed_start).await
+        else {
             model.dequeued(first.rows);
-            break;
+            let _ = first.reply.send(Err(ServeError::Unavailable(
+                "no sandbox instance is alive and none could be started; retry later".into(),
+            )));
+            continue;
         };
         let until = tokio::time::Instant::from_std(first.arrived + max_delay);
         let mut rows = first.rows;
@@ -298,18 +300,87 @@ async fn batch_loop(
     }
 }
 
+/// How long after an instance failed to start the batcher tries again: until then a request
+/// that finds no instance alive is answered 503 at once.
+const RESTART_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A free instance, once one is. While none is alive (every replacement failed to start) a
+/// new one is started here; `None` when that fails too.
+async fn next_instance(
+    model: &Arc<ServedModel>,
+    free_instances: &mut mpsc::UnboundedReceiver<Scorer>,
+    last_failed_start: &mut Option<Instant>,
+) -> Option<Scorer> {
+    loop {
+        if model.pool.alive.load(Ordering::Acquire) == 0 {
+            if last_failed_start.is_some_and(|at| at.elapsed() < RESTART_BACKOFF) {
+                return None;
+            }
+            let starting = Arc::clone(model);
+            match tokio::task::spawn_blocking(move || start_instance(&starting)).await {
+                Ok(Some(scorer)) => return Some(scorer),
+                _ => {
+                    *last_failed_start = Some(Instant::now());
+                    return None;
+                }
+            }
+        }
+        // The pool's own sender keeps this channel open; the instances alive are counted
+        // apart, so the wait is rechecked now and then.
+        tokio::select! {
+            scorer = free_instances.recv() => {
+                if let Some(scorer) = scorer {
+                    return Some(scorer);
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+}
+
+/// A new warm instance in the pool's count, or `None` (said on stderr) when it cannot start.
+fn start_instance(model: &ServedModel) -> Option<Scorer> {
+    match model.prepared.scorer(Instant::now() + IDLE_DEADLINE) {
+        Ok(fresh) => {
+            model.pool.alive.fetch_add(1, Ordering::AcqRel);
+            Some(fresh)
+        }
+        Err(error) => {
+            eprintln!(
+                "cordon serve: cannot start a new instance: {}",
+                RunError::scoring(error, None)
+            );
+            None
+        }
+    }
+}
+
+/// Whether a job is still worth scoring: its caller waits and its time is not up. A job that
+/// is not is answered (504) or dropped here, so that it neither holds a batch to its deadline
+/// nor is scored and counted for nobody.
+fn still_wanted(job: Job, now: Instant) -> Option<Job> {
+    if job.reply.is_closed() {
+        return None;
+    }
+    if job.deadline <= now {
+        let _ = job.reply.send(Err(ServeError::Timeout(
+            job.deadline.saturating_duration_since(job.arrived),
+        )));
+        return None;
+    }
+    Some(job)
+}
+
 /// Scores one batch on `scorer`, request by request again if it fails, and answers every
 /// request; the instance (or a fresh one) goes back to the pool.
 async fn run_batch(model: Arc<ServedModel>, scorer: Scorer, jobs: Vec<Job>, audit: AuditSender) {
     let rows: usize = jobs.iter().map(|j| j.rows).sum();
     model.dequeued(rows);
     let now = Instant::now();
-    let (expired, jobs): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.deadline <= now);
-    for job in expired {
-        let _ = job.reply.send(Err(ServeError::Timeout(
-            job.deadline.saturating_duration_since(job.arrived),
-        )));
-    }
+    let jobs: Vec<Job> = jobs
+        .into_iter()
+        .filter_map(|job| still_wanted(job, now))
+        .collect();
     if jobs.is_empty() {
         model.pool.put_back(scorer);
         return;
@@ -327,8 +398,12 @@ async fn run_batch(model: Arc<ServedModel>, scorer: Scorer, jobs: Vec<Job>, audi
     };
     let (mut scorer, counts, first) = attempt(&model, Some(scorer), &jobs).await;
     // The usage ledger counts the batch as first formed, never the retries below (whose
-    // number the model would steer by failing).
+    // number the model would steer by failing)...
     event.counts = counts;
+    // ...unless the batch never reached the model: the data plane refused one request's
+    // values before any `score` call, so the retries are the first time the others' rows
+    // enter the sandbox, and the ledger counts them.
+    let count_retries = matches!(&first, Err((_, "refused")));
     match first {
         Ok(outputs) => {
             for (job, output) in jobs.into_iter().zip(outputs) {
@@ -348,8 +423,16 @@ async fn run_batch(model: Arc<ServedModel>, scorer: Scorer, jobs: Vec<Job>, audi
             event.status = "retried";
             event.error = Some(error.to_string());
             for job in jobs {
-                let (back, _, result) = attempt(&model, scorer, std::slice::from_ref(&job)).await;
+                let Some(job) = still_wanted(job, Instant::now()) else {
+                    continue;
+                };
+                let (back, counts, result) =
+                    attempt(&model, scorer, std::slice::from_ref(&job)).await;
                 scorer = back;
+                if count_retries {
+                    event.counts.rows += counts.rows;
+                    event.counts.calls += counts.calls;
+                }
                 let result = result.map_err(|(error, _)| error).and_then(|mut outputs| {
                     outputs.pop().ok_or_else(|| {
                         ServeError::Internal("a request came back without rows".into())
@@ -424,8 +507,17 @@ async fn attempt(
     }
     let mut outputs = Vec::with_capacity(selected_chunks.len());
     for keyed in selected_chunks {
+        if scorer.is_none() {
+            let starting = Arc::clone(model);
+            scorer = tokio::task::spawn_blocking(move || start_instance(&starting))
+                .await
+                .ok()
+                .flatten();
+        }
         let Some(instance) = scorer.take() else {
-            let error = ServeError::Unavailable("no sandbox instance is left".into());
+            let error = ServeError::Unavailable(
+                "no sandbox instance is alive and none could be started; retry later".into(),
+            );
             return (None, counts, Err((error, "error")));
         };
         let model_for_task = Arc::clone(model);
@@ -538,20 +630,9 @@ fn score_selected(
                 .metrics
                 .instances_replaced
                 .fetch_add(1, Ordering::Relaxed);
-            match model.prepared.scorer(Instant::now() + IDLE_DEADLINE) {
-                Ok(fresh) => {
-                    model.pool.alive.fetch_add(1, Ordering::AcqRel);
-                    (Some(fresh), Err(error))
-                }
-                Err(start_error) => {
-                    // The pool is one smaller; with none left the model is not ready (503).
-                    eprintln!(
-                        "cordon serve: cannot start a new instance: {}",
-                        RunError::scoring(start_error, None)
-                    );
-                    (None, Err(error))
-                }
-            }
+            // When none starts, the pool is one smaller; the batcher starts one again
+            // once none is left.
+            (start_instance(model), Err(error))
         }
     }
 }

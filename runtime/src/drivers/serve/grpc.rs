@@ -7,18 +7,18 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
-use http_body_util::{BodyExt, Limited, StreamBody};
+use http_body_util::StreamBody;
 use hyper::body::{Frame, Incoming};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prost::Message;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::listen::Connection;
 use super::tensors::{
     InferRequest, InputTensor, RequestedOutput, TensorData, decode_binary, encode_binary,
     rows_of_shape,
@@ -205,49 +205,18 @@ pub mod proto {
 type GrpcBody =
     StreamBody<futures::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
 
-/// Accepts HTTP/2 connections until `stopped` turns true, then waits for each to finish.
-pub(super) async fn accept_loop(
+/// One HTTP/2 connection until `stopped` turns true.
+pub(super) async fn serve_connection(
     server: Arc<Server>,
-    listener: TcpListener,
+    io: Connection,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let (done, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stopped.changed() => break,
-        };
-        let Ok((stream, _)) = accepted else { continue };
-        let _ = stream.set_nodelay(true);
-        let server = Arc::clone(&server);
-        let stopped = stopped.clone();
-        let done = done.clone();
-        tokio::spawn(async move {
-            match server.tls.clone() {
-                Some(tls) => {
-                    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-                    if let Ok(stream) = acceptor.accept(stream).await {
-                        serve_connection(server, TokioIo::new(stream), stopped).await;
-                    }
-                }
-                None => serve_connection(server, TokioIo::new(stream), stopped).await,
-            }
-            drop(done);
-        });
-    }
-    drop(done);
-    let _ = all_done.recv().await;
-}
-
-async fn serve_connection<I>(server: Arc<Server>, io: I, mut stopped: watch::Receiver<bool>)
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
     let service = hyper::service::service_fn(move |request| {
         let server = Arc::clone(&server);
         async move { Ok::<_, Infallible>(handle(&server, request).await) }
     });
     let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
         .max_concurrent_streams(256)
         .serve_connection(io, service);
     tokio::pin!(connection);
@@ -260,6 +229,9 @@ where
     }
 }
 
+/// The largest message a call other than ModelInfer may carry (a model's name and version).
+const OPEN_MESSAGE_BYTES: u64 = 4 * 1024;
+
 /// One call: its method from the path, its message from the body.
 async fn handle(server: &Server, request: Request<Incoming>) -> Response<GrpcBody> {
     let started = Instant::now();
@@ -269,13 +241,59 @@ async fn handle(server: &Server, request: Request<Incoming>) -> Response<GrpcBod
         .strip_prefix("/inference.GRPCInferenceService/")
         .unwrap_or_default()
         .to_string();
-    let authorization = request.headers().get(AUTHORIZATION).cloned();
-    let limit = server.limits.request_bytes.bytes();
-    let message = match read_message(request, limit).await {
+    // Probes are open and carry a model's name at most; the rest needs a token, checked
+    // before the body is read, so that a caller without one cannot make us buffer a message.
+    let open = matches!(
+        method.as_str(),
+        "ServerLive" | "ServerReady" | "ServerMetadata" | "ModelReady"
+    );
+    let caller = if open {
+        None
+    } else {
+        let authorization = request.headers().get(AUTHORIZATION);
+        match server.authenticate(authorization.map(HeaderValue::as_bytes)) {
+            Ok(caller) => Some(caller.clone()),
+            Err(error) => {
+                if method == "ModelInfer" {
+                    server
+                        .metrics
+                        .request("grpc", error.http_status(), started.elapsed());
+                }
+                return reply(Err(error));
+            }
+        }
+    };
+    let limit = if method == "ModelInfer" {
+        server.limits.request_bytes.bytes()
+    } else {
+        OPEN_MESSAGE_BYTES
+    };
+    // Inference bodies take room among those in flight; the rest are bounded small.
+    let _room = if method == "ModelInfer" {
+        let declared = request
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        match server
+            .body_room(declared.map(|d| d.saturating_sub(5)), started)
+            .await
+        {
+            Ok(room) => Some(room),
+            Err(error) => {
+                server
+                    .metrics
+                    .request("grpc", error.http_status(), started.elapsed());
+                return reply(Err(error));
+            }
+        }
+    } else {
+        None
+    };
+    let message = match read_message(request, limit, started, server.limits.request_time.0).await {
         Ok(message) => message,
         Err(error) => return reply(Err(error)),
     };
-    let auth = || server.authenticate(authorization.as_ref().map(HeaderValue::as_bytes));
     let result = match method.as_str() {
         "ServerLive" => Ok(proto::ServerLiveResponse { live: true }.encode_to_vec()),
         "ServerReady" => Ok(proto::ServerReadyResponse {
@@ -299,7 +317,6 @@ async fn handle(server: &Server, request: Request<Incoming>) -> Response<GrpcBod
                 })
         }),
         "ModelMetadata" => decode::<proto::ModelReadyRequest>(&message).and_then(|request| {
-            auth()?;
             server.check_model(&request.name, Some(&request.version))?;
             let metadata = server.model_metadata();
             let tensors = |list: Vec<(String, String)>| {
@@ -321,35 +338,35 @@ async fn handle(server: &Server, request: Request<Incoming>) -> Response<GrpcBod
             .encode_to_vec())
         }),
         "ModelInfer" => {
-            let result = infer(server, auth, &message).await;
+            let result = match &caller {
+                Some(caller) => infer(server, caller, &message, started).await,
+                None => Err(ServeError::Internal("an inference without a caller".into())),
+            };
             let status = result
                 .as_ref()
                 .map_or_else(ServeError::http_status, |_| 200);
             server.metrics.request("grpc", status, started.elapsed());
             result
         }
-        other => {
-            let mut other = other.to_string();
-            other.truncate(64);
-            Err(ServeError::NotFound(format!(
-                "no method `{}` in inference.GRPCInferenceService",
-                other.escape_debug()
-            )))
-        }
+        other => Err(ServeError::NotFound(format!(
+            "no method `{}` in inference.GRPCInferenceService",
+            super::shown(other)
+        ))),
     };
     reply(result)
 }
 
-async fn infer<'a>(
-    server: &'a Server,
-    auth: impl FnOnce() -> Result<&'a super::Caller, ServeError>,
+async fn infer(
+    server: &Server,
+    caller: &super::Caller,
     message: &[u8],
+    started: Instant,
 ) -> Result<Vec<u8>, ServeError> {
-    let caller = auth()?.clone();
+    check_repeated_fields(message, server.columns.len(), server.outputs.len())?;
     let request = decode::<proto::ModelInferRequest>(message)?;
     server.check_model(&request.model_name, Some(&request.model_version))?;
     let infer_request = to_infer_request(request, server.limits.request_rows)?;
-    let response = server.infer(&caller, infer_request).await?;
+    let response = server.infer(caller, infer_request, started).await?;
     let mut outputs = Vec::with_capacity(response.outputs.len());
     let mut raw = Vec::with_capacity(response.outputs.len());
     for output in response.outputs {
@@ -436,7 +453,7 @@ fn from_contents(input: &proto::InferInputTensor, rows: usize) -> Result<TensorD
             return Err(ServeError::BadRequest(format!(
                 "input `{}` has datatype `{}`; Cordon takes FP64, FP32, INT64, INT32, BOOL and BYTES",
                 input.name,
-                other.escape_debug()
+                super::shown(other)
             )));
         }
     };
@@ -450,13 +467,74 @@ fn from_contents(input: &proto::InferInputTensor, rows: usize) -> Result<TensorD
     Ok(data)
 }
 
+/// Counts the repeated fields of a `ModelInferRequest` on the wire, before prost builds them:
+/// an empty entry is two bytes on the wire but hundreds in memory, so a message of empty
+/// inputs would grow a hundredfold in decoding. A request carries at most one input (and one
+/// raw content) per granted tensor, one output entry per output, a few parameters.
+fn check_repeated_fields(message: &[u8], inputs: usize, outputs: usize) -> Result<(), ServeError> {
+    use prost::encoding::decode_varint;
+    const MAX_PARAMETERS: usize = 64;
+    let bad =
+        |why: &str| ServeError::BadRequest(format!("the request is not a valid message: {why}"));
+    let mut counts = [0usize; 8];
+    let mut buf = message;
+    while !buf.is_empty() {
+        let key = decode_varint(&mut buf).map_err(|_| bad("a field key is cut short"))?;
+        let field = key >> 3;
+        match key & 7 {
+            0 => {
+                decode_varint(&mut buf).map_err(|_| bad("a varint is cut short"))?;
+            }
+            1 | 5 => {
+                let width = if key & 7 == 1 { 8 } else { 4 };
+                if buf.len() < width {
+                    return Err(bad("a fixed-width field is cut short"));
+                }
+                buf.advance(width);
+            }
+            2 => {
+                let length = decode_varint(&mut buf).map_err(|_| bad("a length is cut short"))?;
+                if length > buf.len() as u64 {
+                    return Err(bad("a field is longer than the message"));
+                }
+                buf.advance(length as usize);
+            }
+            _ => return Err(bad("groups are not taken")),
+        }
+        if let Some(count) = counts.get_mut(field as usize) {
+            *count += 1;
+        }
+    }
+    // Field numbers of ModelInferRequest: 4 parameters, 5 inputs, 6 outputs, 7 raw contents.
+    let too_many = |count: usize, most: usize, what: &str| {
+        (count > most).then(|| {
+            ServeError::BadRequest(format!(
+                "the request has {count} {what}; at most {most} are taken"
+            ))
+        })
+    };
+    if let Some(error) = too_many(counts[5], inputs, "inputs")
+        .or_else(|| too_many(counts[7], inputs, "raw_input_contents"))
+        .or_else(|| too_many(counts[6], outputs, "outputs"))
+        .or_else(|| too_many(counts[4], MAX_PARAMETERS, "parameters"))
+    {
+        return Err(error);
+    }
+    Ok(())
+}
+
 fn decode<M: Message + Default>(message: &[u8]) -> Result<M, ServeError> {
     M::decode(message)
         .map_err(|e| ServeError::BadRequest(format!("the request is not a valid message: {e}")))
 }
 
 /// The one length-prefixed, uncompressed message of a unary call.
-async fn read_message(request: Request<Incoming>, limit: u64) -> Result<Vec<u8>, ServeError> {
+async fn read_message(
+    request: Request<Incoming>,
+    limit: u64,
+    started: Instant,
+    time: Duration,
+) -> Result<Vec<u8>, ServeError> {
     let content_type = request
         .headers()
         .get(CONTENT_TYPE)
@@ -465,20 +543,10 @@ async fn read_message(request: Request<Incoming>, limit: u64) -> Result<Vec<u8>,
     if !content_type.starts_with("application/grpc") {
         return Err(ServeError::BadRequest(format!(
             "content-type is `{}`, not application/grpc",
-            content_type.escape_debug()
+            super::shown(content_type)
         )));
     }
-    let body = Limited::new(request.into_body(), limit as usize + 5)
-        .collect()
-        .await
-        .map_err(|error| {
-            if error.is::<http_body_util::LengthLimitError>() {
-                ServeError::TooLarge(limit)
-            } else {
-                ServeError::BadRequest(format!("cannot read the request: {error}"))
-            }
-        })?
-        .to_bytes();
+    let body = super::read_body(request.into_body(), limit, 5, started, time).await?;
     let mut frame = body.as_ref();
     if frame.len() < 5 {
         return Err(ServeError::BadRequest(
@@ -518,7 +586,7 @@ fn reply(result: Result<Vec<u8>, ServeError>) -> Response<GrpcBody> {
             if let Ok(code) = HeaderValue::from_str(&error.grpc_code().to_string()) {
                 trailers.insert("grpc-status", code);
             }
-            if let Ok(message) = HeaderValue::from_str(&percent_encode(&error.to_string())) {
+            if let Ok(message) = HeaderValue::from_str(&percent_encode(&error.message())) {
                 trailers.insert("grpc-message", message);
             }
         }
@@ -543,4 +611,35 @@ fn percent_encode(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message of many empty inputs (two bytes each on the wire, hundreds once decoded) is
+    /// refused before prost builds it; a real request passes; a cut one is refused.
+    #[test]
+    fn repeated_fields_are_counted_before_decoding() {
+        let empty_inputs = [0x2a, 0x00].repeat(10_000);
+        let error = check_repeated_fields(&empty_inputs, 3, 4).unwrap_err();
+        assert!(error.to_string().contains("10000 inputs"), "{error}");
+
+        let request = proto::ModelInferRequest {
+            model_name: "churn".into(),
+            inputs: vec![proto::InferInputTensor::default(); 3],
+            outputs: vec![proto::InferRequestedOutputTensor::default(); 4],
+            raw_input_contents: vec![vec![0; 16]; 3],
+            ..Default::default()
+        };
+        let message = request.encode_to_vec();
+        check_repeated_fields(&message, 3, 4).unwrap();
+        let error = check_repeated_fields(&message, 3, 3).unwrap_err();
+        assert!(error.to_string().contains("4 outputs"), "{error}");
+        let error = check_repeated_fields(&message[..message.len() - 1], 3, 4).unwrap_err();
+        assert!(
+            error.to_string().contains("longer than the message"),
+            "{error}"
+        );
+    }
 }

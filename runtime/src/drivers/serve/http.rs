@@ -10,15 +10,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::TokioTimer;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::listen::Connection;
 use super::tensors::{
     InferRequest, InferResponse, InputTensor, RequestedOutput, decode_binary, decode_json,
     encode_binary, encode_json, rows_of_shape,
@@ -27,51 +27,24 @@ use super::{ServeError, Server};
 
 const HEADER_LENGTH: &str = "inference-header-content-length";
 
-/// Accepts connections until `stopped` turns true, then waits for every connection to
-/// finish the request it is answering.
-pub(super) async fn accept_loop(
+/// Bodies larger than this are decoded on a blocking thread.
+const BLOCKING_DECODE_BYTES: usize = 256 * 1024;
+
+/// One HTTP/1.1 connection, kept alive, until `stopped` turns true; a caller has the
+/// request's wall time to send its headers (against connections held open by sending nothing).
+pub(super) async fn serve_connection(
     server: Arc<Server>,
-    listener: TcpListener,
+    io: Connection,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let (done, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stopped.changed() => break,
-        };
-        let Ok((stream, _)) = accepted else { continue };
-        let _ = stream.set_nodelay(true);
-        let server = Arc::clone(&server);
-        let stopped = stopped.clone();
-        let done = done.clone();
-        tokio::spawn(async move {
-            match server.tls.clone() {
-                Some(tls) => {
-                    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-                    if let Ok(stream) = acceptor.accept(stream).await {
-                        serve_connection(server, TokioIo::new(stream), stopped).await;
-                    }
-                }
-                None => serve_connection(server, TokioIo::new(stream), stopped).await,
-            }
-            drop(done);
-        });
-    }
-    drop(done);
-    // Every connection task holds a sender: this returns once all have ended.
-    let _ = all_done.recv().await;
-}
-
-async fn serve_connection<I>(server: Arc<Server>, io: I, mut stopped: watch::Receiver<bool>)
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
+    let header_time = server.limits.request_time.0;
     let service = hyper::service::service_fn(move |request| {
         let server = Arc::clone(&server);
         async move { Ok::<_, Infallible>(handle(&server, request).await) }
     });
     let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_time)
         .keep_alive(true)
         .serve_connection(io, service);
     tokio::pin!(connection);
@@ -126,7 +99,7 @@ async fn handle(server: &Server, request: Request<Incoming>) -> Response<Full<By
                     json_response(if ready { 200 } else { 503 }, json!({ "ready": ready }))
                 }),
                 (&Method::POST, ["infer"]) => {
-                    let result = infer(server, request, name, version).await;
+                    let result = infer(server, request, name, version, started).await;
                     let status = result
                         .as_ref()
                         .map_or_else(ServeError::http_status, |_| 200);
@@ -142,11 +115,9 @@ async fn handle(server: &Server, request: Request<Incoming>) -> Response<Full<By
 }
 
 fn not_found(method: &Method, path: &str) -> ServeError {
-    let mut path = path.to_string();
-    path.truncate(128);
     ServeError::NotFound(format!(
         "no route {method} {}; see /v2 and /v2/models/<name>",
-        path.escape_debug()
+        super::shown(path)
     ))
 }
 
@@ -186,6 +157,7 @@ async fn infer(
     request: Request<Incoming>,
     name: &str,
     version: Option<&str>,
+    started: Instant,
 ) -> Result<Response<Full<Bytes>>, ServeError> {
     let caller = server
         .authenticate(
@@ -219,19 +191,26 @@ async fn infer(
                 })?,
         ),
     };
-    let body = Limited::new(request.into_body(), limit as usize)
-        .collect()
-        .await
-        .map_err(|error| {
-            if error.is::<http_body_util::LengthLimitError>() {
-                ServeError::TooLarge(limit)
-            } else {
-                ServeError::BadRequest(format!("cannot read the request body: {error}"))
-            }
-        })?
-        .to_bytes();
-    let request = parse_infer_request(&body, header_length, server.limits.request_rows)?;
-    let response = server.infer(&caller, request).await?;
+    let _room = server.body_room(declared, started).await?;
+    let body = super::read_body(
+        request.into_body(),
+        limit,
+        0,
+        started,
+        server.limits.request_time.0,
+    )
+    .await?;
+    let max_rows = server.limits.request_rows;
+    // A large body is decoded off the connections' threads, so that it does not hold up
+    // every other caller's requests (and the health probes) meanwhile.
+    let request = if body.len() > BLOCKING_DECODE_BYTES {
+        tokio::task::spawn_blocking(move || parse_infer_request(&body, header_length, max_rows))
+            .await
+            .map_err(|e| ServeError::Internal(format!("decoding the request stopped: {e}")))??
+    } else {
+        parse_infer_request(&body, header_length, max_rows)?
+    };
+    let response = server.infer(&caller, request, started).await?;
     Ok(infer_response(&response))
 }
 
@@ -429,7 +408,7 @@ fn json_response(status: u16, body: Value) -> Response<Full<Bytes>> {
 }
 
 fn error_response(error: &ServeError) -> Response<Full<Bytes>> {
-    let mut response = json_response(error.http_status(), json!({ "error": error.to_string() }));
+    let mut response = json_response(error.http_status(), json!({ "error": error.message() }));
     if matches!(error, ServeError::Unauthorized(_)) {
         response.headers_mut().insert(
             hyper::header::WWW_AUTHENTICATE,

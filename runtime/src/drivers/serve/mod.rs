@@ -16,6 +16,7 @@
 mod batcher;
 mod grpc;
 mod http;
+mod listen;
 mod metrics;
 mod recorder;
 pub mod tensors;
@@ -69,6 +70,8 @@ pub enum ServeError {
     Model(String),
     #[error("the request took longer than {0:?} ([serve] request-time)")]
     Timeout(Duration),
+    #[error("the request body did not arrive within {0:?} ([serve] request-time)")]
+    SlowBody(Duration),
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -86,6 +89,7 @@ impl ServeError {
             ServeError::Model(_) | ServeError::Internal(_) => 500,
             ServeError::Unavailable(_) => 503,
             ServeError::Timeout(_) => 504,
+            ServeError::SlowBody(_) => 408,
         }
     }
 
@@ -98,9 +102,49 @@ impl ServeError {
             ServeError::QueueFull(_) => 8,
             ServeError::Model(_) | ServeError::Internal(_) => 13,
             ServeError::Unavailable(_) => 14,
-            ServeError::Timeout(_) => 4,
+            ServeError::Timeout(_) | ServeError::SlowBody(_) => 4,
         }
     }
+
+    /// The message a response carries, bounded: it may hold a caller's strings or the
+    /// model's words.
+    pub fn message(&self) -> String {
+        crate::names::printable(&self.to_string(), ERROR_MESSAGE_BYTES)
+    }
+}
+
+/// The most of an error message a response carries.
+const ERROR_MESSAGE_BYTES: usize = 4096;
+
+/// A caller's string as an error message quotes it: at most 128 bytes, control and bidi
+/// characters escaped.
+pub(crate) fn shown(text: &str) -> String {
+    crate::names::printable(text, 128)
+}
+
+/// A request's body, at most `limit` bytes, read by `deadline` (against a caller that holds
+/// a connection by sending slowly). `slack` is what the framing adds to the limit (gRPC's
+/// five-byte prefix).
+async fn read_body(
+    body: hyper::body::Incoming,
+    limit: u64,
+    slack: usize,
+    started: Instant,
+    time: Duration,
+) -> Result<bytes::Bytes, ServeError> {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(body, limit as usize + slack);
+    let collected = tokio::time::timeout_at((started + time).into(), limited.collect())
+        .await
+        .map_err(|_| ServeError::SlowBody(time))?;
+    let body = collected.map_err(|error| {
+        if error.is::<http_body_util::LengthLimitError>() {
+            ServeError::TooLarge(limit)
+        } else {
+            ServeError::BadRequest(format!("cannot read the request body: {error}"))
+        }
+    })?;
+    Ok(body.to_bytes())
 }
 
 /// What `cordon serve` serves, and where.
@@ -134,6 +178,11 @@ pub struct Server {
     audit: Option<AuditWriter>,
     batchers: Vec<tokio::task::JoinHandle<()>>,
     stopping: AtomicBool,
+    /// Set once the audit trail or the usage ledger could not be written: requests are
+    /// refused from then on.
+    trail_failed: Arc<AtomicBool>,
+    /// Bytes of request bodies being read and decoded now (`[serve] in-flight-bytes`).
+    in_flight: tokio::sync::Semaphore,
     tokio: Arc<tokio::runtime::Runtime>,
     /// The run's id in the audit trail.
     pub run_id: String,
@@ -227,11 +276,13 @@ impl Server {
             .map(|c| c.model.to_string())
             .collect();
         let run_id = recorder.run_id().to_string();
+        let trail_failed = Arc::new(AtomicBool::new(false));
         let (audit, sender) = AuditWriter::start(
             recorder,
             facts.identity.clone(),
             granted_columns,
             limits.usage_period.0,
+            Arc::clone(&trail_failed),
         )?;
         let mut models = BTreeMap::new();
         let mut batchers = Vec::new();
@@ -261,6 +312,7 @@ impl Server {
         };
         let http = bind(request.http)?;
         let grpc = request.grpc.map(bind).transpose()?;
+        let limits_in_flight = limits.in_flight_bytes.bytes() as usize;
         Ok(Server {
             name: facts.identity.name.clone(),
             version: facts.identity.version.clone(),
@@ -275,6 +327,8 @@ impl Server {
             audit: Some(audit),
             batchers,
             stopping: AtomicBool::new(false),
+            trail_failed,
+            in_flight: tokio::sync::Semaphore::new(limits_in_flight),
             tokio,
             run_id,
         })
@@ -317,16 +371,20 @@ impl Server {
         let server = Arc::new(self);
         let (stop, stopped) = watch::channel(false);
         let accept = tokio.block_on(async {
-            let http = tokio::spawn(http::accept_loop(
+            let http = tokio::spawn(listen::accept_loop(
                 Arc::clone(&server),
                 listeners.0,
+                listen::with_alpn(server.tls.as_ref(), b"http/1.1"),
                 stopped.clone(),
+                http::serve_connection,
             ));
             let grpc = listeners.1.map(|listener| {
-                tokio::spawn(grpc::accept_loop(
+                tokio::spawn(listen::accept_loop(
                     Arc::clone(&server),
                     listener,
+                    listen::with_alpn(server.tls.as_ref(), b"h2"),
                     stopped.clone(),
+                    grpc::serve_connection,
                 ))
             });
             shutdown.await;
@@ -341,13 +399,16 @@ impl Server {
             for model in server.models.values() {
                 model.close();
             }
-            for batcher in batchers {
-                let _ = batcher.await;
-            }
-            drained.is_ok()
+            let batched = tokio::time::timeout(limit, futures::future::join_all(batchers)).await;
+            (drained.is_ok(), batched.is_ok())
         });
-        if !accept {
+        if !accept.0 {
             eprintln!("cordon serve: some connections did not finish in time and were dropped");
+        }
+        if !accept.1 {
+            eprintln!(
+                "cordon serve: some batches did not finish in time; the run's end counts what had"
+            );
         }
         let mut facts = RunFacts::default();
         for model in server.models.values() {
@@ -385,7 +446,7 @@ impl Server {
         if name != self.name {
             return Err(ServeError::NotFound(format!(
                 "no model `{}` here; this server serves `{}`",
-                name.escape_debug(),
+                shown(name),
                 self.name
             )));
         }
@@ -394,7 +455,7 @@ impl Server {
                 Err(ServeError::NotFound(format!(
                     "model `{}` has no version `{}`; it has {}",
                     self.name,
-                    version.escape_debug(),
+                    shown(version),
                     self.version
                 )))
             }
@@ -404,16 +465,49 @@ impl Server {
 
     /// Whether every role's model has an instance and takes requests.
     fn ready(&self) -> bool {
-        !self.stopping.load(Ordering::Acquire) && self.models.values().all(|m| m.ready())
+        !self.stopping.load(Ordering::Acquire)
+            && !self.trail_failed.load(Ordering::Acquire)
+            && self.models.values().all(|m| m.ready())
+    }
+
+    /// Room for one request body among those being read and decoded (`[serve]
+    /// in-flight-bytes`): its declared length, or `request-bytes` when it declares none;
+    /// waited for until the request's deadline. Held until its answer is encoded.
+    async fn body_room(
+        &self,
+        declared: Option<u64>,
+        started: Instant,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, ServeError> {
+        let most = self.limits.request_bytes.bytes();
+        let bytes = declared.unwrap_or(most).clamp(1, most);
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        let deadline = started + self.limits.request_time.0;
+        match tokio::time::timeout_at(deadline.into(), self.in_flight.acquire_many(bytes)).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(ServeError::Unavailable(
+                "the server is shutting down".into(),
+            )),
+            Err(_) => Err(ServeError::Unavailable(format!(
+                "the server is reading {} of request bodies ([serve] in-flight-bytes); retry later",
+                self.limits.in_flight_bytes
+            ))),
+        }
     }
 
     /// Scores one request for `caller`: its tensors checked against the request binding, its
-    /// rows through the role's grant and model, and the response's outputs.
+    /// rows through the role's grant and model, and the response's outputs. The request's
+    /// wall time counts from `started`, when its headers were read.
     async fn infer(
         &self,
         caller: &Caller,
         request: InferRequest,
+        started: Instant,
     ) -> Result<InferResponse, ServeError> {
+        if self.trail_failed.load(Ordering::Acquire) {
+            return Err(ServeError::Unavailable(
+                "the audit trail cannot be written; the server takes no more requests".into(),
+            ));
+        }
         let arrived = Instant::now();
         let model = self
             .models
@@ -421,7 +515,7 @@ impl Server {
             .ok_or_else(|| ServeError::Internal(format!("no model for role {:?}", caller.role)))?;
         let (columns, rows) = self.request_columns(&request)?;
         let wanted = self.requested_outputs(&request)?;
-        let deadline = arrived + self.limits.request_time.0;
+        let deadline = started + self.limits.request_time.0;
         let scored = model
             .score(columns, rows, caller.name.clone(), deadline, arrived)
             .await?;
@@ -445,11 +539,9 @@ impl Server {
         let mut by_name: BTreeMap<&str, &tensors::InputTensor> = BTreeMap::new();
         for tensor in &request.inputs {
             if !self.columns.iter().any(|c| c.name == tensor.name) {
-                let mut name = tensor.name.clone();
-                name.truncate(128);
                 return Err(ServeError::BadRequest(format!(
                     "input `{}` is not granted by the policy; a request carries exactly: {}",
-                    name.escape_debug(),
+                    shown(&tensor.name),
                     self.column_list()
                 )));
             }
@@ -506,20 +598,33 @@ impl Server {
                 .iter()
                 .map(|(name, _)| (name.clone(), request.binary_output))
                 .collect()),
+            Some(asked) if asked.len() > self.outputs.len() => {
+                Err(ServeError::BadRequest(format!(
+                    "the request asks for {} outputs; there are {}",
+                    asked.len(),
+                    self.outputs.len()
+                )))
+            }
             Some(asked) => asked
                 .iter()
-                .map(|output| {
-                    if self.outputs.iter().any(|(name, _)| *name == output.name) {
+                .enumerate()
+                .map(|(index, output)| {
+                    // Each output once: a request repeating one would have us encode its
+                    // rows again for every repetition.
+                    if asked.iter().take(index).any(|o| o.name == output.name) {
+                        Err(ServeError::BadRequest(format!(
+                            "output `{}` is asked for twice",
+                            shown(&output.name)
+                        )))
+                    } else if self.outputs.iter().any(|(name, _)| *name == output.name) {
                         Ok((
                             output.name.clone(),
                             output.binary.unwrap_or(request.binary_output),
                         ))
                     } else {
-                        let mut name = output.name.clone();
-                        name.truncate(128);
                         Err(ServeError::BadRequest(format!(
                             "there is no output `{}`; the outputs are: {}",
-                            name.escape_debug(),
+                            shown(&output.name),
                             self.outputs
                                 .iter()
                                 .map(|(name, _)| name.as_str())
@@ -608,7 +713,8 @@ fn response_outputs(
         .collect()
 }
 
-/// rustls with the policy's certificate and key; HTTP/1.1 and HTTP/2 offered by ALPN.
+/// rustls with the policy's certificate and key; each listener adds the one protocol it
+/// speaks by ALPN ([`listen::with_alpn`]).
 fn tls_config(
     certificate: &std::path::Path,
     key: &std::path::Path,
@@ -633,7 +739,7 @@ fn tls_config(
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| RunError::Serve(format!("{}: cannot read the TLS key: {e}", key.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
         .map_err(|e| {
@@ -641,6 +747,5 @@ fn tls_config(
                 "the TLS certificate and key do not go together: {e}"
             ))
         })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

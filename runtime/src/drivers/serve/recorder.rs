@@ -4,9 +4,13 @@
 //!
 //! Events are written by one thread of their own, several at a time with one flush, so that a
 //! request never waits for the disk; the channel to it is bounded, so a disk slower than the
-//! traffic slows the batches down instead of growing memory. Each event is bounded: at most
+//! traffic slows the batches down instead of growing memory. If the trail or the ledger
+//! cannot be written, the server fails closed: it is no longer ready and refuses requests
+//! (503), since what it would score could not be accounted for. Each event is bounded: at most
 //! [`MAX_CALLERS_NAMED`] caller names and an error cut to [`MAX_ERROR_BYTES`].
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
@@ -72,11 +76,21 @@ impl AuditWriter {
         package: PackageIdentity,
         columns: Vec<String>,
         usage_period: Duration,
+        trail_failed: Arc<AtomicBool>,
     ) -> Result<(AuditWriter, AuditSender), RunError> {
         let (sender, receiver) = bounded(QUEUE_EVENTS);
         let thread = std::thread::Builder::new()
             .name("cordon-audit".into())
-            .spawn(move || write_loop(recorder, package, columns, usage_period, receiver))
+            .spawn(move || {
+                write_loop(
+                    recorder,
+                    package,
+                    columns,
+                    usage_period,
+                    receiver,
+                    &trail_failed,
+                )
+            })
             .map_err(|e| RunError::Serve(format!("cannot start the audit writer: {e}")))?;
         Ok((
             AuditWriter {
@@ -117,6 +131,7 @@ fn write_loop(
     columns: Vec<String>,
     usage_period: Duration,
     receiver: Receiver<Message>,
+    trail_failed: &AtomicBool,
 ) {
     let mut period = Period::default();
     let mut period_end = Instant::now() + usage_period;
@@ -152,13 +167,15 @@ fn write_loop(
         }
         if let Err(error) = recorder.events(events) {
             // The trail cannot be written: reported at shutdown (and on stderr now).
-            eprintln!("cordon serve: audit trail: {error}");
+            eprintln!("cordon serve: audit trail: {error}; refusing requests from now on");
+            trail_failed.store(true, Ordering::Release);
             failed.get_or_insert(error.to_string());
         }
         let period_over = Instant::now() >= period_end;
         if period_over || finish.is_some() {
             if let Err(error) = write_usage(&recorder, &package, &period) {
-                eprintln!("cordon serve: usage ledger: {error}");
+                eprintln!("cordon serve: usage ledger: {error}; refusing requests from now on");
+                trail_failed.store(true, Ordering::Release);
                 failed.get_or_insert(error.to_string());
             }
             period = Period::default();

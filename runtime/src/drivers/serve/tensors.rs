@@ -221,7 +221,7 @@ pub fn decode_binary(
 fn unsupported_datatype(name: &str, datatype: &str) -> ServeError {
     ServeError::BadRequest(format!(
         "input `{name}` has datatype `{}`; Cordon takes FP64, FP32, INT64, INT32, BOOL and BYTES",
-        datatype.escape_debug()
+        super::shown(datatype)
     ))
 }
 
@@ -232,7 +232,7 @@ pub fn decode_json(
     rows: usize,
     data: &serde_json::Value,
 ) -> Result<TensorData, ServeError> {
-    let mut flat = Vec::with_capacity(rows);
+    let mut flat = Vec::with_capacity(rows.min(4096));
     flatten(data, &mut flat, 0)
         .map_err(|why| ServeError::BadRequest(format!("input `{name}`: `data` {why}")))?;
     if flat.len() != rows {
@@ -242,8 +242,7 @@ pub fn decode_json(
         )));
     }
     let wrong = |index: usize, value: &serde_json::Value| {
-        let mut shown = value.to_string();
-        shown.truncate(64);
+        let shown = super::shown(&value.to_string());
         ServeError::BadRequest(format!(
             "input `{name}`: element {index} is {shown}, which is not {datatype}"
         ))
@@ -331,7 +330,7 @@ pub fn to_array(tensor: &InputTensor, column: &RequestColumn) -> Result<ArrayRef
     let mismatch = || {
         ServeError::BadRequest(format!(
             "input `{name}` has datatype {}; the policy takes it as {} ({})",
-            tensor.datatype.escape_debug(),
+            super::shown(&tensor.datatype),
             datatype_of(column.ty),
             column.ty
         ))
