@@ -240,6 +240,22 @@ fn rows_request(ids: &[&str], xs: &[f64], labels: &[&str]) -> Value {
     })
 }
 
+/// `count` requests sent at once by the full role, the `i`th made by `request(i)`; their
+/// answers in that order.
+fn concurrently(
+    address: SocketAddr,
+    count: usize,
+    request: impl Fn(usize) -> Value + Sync,
+) -> Vec<(u16, Value)> {
+    let request = &request;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..count)
+            .map(|i| scope.spawn(move || infer(address, Some(FULL_TOKEN), &request(i))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
 fn output<'a>(response: &'a Value, name: &str) -> &'a Value {
     response["outputs"]
         .as_array()
@@ -637,20 +653,9 @@ fn a_trapping_request_fails_alone() {
     );
     let server = Server::start(&case);
     let address = server.address;
-    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..8)
-            .map(|i| {
-                scope.spawn(move || {
-                    let x = if i == 3 { 13.0 } else { f64::from(i) };
-                    infer(
-                        address,
-                        Some(FULL_TOKEN),
-                        &rows_request(&[&format!("r{i}")], &[x], &["p"]),
-                    )
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let answers = concurrently(address, 8, |i| {
+        let x = if i == 3 { 13.0 } else { i as f64 };
+        rows_request(&[&format!("r{i}")], &[x], &["p"])
     });
     for (i, (status, response)) in answers.iter().enumerate() {
         if i == 3 {
@@ -709,20 +714,9 @@ fn a_refused_value_fails_alone_and_the_ledger_counts_the_others() {
     );
     let server = Server::start(&case);
     let address = server.address;
-    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..8)
-            .map(|i| {
-                scope.spawn(move || {
-                    let label = if i == 5 { "not a number" } else { "1" };
-                    infer(
-                        address,
-                        Some(FULL_TOKEN),
-                        &rows_request(&[&format!("r{i}")], &[1.0], &[label]),
-                    )
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let answers = concurrently(address, 8, |i| {
+        let label = if i == 5 { "not a number" } else { "1" };
+        rows_request(&[&format!("r{i}")], &[1.0], &[label])
     });
     for (i, (status, response)) in answers.iter().enumerate() {
         if i == 5 {

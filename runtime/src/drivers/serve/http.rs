@@ -20,8 +20,8 @@ use tokio::sync::watch;
 
 use super::listen::Connection;
 use super::tensors::{
-    InferRequest, InferResponse, InputTensor, RequestedOutput, decode_binary, decode_json,
-    encode_binary, encode_json, rows_of_shape,
+    InferRequest, InferResponse, InputTensor, JsonData, RequestedOutput, decode_binary,
+    decode_json, encode_binary, encode_json, rows_of_shape,
 };
 use super::{ServeError, Server};
 
@@ -214,6 +214,35 @@ async fn infer(
     Ok(infer_response(&response))
 }
 
+/// A REST request's JSON header as read. Every field but `data` is small and kept as a JSON
+/// value to check by hand (for errors that name what is wrong); `data`, the bulk of a JSON
+/// request, is read straight into typed elements ([`JsonData`]).
+#[derive(serde::Deserialize)]
+struct JsonRequest {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    parameters: Option<Value>,
+    #[serde(default)]
+    inputs: Option<Vec<JsonInput>>,
+    #[serde(default)]
+    outputs: Option<Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct JsonInput {
+    #[serde(default)]
+    name: Option<Value>,
+    #[serde(default)]
+    datatype: Option<Value>,
+    #[serde(default)]
+    shape: Option<Value>,
+    #[serde(default)]
+    parameters: Option<Value>,
+    #[serde(default)]
+    data: Option<JsonData>,
+}
+
 /// A REST inference request: the JSON header, and the binary section after it when
 /// `header_length` is given.
 pub(crate) fn parse_infer_request(
@@ -231,46 +260,51 @@ pub(crate) fn parse_infer_request(
         Some(length) => body.split_at(length),
         None => (body, &[][..]),
     };
-    let header: Value = serde_json::from_slice(header)
+    let header: JsonRequest = serde_json::from_slice(header)
         .map_err(|e| ServeError::BadRequest(format!("the request is not valid JSON: {e}")))?;
-    let object = header
-        .as_object()
-        .ok_or_else(|| ServeError::BadRequest("the request is not a JSON object".into()))?;
-    let id = match object.get("id") {
+    let id = match header.id {
         None | Some(Value::Null) => None,
-        Some(Value::String(id)) if id.len() <= 256 => Some(id.clone()),
+        Some(Value::String(id)) if id.len() <= 256 => Some(id),
         Some(_) => {
             return Err(ServeError::BadRequest(
                 "`id` must be a string of at most 256 bytes".into(),
             ));
         }
     };
-    let binary_output = object
-        .get("parameters")
+    let binary_output = header
+        .parameters
+        .as_ref()
         .and_then(|p| p.get("binary_data_output"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let inputs_json = object
-        .get("inputs")
-        .and_then(Value::as_array)
+    let inputs_json = header
+        .inputs
         .ok_or_else(|| ServeError::BadRequest("the request has no `inputs` array".into()))?;
     let mut inputs = Vec::with_capacity(inputs_json.len());
-    for (index, input) in inputs_json.iter().enumerate() {
-        let field = |key: &str| input.get(key);
-        let name = field("name")
+    for (index, input) in inputs_json.into_iter().enumerate() {
+        let name =
+            input.name.as_ref().and_then(Value::as_str).ok_or_else(|| {
+                ServeError::BadRequest(format!("input {index} has no `name` string"))
+            })?;
+        let datatype = input
+            .datatype
+            .as_ref()
             .and_then(Value::as_str)
-            .ok_or_else(|| ServeError::BadRequest(format!("input {index} has no `name` string")))?;
-        let datatype = field("datatype").and_then(Value::as_str).ok_or_else(|| {
-            ServeError::BadRequest(format!("input `{name}` has no `datatype` string"))
-        })?;
-        let shape: Vec<i64> = field("shape")
+            .ok_or_else(|| {
+                ServeError::BadRequest(format!("input `{name}` has no `datatype` string"))
+            })?;
+        let shape: Vec<i64> = input
+            .shape
+            .as_ref()
             .and_then(Value::as_array)
             .and_then(|dims| dims.iter().map(Value::as_i64).collect::<Option<Vec<_>>>())
             .ok_or_else(|| {
                 ServeError::BadRequest(format!("input `{name}` has no `shape` array of integers"))
             })?;
         let rows = rows_of_shape(name, &shape, max_rows)?;
-        let binary_size = field("parameters")
+        let binary_size = input
+            .parameters
+            .as_ref()
             .and_then(|p| p.get("binary_data_size"))
             .map(|size| {
                 size.as_u64().ok_or_else(|| {
@@ -280,7 +314,7 @@ pub(crate) fn parse_infer_request(
                 })
             })
             .transpose()?;
-        let data = match (binary_size, field("data")) {
+        let data = match (binary_size, input.data) {
             (Some(size), _) => {
                 let size = usize::try_from(size).unwrap_or(usize::MAX);
                 if size > binary.len() {
@@ -313,7 +347,7 @@ pub(crate) fn parse_infer_request(
             binary.len()
         )));
     }
-    let outputs = match object.get("outputs") {
+    let outputs = match &header.outputs {
         None | Some(Value::Null) => None,
         Some(Value::Array(outputs)) => Some(
             outputs

@@ -225,20 +225,189 @@ fn unsupported_datatype(name: &str, datatype: &str) -> ServeError {
     ))
 }
 
+/// The JSON `data` of an input as it is read, before its datatype is known (an input's fields
+/// come in any order): a flat or nested array kept as typed elements, so that a large request
+/// is never built into a tree of JSON values first (which costs an allocation per value and
+/// grows a body tenfold in memory).
+#[derive(Debug, Default)]
+pub struct JsonData {
+    elements: JsonElements,
+    /// `data` was a single value, not an array.
+    not_array: bool,
+}
+
+#[derive(Debug, Default)]
+enum JsonElements {
+    #[default]
+    Empty,
+    Numbers(Vec<serde_json::Number>),
+    Strings(Vec<String>),
+    Bools(Vec<bool>),
+    /// Elements of several kinds (or nulls, objects): kept as values, for the error that
+    /// names the first wrong one.
+    Mixed(Vec<serde_json::Value>),
+}
+
+impl JsonElements {
+    fn len(&self) -> usize {
+        match self {
+            JsonElements::Empty => 0,
+            JsonElements::Numbers(v) => v.len(),
+            JsonElements::Strings(v) => v.len(),
+            JsonElements::Bools(v) => v.len(),
+            JsonElements::Mixed(v) => v.len(),
+        }
+    }
+
+    fn push(&mut self, value: serde_json::Value) {
+        use serde_json::Value;
+        match (&mut *self, value) {
+            (JsonElements::Numbers(v), Value::Number(n)) => v.push(n),
+            (JsonElements::Strings(v), Value::String(s)) => v.push(s),
+            (JsonElements::Bools(v), Value::Bool(b)) => v.push(b),
+            (JsonElements::Mixed(v), value) => v.push(value),
+            (JsonElements::Empty, Value::Number(n)) => *self = JsonElements::Numbers(vec![n]),
+            (JsonElements::Empty, Value::String(s)) => *self = JsonElements::Strings(vec![s]),
+            (JsonElements::Empty, Value::Bool(b)) => *self = JsonElements::Bools(vec![b]),
+            (_, value) => {
+                let mut mixed = self.take_values();
+                mixed.push(value);
+                *self = JsonElements::Mixed(mixed);
+            }
+        }
+    }
+
+    fn take_values(&mut self) -> Vec<serde_json::Value> {
+        use serde_json::Value;
+        match std::mem::take(self) {
+            JsonElements::Empty => Vec::new(),
+            JsonElements::Numbers(v) => v.into_iter().map(Value::Number).collect(),
+            JsonElements::Strings(v) => v.into_iter().map(Value::String).collect(),
+            JsonElements::Bools(v) => v.into_iter().map(Value::Bool).collect(),
+            JsonElements::Mixed(v) => v,
+        }
+    }
+}
+
+/// Reads one element of `data` (or, at depth 0, `data` itself) into a [`JsonData`].
+struct ElementSeed<'a> {
+    into: &'a mut JsonData,
+    depth: usize,
+}
+
+impl ElementSeed<'_> {
+    fn scalar(self, value: serde_json::Value) {
+        if self.depth == 0 {
+            self.into.not_array = true;
+        } else {
+            self.into.elements.push(value);
+        }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ElementSeed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ElementSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("an array of tensor elements")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.scalar(serde_json::Value::Bool(v));
+        Ok(())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.scalar(serde_json::Value::Number(v.into()));
+        Ok(())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.scalar(serde_json::Value::Number(v.into()));
+        Ok(())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        // JSON has no NaN or infinity, so every number it parses fits.
+        self.scalar(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into));
+        Ok(())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.scalar(serde_json::Value::String(v.to_owned()));
+        Ok(())
+    }
+    fn visit_string<E>(self, v: String) -> Result<(), E> {
+        self.scalar(serde_json::Value::String(v));
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.scalar(serde_json::Value::Null);
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        self.scalar(serde_json::Value::Null);
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        use serde::Deserialize;
+        let value =
+            serde_json::Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        self.scalar(value);
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if self.depth >= MAX_JSON_DEPTH {
+            return Err(serde::de::Error::custom(format!(
+                "an input's `data` is nested deeper than {MAX_JSON_DEPTH} levels"
+            )));
+        }
+        let depth = self.depth + 1;
+        while seq
+            .next_element_seed(ElementSeed {
+                into: &mut *self.into,
+                depth,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for JsonData {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<JsonData, D::Error> {
+        let mut data = JsonData::default();
+        serde::de::DeserializeSeed::deserialize(
+            ElementSeed {
+                into: &mut data,
+                depth: 0,
+            },
+            deserializer,
+        )?;
+        Ok(data)
+    }
+}
+
 /// Decodes the JSON `data` of an input: a flat or nested array of `rows` elements.
 pub fn decode_json(
     name: &str,
     datatype: &str,
     rows: usize,
-    data: &serde_json::Value,
+    data: JsonData,
 ) -> Result<TensorData, ServeError> {
-    let mut flat = Vec::with_capacity(rows.min(4096));
-    flatten(data, &mut flat, 0)
-        .map_err(|why| ServeError::BadRequest(format!("input `{name}`: `data` {why}")))?;
-    if flat.len() != rows {
+    if data.not_array {
+        return Err(ServeError::BadRequest(format!(
+            "input `{name}`: `data` is not an array"
+        )));
+    }
+    let mut elements = data.elements;
+    if elements.len() != rows {
         return Err(ServeError::BadRequest(format!(
             "input `{name}`: `data` has {} elements, but its shape says {rows}",
-            flat.len()
+            elements.len()
         )));
     }
     let wrong = |index: usize, value: &serde_json::Value| {
@@ -247,11 +416,32 @@ pub fn decode_json(
             "input `{name}`: element {index} is {shown}, which is not {datatype}"
         ))
     };
-    let data = match datatype {
-        "FP64" | "FP32" => {
-            let mut values = Vec::with_capacity(rows);
-            for (index, value) in flat.iter().enumerate() {
-                values.push(value.as_f64().ok_or_else(|| wrong(index, value))?);
+    // Elements all of one kind that is not the datatype's: the first is wrong.
+    let first_wrong = |elements: &mut JsonElements| {
+        let values = elements.take_values();
+        match values.first() {
+            Some(first) => wrong(0, first),
+            None => unsupported_datatype(name, datatype),
+        }
+    };
+    let data = match (datatype, &mut elements) {
+        (_, JsonElements::Empty) => match datatype {
+            "FP64" => TensorData::Fp64(Vec::new()),
+            "FP32" => TensorData::Fp32(Vec::new()),
+            "INT64" => TensorData::Int64(Vec::new()),
+            "INT32" => TensorData::Int32(Vec::new()),
+            "BOOL" => TensorData::Bool(Vec::new()),
+            "BYTES" => TensorData::Bytes(Vec::new()),
+            other => return Err(unsupported_datatype(name, other)),
+        },
+        ("FP64" | "FP32", JsonElements::Numbers(numbers)) => {
+            let mut values = Vec::with_capacity(numbers.len());
+            for (index, number) in numbers.iter().enumerate() {
+                values.push(
+                    number
+                        .as_f64()
+                        .ok_or_else(|| wrong(index, &number.clone().into()))?,
+                );
             }
             if datatype == "FP64" {
                 TensorData::Fp64(values)
@@ -259,15 +449,19 @@ pub fn decode_json(
                 TensorData::Fp32(values.into_iter().map(|v| v as f32).collect())
             }
         }
-        "INT64" | "INT32" => {
-            let mut values = Vec::with_capacity(rows);
-            for (index, value) in flat.iter().enumerate() {
-                values.push(value.as_i64().ok_or_else(|| wrong(index, value))?);
+        ("INT64" | "INT32", JsonElements::Numbers(numbers)) => {
+            let mut values = Vec::with_capacity(numbers.len());
+            for (index, number) in numbers.iter().enumerate() {
+                values.push(
+                    number
+                        .as_i64()
+                        .ok_or_else(|| wrong(index, &number.clone().into()))?,
+                );
             }
             if datatype == "INT64" {
                 TensorData::Int64(values)
             } else {
-                let mut narrow = Vec::with_capacity(rows);
+                let mut narrow = Vec::with_capacity(values.len());
                 for (index, value) in values.into_iter().enumerate() {
                     narrow.push(
                         i32::try_from(value)
@@ -277,51 +471,39 @@ pub fn decode_json(
                 TensorData::Int32(narrow)
             }
         }
-        "BOOL" => {
-            let mut values = Vec::with_capacity(rows);
-            for (index, value) in flat.iter().enumerate() {
-                values.push(value.as_bool().ok_or_else(|| wrong(index, value))?);
-            }
-            TensorData::Bool(values)
+        ("BOOL", JsonElements::Bools(bools)) => TensorData::Bool(std::mem::take(bools)),
+        ("BYTES", JsonElements::Strings(strings)) => TensorData::Bytes(
+            std::mem::take(strings)
+                .into_iter()
+                .map(String::into_bytes)
+                .collect(),
+        ),
+        ("FP64" | "FP32" | "INT64" | "INT32" | "BOOL" | "BYTES", JsonElements::Mixed(values)) => {
+            // Not all of one kind: the first element that is not the datatype's is named.
+            let fits = |value: &serde_json::Value| match datatype {
+                "FP64" | "FP32" => value.is_number(),
+                "INT64" => value.as_i64().is_some(),
+                "INT32" => value.as_i64().is_some_and(|v| i32::try_from(v).is_ok()),
+                "BOOL" => value.is_boolean(),
+                _ => value.is_string(),
+            };
+            let (index, value) = values
+                .iter()
+                .enumerate()
+                .find(|(_, value)| !fits(value))
+                .unwrap_or((0, &serde_json::Value::Null));
+            return Err(wrong(index, value));
         }
-        "BYTES" => {
-            let mut values = Vec::with_capacity(rows);
-            for (index, value) in flat.iter().enumerate() {
-                let text = value.as_str().ok_or_else(|| wrong(index, value))?;
-                values.push(text.as_bytes().to_vec());
-            }
-            TensorData::Bytes(values)
+        ("FP64" | "FP32" | "INT64" | "INT32" | "BOOL" | "BYTES", elements) => {
+            return Err(first_wrong(elements));
         }
-        other => return Err(unsupported_datatype(name, other)),
+        (other, _) => return Err(unsupported_datatype(name, other)),
     };
     Ok(data)
 }
 
 /// Deepest nesting of a JSON `data` array taken (a column is 2 levels).
 const MAX_JSON_DEPTH: usize = 8;
-
-fn flatten<'a>(
-    value: &'a serde_json::Value,
-    into: &mut Vec<&'a serde_json::Value>,
-    depth: usize,
-) -> Result<(), String> {
-    match value {
-        serde_json::Value::Array(items) => {
-            if depth >= MAX_JSON_DEPTH {
-                return Err(format!("is nested deeper than {MAX_JSON_DEPTH} levels"));
-            }
-            for item in items {
-                flatten(item, into, depth + 1)?;
-            }
-            Ok(())
-        }
-        _ if depth == 0 => Err("is not an array".into()),
-        other => {
-            into.push(other);
-            Ok(())
-        }
-    }
-}
 
 /// The request's tensor as the Arrow column the data plane reads for `column`: its datatype
 /// must be the column's, or one that widens to it exactly (INT32 to INT64, FP32 to FP64).
@@ -471,4 +653,72 @@ pub fn encode_json(array: &ArrayRef) -> serde_json::Value {
         values.push(value);
     }
     Value::Array(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(datatype: &str, rows: usize, json: &str) -> Result<TensorData, String> {
+        let data: JsonData = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        decode_json("x", datatype, rows, data).map_err(|e| e.to_string())
+    }
+
+    /// `data` read straight into typed elements: flat and nested arrays of each kind, and
+    /// each wrong element named by its index.
+    #[test]
+    fn json_data_is_read_into_typed_elements() {
+        assert!(
+            matches!(decode("FP64", 3, "[1, 2.5, -3]"), Ok(TensorData::Fp64(v)) if v == [1.0, 2.5, -3.0])
+        );
+        assert!(
+            matches!(decode("INT64", 2, "[[1], [2]]"), Ok(TensorData::Int64(v)) if v == [1, 2])
+        );
+        assert!(
+            matches!(decode("BOOL", 2, "[true, false]"), Ok(TensorData::Bool(v)) if v == [true, false])
+        );
+        assert!(
+            matches!(decode("BYTES", 2, r#"["a", "é"]"#), Ok(TensorData::Bytes(v)) if v == [b"a".to_vec(), "é".as_bytes().to_vec()])
+        );
+        assert!(matches!(decode("FP32", 0, "[]"), Ok(TensorData::Fp32(v)) if v.is_empty()));
+
+        let error = decode("FP64", 3, r#"[1, "two", 3]"#).unwrap_err();
+        assert!(
+            error.contains("element 1 is \"two\", which is not FP64"),
+            "{error}"
+        );
+        let error = decode("INT64", 2, "[1, 2.5]").unwrap_err();
+        assert!(
+            error.contains("element 1 is 2.5, which is not INT64"),
+            "{error}"
+        );
+        let error = decode("INT32", 1, "[4294967296]").unwrap_err();
+        assert!(
+            error.contains("element 0 is 4294967296, which is not INT32"),
+            "{error}"
+        );
+        let error = decode("BYTES", 2, "[1, 2]").unwrap_err();
+        assert!(
+            error.contains("element 0 is 1, which is not BYTES"),
+            "{error}"
+        );
+        let error = decode("BOOL", 2, "[true, null]").unwrap_err();
+        assert!(error.contains("element 1 is null"), "{error}");
+        let error = decode("FP64", 1, "[{\"a\": 1}]").unwrap_err();
+        assert!(error.contains("element 0 is {\"a\":1}"), "{error}");
+        let error = decode("FP64", 1, "7").unwrap_err();
+        assert!(error.contains("`data` is not an array"), "{error}");
+        let error = decode("FP64", 3, "[1, 2]").unwrap_err();
+        assert!(
+            error.contains("has 2 elements, but its shape says 3"),
+            "{error}"
+        );
+        let error = decode("FP16", 1, "[1]").unwrap_err();
+        assert!(error.contains("datatype `FP16`"), "{error}");
+        let deep = format!("{}1{}", "[".repeat(9), "]".repeat(9));
+        let error = decode("FP64", 1, &deep).unwrap_err();
+        assert!(error.contains("nested deeper than 8 levels"), "{error}");
+        let eight = format!("{}1{}", "[".repeat(8), "]".repeat(8));
+        assert!(decode("FP64", 1, &eight).is_ok());
+    }
 }
