@@ -93,3 +93,25 @@ snapshot_tests!(
         wrong_type,
     ]
 );
+
+/// The CLI says a TOML error once, for a policy and for a manifest: the error's message holds
+/// the parser's words (line, caret, what was expected), and its chain does not repeat them.
+#[test]
+fn the_cli_says_a_toml_error_once() {
+    let case = churn_case();
+    case.write("broken.toml", "version = 1\n[limits\n");
+    let output = case.cordon(&["check", "--package", "package", "--policy", "broken.toml"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.matches("TOML parse error").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("broken.toml: TOML parse error at line 2"),
+        "{stderr}"
+    );
+
+    case.write("package/cordon.toml", "manifest-version = 1\n[package\n");
+    let output = case.cordon(&["check", "--package", "package", "--policy", "policy.toml"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.matches("TOML parse error").count(), 1, "{stderr}");
+}

@@ -29,11 +29,12 @@ pub enum ManifestError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    /// The TOML error is in the message (with its line and caret), not in the error's chain,
+    /// so that a caller printing the chain says it once.
+    #[error("{path}: {error}")]
     Parse {
         path: PathBuf,
-        #[source]
-        source: Box<toml::de::Error>,
+        error: Box<toml::de::Error>,
     },
     #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     Invalid {
@@ -194,7 +195,7 @@ impl Manifest {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ManifestError> {
         let raw: RawManifest = toml::from_str(text).map_err(|source| ManifestError::Parse {
             path: path.to_owned(),
-            source: Box::new(source),
+            error: Box::new(source),
         })?;
         let invalid_at = |key: &str, message: String| ManifestError::Invalid {
             path: path.to_owned(),

@@ -44,11 +44,12 @@ pub enum PolicyError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    /// The TOML error is in the message (with its line and caret), not in the error's chain,
+    /// so that a caller printing the chain says it once.
+    #[error("{path}: {error}")]
     Parse {
         path: PathBuf,
-        #[source]
-        source: Box<toml::de::Error>,
+        error: Box<toml::de::Error>,
     },
     #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     Invalid {
@@ -389,7 +390,7 @@ impl Policy {
     pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Self, PolicyError> {
         let parse_error = |source| PolicyError::Parse {
             path: path.to_owned(),
-            source: Box::new(source),
+            error: Box::new(source),
         };
         let key_lines = KeyLines::of(text);
         let invalid = Invalid {
