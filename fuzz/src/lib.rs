@@ -344,18 +344,10 @@ pub fn guest_batch(data: &[u8]) {
     };
     let columns: Vec<ColumnSpec> = OUTPUT_COLUMNS
         .iter()
-        .filter_map(|(column, ty)| {
-            Some(ColumnSpec {
-                name: name(column)?,
-                ty: *ty,
-            })
-        })
+        .filter_map(|(column, ty)| Some(ColumnSpec::new(name(column)?, *ty)))
         .collect();
     let partition_key = match (mode, name("region")) {
-        (InputMode::Partition, Some(region)) => vec![ColumnSpec {
-            name: region,
-            ty: ColumnType::Text,
-        }],
+        (InputMode::Partition, Some(region)) => vec![ColumnSpec::new(region, ColumnType::Text)],
         _ => Vec::new(),
     };
     // Both ways of treating a NaN, chosen by the batch's row count.
@@ -460,6 +452,8 @@ fn csv_grant(source: PathBuf, mode: InputMode) -> Option<InputGrant> {
         key: vec!["customerID".to_owned()],
         filter: None,
         filters: Vec::new(),
+        domains: Vec::new(),
+        out_of_domain: Default::default(),
         schema: [("SeniorCitizen".to_owned(), ColumnType::Int64)].into(),
         mode,
         partition_by,

@@ -38,6 +38,7 @@
 mod batch;
 pub mod log;
 pub mod nn;
+pub mod settings;
 
 pub use batch::{Batch, BatchBuilder, Column, ColumnType, TextColumn};
 

@@ -285,7 +285,7 @@ fn guest_pass(instance: &mut Instance, batches: &[Batch]) -> Result<(f64, f64), 
 /// guest's instance whose graphs run in its jailed worker.
 fn jailed_instance(
     engine: &wasmtime::Engine,
-    pre: &bindings::ModelPre<GuestState>,
+    pre: &cordon::sandbox::ModelPre,
     onnxruntime: &OnnxRuntime,
     options: SessionOptions,
     file: &str,
@@ -398,7 +398,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         "bench",
         &wasm,
     )?;
-    let pre = bindings::ModelPre::new(linker(&engine.engine)?.instantiate_pre(&component)?)?;
+    let pre: cordon::sandbox::ModelPre =
+        bindings::ModelPre::new(linker(&engine.engine)?.instantiate_pre(&component)?)?.into();
     let options = SessionOptions {
         device: Device::Cpu,
         threads: 1,

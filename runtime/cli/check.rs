@@ -83,6 +83,27 @@ pub fn check(args: CheckArgs) -> anyhow::Result<()> {
             }
         );
     }
+    for setting in &grant.settings {
+        let origin = match setting.origin {
+            cordon::settings::SettingOrigin::Default => "the manifest's default",
+            cordon::settings::SettingOrigin::Policy => "set by the policy",
+        };
+        println!(
+            "  setting     {} = {} ({origin})",
+            setting.name, setting.value
+        );
+    }
+    if !input.domains.is_empty() {
+        println!(
+            "  domains     {} column(s) checked before the sandbox; values outside: {}",
+            input.domains.len(),
+            match input.out_of_domain {
+                cordon::policy::OutOfDomain::Refuse => "refused (out-of-domain = \"refuse\")",
+                cordon::policy::OutOfDomain::Count =>
+                    "scored and counted (out-of-domain = \"count\")",
+            }
+        );
+    }
     println!("ok: nothing was run and no row was read");
     Ok(())
 }

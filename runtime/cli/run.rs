@@ -184,6 +184,11 @@ fn print_summary(summary: &RunSummary, onnxruntime: Option<&str>) {
     for incident in &summary.incidents {
         println!("  refused      {incident}");
     }
+    for (column, values) in &summary.out_of_domain {
+        println!(
+            "  domain       {values} value(s) of `{column}` outside the manifest's domain, scored and counted (out-of-domain = \"count\")"
+        );
+    }
     if let (Some(log), Some(head)) = (&summary.audit_log, &summary.audit_head) {
         println!(
             "  audit        run {} -> {} (head {head})",

@@ -9,6 +9,7 @@ use crate::nn::jail::WorkerError;
 use crate::nn::onnx::OnnxRuntimeError;
 use crate::package::PackageError;
 use crate::policy::PolicyError;
+use crate::sandbox::domain::OutOfDomainValue;
 use crate::sandbox::{self, LimitExceeded};
 use crate::scorer::ScoreError;
 use crate::signing::VerifyError;
@@ -64,6 +65,21 @@ pub enum RunError {
         first_row: u64,
         message: String,
     },
+    /// A value outside its column's declared domain, refused before it entered the sandbox.
+    /// `place` is where the row is (`data.csv:18`, `row 18 of the rows read`), `key` its key
+    /// values (` (customerID=7590-VHVEG)`), both the consumer's own data.
+    #[error(
+        "{place}{key}: {value}; refused by [bind.{}] out-of-domain = \"refuse\" (the default); set out-of-domain = \"count\" to score such values and count them",
+        value.input
+    )]
+    OutOfDomain {
+        place: String,
+        key: String,
+        /// The row among the rows read, from 0, and its batch, when known.
+        row: Option<u64>,
+        batch: Option<u64>,
+        value: Box<OutOfDomainValue>,
+    },
     #[error("the model's output for batch {batch} was refused: {reason}")]
     InvalidOutput { batch: u64, reason: String },
     #[error("output-rows limit: the run would write more than {limit} rows (limits.output-rows)")]
@@ -76,6 +92,15 @@ pub enum RunError {
         crate::world::CONTRACT_VERSION
     )]
     Link(#[source] anyhow::Error),
+    /// The manifest declares settings, but the component speaks a contract without them.
+    #[error(
+        "{package}: the manifest declares [settings], but the component speaks cordon:model@{version}, which has no settings to read them with; rebuild it with cordon-guest for cordon:model@{}",
+        crate::world::CONTRACT_VERSION
+    )]
+    SettingsUnreadable {
+        package: String,
+        version: &'static str,
+    },
     #[error(transparent)]
     Audit(#[from] AuditError),
     #[error(transparent)]
@@ -142,6 +167,19 @@ impl RunError {
             ScoreError::WallTime { limit } => RunError::WallTime { limit },
             ScoreError::Inference(error) => RunError::Inference(error),
             ScoreError::Trap { message } => RunError::Trap { message },
+            ScoreError::OutOfDomain(value) => {
+                let row = at.map(|(_, first_row)| first_row + value.row as u64);
+                RunError::OutOfDomain {
+                    place: match row {
+                        Some(row) => format!("row {} of the rows read", row + 1),
+                        None => format!("row {} of the batch", value.row + 1),
+                    },
+                    key: String::new(),
+                    row,
+                    batch: at.map(|(batch, _)| batch),
+                    value: Box::new(value),
+                }
+            }
         }
     }
 }

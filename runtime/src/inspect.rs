@@ -25,6 +25,9 @@ pub struct Inspection {
     pub output: OutputFacts,
     pub graphs: Vec<GraphFacts>,
     pub resources: ResourceHints,
+    /// The settings the manifest declares, with their defaults; the policy's `[settings]` may
+    /// set them.
+    pub settings: Vec<crate::settings::SettingSpec>,
     pub component: ComponentFacts,
     /// Where the graphs would run under the policy given (`jail` or `in-process`); `None`
     /// without a policy.
@@ -192,6 +195,7 @@ pub fn inspect(
         },
         graphs,
         resources: manifest.resources.clone(),
+        settings: manifest.settings.clone(),
         component: ComponentFacts {
             file: manifest.component.clone(),
             bytes: package.component.len() as u64,
@@ -248,6 +252,46 @@ fn columns(columns: &[ColumnSpec]) -> String {
         .join(", ")
 }
 
+/// One column's domain as the host checks it: `contract: one of "Month-to-month", "One year",
+/// "Two year"; no nulls`. Levels and units are the provider's strings: escaped and cut.
+fn domain(column: &ColumnSpec) -> String {
+    let mut parts = Vec::new();
+    if let Some(levels) = &column.levels {
+        const LISTED: usize = 24;
+        let mut listed: Vec<String> = levels
+            .iter()
+            .take(LISTED)
+            .map(|level| format!("\"{}\"", printable(level, 64)))
+            .collect();
+        if levels.len() > LISTED {
+            listed.push(format!(
+                "and {} more (--json lists them all)",
+                levels.len() - LISTED
+            ));
+        }
+        parts.push(format!("one of {}", listed.join(", ")));
+    }
+    if let Some(range) = &column.range {
+        let unit = column
+            .unit
+            .as_ref()
+            .map(|unit| format!(" {}", printable(unit, 32)))
+            .unwrap_or_default();
+        parts.push(format!("{range}{unit}"));
+    } else if let Some(unit) = &column.unit {
+        parts.push(format!("in {}", printable(unit, 32)));
+    }
+    parts.push(
+        if column.nullable {
+            "nulls taken"
+        } else {
+            "no nulls"
+        }
+        .to_owned(),
+    );
+    format!("{}: {}", column.name, parts.join("; "))
+}
+
 /// A size for people: `81.1 KiB`.
 fn size(bytes: u64) -> String {
     const KIB: f64 = 1024.0;
@@ -298,6 +342,9 @@ impl fmt::Display for Inspection {
         let input = &self.input;
         writeln!(f, "reads         `{}`, {} mode", input.name, input.mode)?;
         writeln!(f, "  columns     {}", columns(&input.columns))?;
+        for column in input.columns.iter().filter(|c| c.has_domain()) {
+            writeln!(f, "  domain      {}", domain(column))?;
+        }
         if !input.partition_by.is_empty() {
             writeln!(
                 f,
@@ -376,6 +423,29 @@ impl fmt::Display for Inspection {
             hints.push_str("none given");
         }
         writeln!(f, "needs         {}", hints.trim_end())?;
+        for setting in &self.settings {
+            let mut bounds = String::new();
+            if let Some(range) = setting.range {
+                let _ = write!(bounds, ", in {range}");
+            }
+            if let Some(choices) = &setting.choices {
+                let listed: Vec<String> = choices
+                    .iter()
+                    .map(|choice| format!("\"{}\"", printable(choice, 64)))
+                    .collect();
+                let _ = write!(bounds, ", one of {}", listed.join(", "));
+            }
+            let description = if setting.description.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", shown(&setting.description))
+            };
+            writeln!(
+                f,
+                "setting       {} ({}, default {}{bounds}){description}",
+                setting.name, setting.ty, setting.default
+            )?;
+        }
 
         let c = &self.component;
         writeln!(

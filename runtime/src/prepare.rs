@@ -20,7 +20,7 @@ use crate::package::Package;
 use crate::policy::{Isolation, Policy};
 use crate::run::RunRequest;
 use crate::runtime::Runtime;
-use crate::sandbox::{self, CacheOutcome, bindings};
+use crate::sandbox::{self, CacheOutcome};
 use crate::scorer::{ScoreError, Scorer, ScorerTemplate};
 use crate::signing::{self, Verified, VerifyError};
 use crate::usage::PackageIdentity;
@@ -35,6 +35,8 @@ pub struct Admitted {
     /// The policy the grant was resolved under: the model is prepared under this one and no
     /// other (its limits, inference settings and audit paths).
     policy: Policy,
+    /// The contract version the component speaks (`0.3.0`, or an earlier one still served).
+    pub contract: &'static str,
 }
 
 /// What the audit trail and the usage ledger say about a package, whichever driver runs it:
@@ -115,6 +117,11 @@ impl PreparedModel {
         &self.inner.policy
     }
 
+    /// The manifest's column domains and the policy's choice for values outside them.
+    pub fn domains(&self) -> &crate::sandbox::domain::DomainCheck {
+        &self.inner.template.domains
+    }
+
     /// What the package is and who signed it.
     pub fn facts(&self) -> &ModelFacts {
         &self.inner.facts
@@ -162,7 +169,7 @@ impl Runtime {
         policy: &Policy,
         role: Option<&str>,
     ) -> Result<Admitted, RunError> {
-        check_component(&package)?;
+        let contract = check_component(&package)?;
         if !self.skip_graph_admission {
             admit_graphs(&package, &policy.admission_rules())?;
         }
@@ -172,6 +179,7 @@ impl Runtime {
             signature,
             grant,
             policy: policy.clone(),
+            contract,
         })
     }
 
@@ -183,6 +191,7 @@ impl Runtime {
             package,
             grant,
             policy,
+            contract,
             ..
         } = admitted;
         let policy = &policy;
@@ -195,9 +204,7 @@ impl Runtime {
 
         let graphs = Arc::new(self.load_graphs(&package, &grant, policy)?);
         let linker = sandbox::linker(&self.engine.engine).map_err(|e| RunError::Link(e.into()))?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .and_then(bindings::ModelPre::new)
+        let pre = sandbox::ModelPre::new(&linker, &component, contract)
             .map_err(|e| RunError::Link(e.into()))?;
         let template = ScorerTemplate {
             engine: self.engine.engine.clone(),
@@ -208,6 +215,8 @@ impl Runtime {
             limits: policy.limits.clone(),
             mode: grant.input.mode,
             output: grant.output.clone(),
+            domains: crate::sandbox::domain::DomainCheck::new(&grant.input),
+            settings: sandbox::GuestSettings::new(&grant.settings),
         };
         Ok(PreparedModel {
             inner: Arc::new(Prepared {
@@ -309,14 +318,26 @@ impl Runtime {
 
 /// Reads what the component imports and exports before it is compiled: a model that asks for
 /// the network, or for anything this host does not offer, never gets that far.
-fn check_component(package: &Package) -> Result<(), RunError> {
-    ComponentWorld::read(&package.component)
-        .and_then(|world| world.check(package.manifest.input.mode))
-        .map_err(|why| RunError::Component {
+/// Returns the contract version the component speaks.
+fn check_component(package: &Package) -> Result<&'static str, RunError> {
+    let refused = |why| RunError::Component {
+        package: package.path.display().to_string(),
+        component: package.manifest.component.clone(),
+        why,
+    };
+    let world = ComponentWorld::read(&package.component).map_err(refused)?;
+    world.check(package.manifest.input.mode).map_err(refused)?;
+    let version = world
+        .contract_version()
+        .unwrap_or(crate::world::CONTRACT_VERSION);
+    // A model of a contract without settings could not read what the policy sets.
+    if !package.manifest.settings.is_empty() && crate::world::WITHOUT_SETTINGS.contains(&version) {
+        return Err(RunError::SettingsUnreadable {
             package: package.path.display().to_string(),
-            component: package.manifest.component.clone(),
-            why,
-        })
+            version,
+        });
+    }
+    Ok(version)
 }
 
 /// Refuses the package if graph admission refuses any of its graphs.

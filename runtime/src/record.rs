@@ -144,6 +144,8 @@ impl RunRecorder {
                     "name": g.spec.name, "device": g.device,
                 })).collect::<Vec<_>>(),
                 "limits": policy.limits,
+                "settings": grant.settings,
+                "out_of_domain": grant.input.out_of_domain,
             }),
         )
     }
@@ -195,6 +197,18 @@ impl RunRecorder {
                     "calls": calls,
                     "peak_tensor_bytes": totals.peak_tensor_bytes,
                 }),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Values outside the manifest's domains that entered the sandbox because the policy says
+    /// to count them (`out-of-domain = "count"`): one event per column.
+    pub fn out_of_domain(&mut self, input: &str, totals: &Totals) -> Result<(), RunError> {
+        for (column, values) in &totals.out_of_domain {
+            self.record(
+                "out-of-domain",
+                json!({ "input": input, "column": column, "values": values, "policy": "count" }),
             )?;
         }
         Ok(())

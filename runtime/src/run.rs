@@ -80,6 +80,9 @@ pub struct RunSummary {
     pub guest_log: Vec<LogRecord>,
     pub guest_log_dropped: u64,
     pub incidents: Vec<String>,
+    /// Per model column, values outside the manifest's domain that were scored anyway under
+    /// `[bind.<input>] out-of-domain = "count"`.
+    pub out_of_domain: std::collections::BTreeMap<String, u64>,
     pub audit_log: Option<PathBuf>,
     /// Hash of the last audit line this run wrote.
     pub audit_head: Option<String>,

@@ -57,7 +57,7 @@ fn every_region_gets_eight_quarters_with_nested_intervals() {
         );
         assert!(yhat.is_finite() && yhat > 0.0, "{row:?}");
         assert!(
-            forecast_model::methods::Method::from_name(&row[2]).is_some(),
+            forecast_model::methods::Method::from_name(&row[2], 4).is_some(),
             "{row:?}"
         );
     }
@@ -149,4 +149,113 @@ fn plot_draws_one_panel_per_series_and_refuses_a_bad_file() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr.contains("has no column `lo80`"), "{stderr}");
     assert!(!case.path("out/bad.png").exists());
+}
+
+/// Many monthly series whose forecasts name their columns differently from the history: the
+/// names are mapped, the series split over pages beside `--out`, and `--last` is accepted.
+#[test]
+fn plot_maps_names_and_splits_many_series_over_pages() {
+    let case = crate::support::Case::new();
+    let mut history = String::from("shop,month,sales\n");
+    let mut forecasts = String::from("store,period,yhat,lo80,hi80,lo95,hi95\n");
+    for shop in 0..10 {
+        for month in 1..=12 {
+            history.push_str(&format!("s{shop},2020-{month:02}-01,{}\n", 100 + month));
+        }
+        for month in 1..=3 {
+            forecasts.push_str(&format!("s{shop},2021-{month:02}-01,110,105,115,100,120\n"));
+        }
+    }
+    case.write("history.csv", &history);
+    case.write("forecasts.csv", &forecasts);
+    let output = case.cordon(&[
+        "plot",
+        "forecasts.csv",
+        "--history",
+        "history.csv",
+        "--series",
+        "shop",
+        "--time",
+        "month",
+        "--value",
+        "sales",
+        "--forecast-series",
+        "store",
+        "--forecast-time",
+        "period",
+        "--last",
+        "6",
+        "--per-page",
+        "4",
+        "--out",
+        "out/sales.png",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // 10 series, 4 a page: pages of 4, 4 and 2, each named beside --out.
+    for (page, panels) in [(1, 4), (2, 4), (3, 2)] {
+        let path = case.path(&format!("out/sales-{page}.png"));
+        let png = std::fs::read(&path).unwrap_or_else(|_| panic!("no page {page}: {stdout}"));
+        let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+        assert_eq!(width, 2 * 340, "page {page}");
+        assert!(
+            stdout.contains(&format!("sales-{page}.png ({panels} series")),
+            "{stdout}"
+        );
+    }
+    assert!(!case.path("out/sales.png").exists());
+
+    // A forecast series column that is not there is named.
+    let output = case.cordon(&[
+        "plot",
+        "forecasts.csv",
+        "--history",
+        "history.csv",
+        "--series",
+        "shop",
+        "--time",
+        "month",
+        "--value",
+        "sales",
+        "--out",
+        "out/x.png",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("forecasts.csv: has no column `shop`"),
+        "{stderr}"
+    );
+}
+
+/// The policy sets the forecaster's horizon (a setting its manifest declares): 12 quarters per
+/// region instead of 8, continuing from the last quarter, with nested intervals.
+#[test]
+fn the_policy_sets_the_horizon() {
+    let case = forecast_case("forecast.toml");
+    let policy = std::fs::read_to_string(case.path("policy.toml")).unwrap();
+    case.write(
+        "policy.toml",
+        &format!("{policy}\n[settings]\nhorizon = 12\n"),
+    );
+    let summary = case.run().unwrap();
+    assert_eq!(summary.rows_out, (REGIONS * 12) as u64);
+    let rows = read_csv(&case.path("out/forecasts.csv"));
+    let first: Vec<&str> = rows
+        .iter()
+        .filter(|row| row[0] == rows[0][0])
+        .map(|row| row[1].as_str())
+        .collect();
+    assert_eq!(first.first(), Some(&"2017Q1"), "{first:?}");
+    assert_eq!(first.last(), Some(&"2019Q4"), "{first:?}");
+    for row in &rows {
+        let [yhat, lo80, hi80, lo95, hi95] = [3, 4, 5, 6, 7].map(|i| number(&row[i]));
+        assert!(
+            lo95 <= lo80 && lo80 <= yhat && yhat <= hi80 && hi80 <= hi95,
+            "{row:?}"
+        );
+    }
 }

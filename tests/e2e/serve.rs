@@ -970,3 +970,59 @@ fn with_a_certificate_the_server_speaks_tls_only() {
     let (status, stderr) = server.stop();
     assert!(status.success(), "{stderr}");
 }
+
+/// A value outside the manifest's levels fails its request with 400, naming the request's row,
+/// the column and the value, before the sandbox sees any of it; the next request is scored.
+#[test]
+fn a_level_outside_the_manifest_fails_its_request_by_row() {
+    let case = case(cordon_test_guests::POLICY_ECHO_COLUMNS, "seen", "", "");
+    let manifest = MANIFEST.replace("OUTPUT", "seen").replace(
+        "{ name = \"label\", type = \"text\" }",
+        "{ name = \"label\", type = \"text\", levels = [\"a\", \"b\"] }",
+    );
+    case.package(cordon_test_guests::POLICY_ECHO_COLUMNS, &manifest, &[]);
+    let server = Server::start(&case);
+    let (status, response) = infer(
+        server.address,
+        Some(FULL_TOKEN),
+        &rows_request(&["r0", "r1", "r2"], &[1.0, 2.0, 3.0], &["a", "b", "zzz"]),
+    );
+    assert_eq!(status, 400, "{response}");
+    let error = error_of(&response);
+    assert!(error.contains("row 3 of the request"), "{error}");
+    assert!(error.contains("column `label`: `zzz`"), "{error}");
+    assert!(
+        error.contains("[\"a\", \"b\"]") || error.contains("a, b"),
+        "{error}"
+    );
+    let (status, response) = infer(
+        server.address,
+        Some(FULL_TOKEN),
+        &rows_request(&["r0", "r1"], &[1.0, 2.0], &["a", "b"]),
+    );
+    assert_eq!(status, 200, "{response}");
+    let (status, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+
+    // Under `out-of-domain = "count"` the same request is scored, and /metrics counts it.
+    let policy = std::fs::read_to_string(case.path("policy.toml")).unwrap();
+    case.write(
+        "policy.toml",
+        &policy.replace("[bind.rows]\n", "[bind.rows]\nout-of-domain = \"count\"\n"),
+    );
+    let server = Server::start(&case);
+    let (status, response) = infer(
+        server.address,
+        Some(FULL_TOKEN),
+        &rows_request(&["r0", "r1", "r2"], &[1.0, 2.0, 3.0], &["a", "b", "zzz"]),
+    );
+    assert_eq!(status, 200, "{response}");
+    let (_, _, metrics) = http(server.address, "GET", "/metrics", &[], b"").unwrap();
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(
+        metrics.contains("cordon_values_out_of_domain_total{model=\"probe\"} 1"),
+        "{metrics}"
+    );
+    let (status, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+}

@@ -371,7 +371,9 @@ fn ungranted_values_are_refused_on_the_plan() {
         format!("CREATE VIEW w AS SELECT * FROM customers; SELECT telco_churn({ARGUMENTS}) FROM w"),
         format!(
             "SELECT telco_churn({}) FROM customers c JOIN plans p ON c.customerID = p.customerID",
-            call("upper(c.contract)")
+            // A granted column through an expression (one that keeps it in the model's domain:
+            // `upper` would make levels the manifest does not list, refused as such).
+            call("trim(c.contract)")
         ),
     ];
     for sql in &allowed {

@@ -59,6 +59,11 @@ pub struct InputGrant {
     /// Each filter that makes up `filter`, with where the policy writes it, for errors.
     #[serde(skip)]
     pub filters: Vec<(String, String)>,
+    /// The manifest's input columns that declare a domain (levels, a range, no nulls): each
+    /// value is checked against it before it enters the sandbox.
+    pub domains: Vec<ColumnSpec>,
+    /// What a value outside its domain does (`[bind.<input>] out-of-domain`).
+    pub out_of_domain: crate::policy::OutOfDomain,
     /// Types forced on CSV source columns.
     pub schema: std::collections::BTreeMap<String, ColumnType>,
     pub mode: InputMode,
@@ -99,6 +104,8 @@ pub struct Grant {
     pub graphs: Vec<GraphGrant>,
     /// Where the graphs run: in jailed inference workers, or in the host process.
     pub isolation: crate::policy::Isolation,
+    /// Every setting the package declares, with the value this run gives the model.
+    pub settings: Vec<crate::settings::GrantedSetting>,
 }
 
 impl Grant {
@@ -142,6 +149,8 @@ impl Grant {
             .collect();
 
         let graphs = grant_graphs(manifest, policy)?;
+        let settings = crate::settings::resolve(&manifest.settings, &policy.settings)
+            .map_err(|(key, message)| refuse(policy, &key, message))?;
 
         Ok(Grant {
             role: role.map(|(name, _)| name),
@@ -152,6 +161,14 @@ impl Grant {
                 key: binding.key.clone(),
                 filter,
                 filters,
+                domains: manifest
+                    .input
+                    .columns
+                    .iter()
+                    .filter(|c| c.has_domain())
+                    .cloned()
+                    .collect(),
+                out_of_domain: binding.out_of_domain,
                 schema: binding.schema.clone(),
                 mode: manifest.input.mode,
                 partition_by: manifest.input.partition_by.clone(),
@@ -167,6 +184,7 @@ impl Grant {
             },
             graphs,
             isolation: policy.inference.isolation,
+            settings,
         })
     }
 }

@@ -8,4 +8,5 @@ pub mod keys;
 pub mod manifest;
 pub mod names;
 pub mod policy;
+pub mod settings;
 pub mod units;

@@ -74,6 +74,71 @@ pub struct ColumnSpec {
     pub name: Name,
     #[serde(rename = "type")]
     pub ty: ColumnType,
+    /// Input text columns: every value the model knows. The host checks each value against
+    /// them before it enters the sandbox (a level the encoder never saw would score as
+    /// silently as a known one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub levels: Option<Vec<String>>,
+    /// Input number columns: the closed range the model is valid on, `[low, high]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<ValueRange>,
+    /// Input number columns: what the numbers measure (`months`, `USD`), for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// Input columns: whether the model takes a null. Unless a manifest says `false`, it does.
+    #[serde(default = "nullable_by_default")]
+    pub nullable: bool,
+}
+
+fn nullable_by_default() -> bool {
+    true
+}
+
+impl ColumnSpec {
+    /// A column with no domain: any value of its type, nulls included.
+    pub fn new(name: Name, ty: ColumnType) -> ColumnSpec {
+        ColumnSpec {
+            name,
+            ty,
+            levels: None,
+            range: None,
+            unit: None,
+            nullable: true,
+        }
+    }
+
+    /// Whether the manifest narrows the column's values (levels, range, or no nulls).
+    pub fn has_domain(&self) -> bool {
+        self.levels.is_some() || self.range.is_some() || !self.nullable
+    }
+}
+
+/// `range = [low, high]`: both ends included. Finite and ordered once the manifest is
+/// validated, so equality is exact.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
+pub struct ValueRange(pub f64, pub f64);
+
+impl Eq for ValueRange {}
+
+impl ValueRange {
+    pub fn low(&self) -> f64 {
+        self.0
+    }
+
+    pub fn high(&self) -> f64 {
+        self.1
+    }
+
+    /// Whether `value` lies in the range (NaN never does).
+    pub fn contains(&self, value: f64) -> bool {
+        value >= self.0 && value <= self.1
+    }
+}
+
+impl fmt::Display for ValueRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} to {}", self.0, self.1)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -89,6 +154,8 @@ struct RawManifest {
     graph: Vec<GraphSpec>,
     #[serde(default)]
     resources: ResourceHints,
+    #[serde(default)]
+    settings: std::collections::BTreeMap<Name, crate::settings::RawSetting>,
 }
 
 /// What the provider says the model needs, so that a consumer can set `[limits]` to fit before
@@ -162,6 +229,8 @@ pub struct Manifest {
     pub output: OutputSpec,
     pub graphs: Vec<GraphSpec>,
     pub resources: ResourceHints,
+    /// `[settings.<name>]`: typed knobs with defaults, which the policy may set.
+    pub settings: Vec<crate::settings::SettingSpec>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -272,6 +341,9 @@ impl Manifest {
         let at_key = |(key, message): (String, String)| invalid_at(&key, message);
         check_columns(&input.columns, &format!("input.{input_name}.columns")).map_err(at_key)?;
         check_columns(&output.columns, &format!("output.{output_name}.columns")).map_err(at_key)?;
+        check_domains(&input.columns, &format!("input.{input_name}.columns")).map_err(at_key)?;
+        check_no_domains(&output.columns, &format!("output.{output_name}.columns"))
+            .map_err(at_key)?;
         check_partitioning(&input_name, &input, &output_name, &output).map_err(at_key)?;
 
         let mut graph_names = BTreeSet::new();
@@ -289,6 +361,7 @@ impl Manifest {
                 )
             })?;
         }
+        let settings = crate::settings::declared(raw.settings).map_err(at_key)?;
 
         Ok(Manifest {
             name: raw.package.name,
@@ -310,6 +383,7 @@ impl Manifest {
             },
             graphs: raw.graph,
             resources: raw.resources,
+            settings,
         })
     }
 }
@@ -352,6 +426,144 @@ fn check_columns(columns: &[ColumnSpec], key: &str) -> Result<(), (String, Strin
                 format!("{key}: column `{}` is listed twice", column.name),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Most levels one text column may declare: a vocabulary, not a payload.
+pub const MAX_LEVELS: usize = 4096;
+/// Longest level.
+pub const MAX_LEVEL_BYTES: usize = 256;
+/// Longest unit.
+pub const MAX_UNIT_BYTES: usize = 32;
+
+/// An input column's domain fits its type: levels (distinct, bounded) on text only, a finite,
+/// ordered range and a unit on numbers only. Everything here is the provider's and is printed
+/// on the consumer's terminal, hence the bounds.
+fn check_domains(columns: &[ColumnSpec], key: &str) -> Result<(), (String, String)> {
+    for (index, column) in columns.iter().enumerate() {
+        let at = |field: &str| format!("{key}.{index}.{field}");
+        let name = &column.name;
+        let number = matches!(
+            column.ty,
+            ColumnType::Int64 | ColumnType::Float64 | ColumnType::Float32
+        );
+        if let Some(levels) = &column.levels {
+            if column.ty != ColumnType::Text {
+                return Err((
+                    at("levels"),
+                    format!(
+                        "{key}: column `{name}` is {}; levels are for text columns (give numbers a range)",
+                        column.ty
+                    ),
+                ));
+            }
+            if levels.is_empty() {
+                return Err((
+                    at("levels"),
+                    format!(
+                        "{key}: column `{name}` lists no levels; leave levels out to take any text"
+                    ),
+                ));
+            }
+            if levels.len() > MAX_LEVELS {
+                return Err((
+                    at("levels"),
+                    format!(
+                        "{key}: column `{name}` lists {} levels; at most {MAX_LEVELS} are allowed",
+                        levels.len()
+                    ),
+                ));
+            }
+            let mut seen = BTreeSet::new();
+            for level in levels {
+                let shown = crate::names::printable(level, 64);
+                if level.len() > MAX_LEVEL_BYTES {
+                    return Err((
+                        at("levels"),
+                        format!(
+                            "{key}: column `{name}`: level `{shown}` is {} bytes; at most {MAX_LEVEL_BYTES} are allowed",
+                            level.len()
+                        ),
+                    ));
+                }
+                if !seen.insert(level.as_str()) {
+                    return Err((
+                        at("levels"),
+                        format!("{key}: column `{name}` lists level `{shown}` twice"),
+                    ));
+                }
+            }
+        }
+        if let Some(range) = &column.range {
+            if !number {
+                return Err((
+                    at("range"),
+                    format!(
+                        "{key}: column `{name}` is {}; a range is for int64, float64 and float32 columns",
+                        column.ty
+                    ),
+                ));
+            }
+            if !range.low().is_finite() || !range.high().is_finite() || range.low() > range.high() {
+                return Err((
+                    at("range"),
+                    format!(
+                        "{key}: column `{name}`: range = [{}, {}] must be two finite numbers, the lower first",
+                        range.low(),
+                        range.high()
+                    ),
+                ));
+            }
+        }
+        if let Some(unit) = &column.unit {
+            if !number {
+                return Err((
+                    at("unit"),
+                    format!(
+                        "{key}: column `{name}` is {}; a unit is for number columns",
+                        column.ty
+                    ),
+                ));
+            }
+            if unit.is_empty()
+                || unit.len() > MAX_UNIT_BYTES
+                || unit.chars().any(|c| c.is_control())
+            {
+                return Err((
+                    at("unit"),
+                    format!(
+                        "{key}: column `{name}`: a unit is 1 to {MAX_UNIT_BYTES} bytes of printable text"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Domains describe what a model reads; what it returns is checked against the output's
+/// declared types and the policy's `[emit]` rules instead.
+fn check_no_domains(columns: &[ColumnSpec], key: &str) -> Result<(), (String, String)> {
+    for (index, column) in columns.iter().enumerate() {
+        let field = if column.levels.is_some() {
+            "levels"
+        } else if column.range.is_some() {
+            "range"
+        } else if column.unit.is_some() {
+            "unit"
+        } else if !column.nullable {
+            "nullable"
+        } else {
+            continue;
+        };
+        return Err((
+            format!("{key}.{index}.{field}"),
+            format!(
+                "{key}: column `{}`: {field} describes an input column; outputs take their type only",
+                column.name
+            ),
+        ));
     }
     Ok(())
 }

@@ -188,6 +188,23 @@ pub struct Binding {
     /// host re-attaches them to the output.
     #[serde(default)]
     pub key: Vec<String>,
+    /// What a value outside the manifest's domain for its column (a level the model does not
+    /// know, a number out of its range, a null it does not take) does.
+    #[serde(default)]
+    pub out_of_domain: OutOfDomain,
+}
+
+/// `[bind.<input>] out-of-domain`: what a value outside its column's declared domain does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutOfDomain {
+    /// The run (or request) fails, naming the column, the value and the row. A model scoring
+    /// a value it never saw answers as confidently as on one it knows.
+    #[default]
+    Refuse,
+    /// The value enters the sandbox as it is and is counted per column, in the run's summary
+    /// and its audit trail.
+    Count,
 }
 
 impl Binding {
@@ -338,6 +355,8 @@ struct RawPolicy {
     #[serde(default)]
     table: BTreeMap<Name, PlainTable>,
     serve: Option<ServePolicy>,
+    #[serde(default)]
+    settings: BTreeMap<String, toml::Value>,
 }
 
 /// A parsed, validated policy. Relative paths are resolved against the directory `cordon`
@@ -361,6 +380,9 @@ pub struct Policy {
     pub tables: BTreeMap<Name, PlainTable>,
     /// `cordon serve`'s tokens, TLS and load limits; required to serve.
     pub serve: Option<ServePolicy>,
+    /// `[settings]`: values for the settings the package declares, checked against the
+    /// manifest's types and bounds when the grant is made.
+    pub settings: BTreeMap<String, toml::Value>,
     /// The line of every key, by its dotted path (`bind.customers.filter` -> 23), for errors.
     #[serde(skip)]
     key_lines: KeyLines,
@@ -433,6 +455,7 @@ impl Policy {
             roles: raw.role,
             tables,
             serve,
+            settings: raw.settings,
             key_lines,
         })
     }

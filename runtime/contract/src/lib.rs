@@ -1,6 +1,7 @@
 //! Cordon's boundary: what crosses between the host and a guest component.
 //!
-//! - [`bindings`]: the one `bindgen!` of the host, from the WIT in the repository's `wit/`;
+//! - [`bindings`]: the host's `bindgen!` of the current contract, from the WIT in the
+//!   repository's `wit/`, and [`bindings_0_2`] of the earlier version it still serves;
 //! - [`data`]: the batches of columns a guest scores;
 //! - [`types`]: the column types and input modes manifests and policies name;
 //! - [`world`]: the checks of a component's imports and exports against the contract.
@@ -12,7 +13,7 @@ pub mod data;
 pub mod types;
 pub mod world;
 
-/// The bindings generated from the contract in `wit/`; the only `bindgen!` of the host.
+/// The bindings generated from the contract in `wit/` (the current version, 0.3.0).
 ///
 /// Every import is trappable: a host function returns `Err` only for a host fault or a broken
 /// limit, which ends the run. Guest mistakes are reported through the WIT result types
@@ -26,5 +27,21 @@ pub mod bindings {
         path: "../../wit",
         world: "cordon:model/model",
         imports: { default: trappable },
+    });
+}
+
+/// The bindings of contract 0.2.0 (`wit/archive/0.2.0`), served beside the current one so that
+/// a model built with an older guest SDK keeps running. Its types and wasi:nn are the current
+/// ones (0.3.0 only added the `settings` interface), so one conversion of batches and one
+/// wasi:nn host serve both; only its `log` interface is its own, under its own name.
+pub mod bindings_0_2 {
+    wasmtime::component::bindgen!({
+        path: "../../wit/archive/0.2.0",
+        world: "cordon:model/model",
+        imports: { default: trappable },
+        with: {
+            "cordon:model/types": crate::bindings::cordon::model::types,
+            "wasi:nn": crate::bindings::wasi::nn,
+        },
     });
 }

@@ -11,8 +11,16 @@ use std::fmt;
 
 use wasmparser::{Parser, Payload};
 
-/// The contract's version, as the component's import and export names carry it.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+/// The contract's current version, as the component's import and export names carry it: what
+/// the guest SDK builds.
+pub const CONTRACT_VERSION: &str = "0.3.0";
+
+/// Every version this host serves, newest first: the current one and the earlier ones kept
+/// beside it (`wit/archive/`), so that a model built with an older guest SDK keeps running.
+pub const SERVED_CONTRACT_VERSIONS: &[&str] = &["0.3.0", "0.2.0"];
+
+/// The served versions without `cordon:model/settings` (added in 0.3.0).
+pub const WITHOUT_SETTINGS: &[&str] = &["0.2.0"];
 
 /// The wasi:nn version Cordon's host implements.
 pub const WASI_NN_VERSION: &str = "0.2.0-rc-2024-10-28";
@@ -59,13 +67,18 @@ pub enum WorldError {
     )]
     RefusedImport { import: String, why: &'static str },
     #[error(
-        "the component does not export `{SCORER_EXPORT}@{CONTRACT_VERSION}`, which a model in {mode} mode must (it exports: {found})"
+        "the component does not export `{SCORER_EXPORT}@{CONTRACT_VERSION}` (or an earlier version this host serves: {}), which a model in {mode} mode must (it exports: {found})",
+        SERVED_CONTRACT_VERSIONS.join(", ")
     )]
     MissingExport { mode: String, found: String },
     #[error(
-        "the component exports `{export}`, which is not part of the contract: a model exports `{SCORER_EXPORT}@{CONTRACT_VERSION}` and nothing else"
+        "the component exports `{export}`, which is not part of the contract: a model exports `{SCORER_EXPORT}@<version>` and nothing else"
     )]
     ExtraExport { export: String },
+    #[error(
+        "the component imports cordon:model {imported} but exports its scorer at {exported}: a model speaks one version of the contract; rebuild it with one cordon-guest"
+    )]
+    MixedVersions { imported: String, exported: String },
 }
 
 /// Interfaces of WASI that Cordon links, locked down (see `cordon_sandbox`), by package.
@@ -150,8 +163,7 @@ impl ComponentWorld {
                 why: import.note,
             });
         }
-        let scorer = format!("{SCORER_EXPORT}@{CONTRACT_VERSION}");
-        if !self.exports.contains(&scorer) {
+        let Some(version) = self.contract_version() else {
             return Err(WorldError::MissingExport {
                 mode: mode.to_string(),
                 found: if self.exports.is_empty() {
@@ -160,13 +172,33 @@ impl ComponentWorld {
                     self.exports.join(", ")
                 },
             });
-        }
+        };
+        let scorer = format!("{SCORER_EXPORT}@{version}");
         if let Some(extra) = self.exports.iter().find(|e| **e != scorer) {
             return Err(WorldError::ExtraExport {
                 export: extra.clone(),
             });
         }
+        if let Some(other) = self.imports.iter().find_map(|import| {
+            let (_, imported) = import.name.strip_prefix("cordon:model/")?.split_once('@')?;
+            (imported != version).then(|| imported.to_owned())
+        }) {
+            return Err(WorldError::MixedVersions {
+                imported: other,
+                exported: version.to_owned(),
+            });
+        }
         Ok(())
+    }
+
+    /// The version of the contract the component's scorer is exported at, when this host
+    /// serves it.
+    pub fn contract_version(&self) -> Option<&'static str> {
+        SERVED_CONTRACT_VERSIONS.iter().copied().find(|version| {
+            self.exports
+                .iter()
+                .any(|e| *e == format!("{SCORER_EXPORT}@{version}"))
+        })
     }
 }
 
@@ -195,21 +227,34 @@ fn judge(name: &str) -> Import {
             "a wasi:nn interface or version this host does not implement",
         );
     }
-    if name == format!("cordon:model/log@{CONTRACT_VERSION}") {
-        return import(
-            ImportVerdict::Offered,
-            "bounded diagnostics into the run log",
-        );
-    }
-    if name == format!("cordon:model/types@{CONTRACT_VERSION}") {
-        return import(ImportVerdict::Offered, "the contract's types");
+    if let Some((interface, version)) = name
+        .strip_prefix("cordon:model/")
+        .and_then(|rest| rest.split_once('@'))
+        && SERVED_CONTRACT_VERSIONS.contains(&version)
+    {
+        match interface {
+            "log" => {
+                return import(
+                    ImportVerdict::Offered,
+                    "bounded diagnostics into the run log",
+                );
+            }
+            "types" => return import(ImportVerdict::Offered, "the contract's types"),
+            "settings" if !WITHOUT_SETTINGS.contains(&version) => {
+                return import(
+                    ImportVerdict::Offered,
+                    "the manifest's settings, with the values the policy gives them",
+                );
+            }
+            _ => {}
+        }
     }
     if name.starts_with("cordon:model/") {
-        // A model built with another release's guest SDK: the types differ (0.2.0 changed how
-        // validity crosses), so it is refused by name rather than by a type mismatch later.
+        // A model built with another release's guest SDK: refused by name rather than by a
+        // type mismatch later.
         return import(
             ImportVerdict::Unknown,
-            "another version of Cordon's contract than this host speaks (cordon:model@0.2.0); rebuild the model with the matching cordon-guest SDK",
+            "a version of Cordon's contract this host does not serve (it serves cordon:model@0.3.0 and 0.2.0); rebuild the model with a matching cordon-guest SDK",
         );
     }
     if let Some((_, note)) = OFFERED_WASI.iter().find(|(prefix, _)| {
@@ -242,6 +287,16 @@ mod tests {
             ImportVerdict::Offered
         );
         assert_eq!(verdict("cordon:model/log@0.2.0"), ImportVerdict::Offered);
+        assert_eq!(verdict("cordon:model/log@0.3.0"), ImportVerdict::Offered);
+        assert_eq!(
+            verdict("cordon:model/settings@0.3.0"),
+            ImportVerdict::Offered
+        );
+        // 0.2.0 had no settings.
+        assert_eq!(
+            verdict("cordon:model/settings@0.2.0"),
+            ImportVerdict::Unknown
+        );
         assert_eq!(verdict("wasi:sockets/tcp@0.2.6"), ImportVerdict::Network);
         assert_eq!(
             verdict("wasi:http/outgoing-handler@0.2.6"),
@@ -284,6 +339,21 @@ mod tests {
             exports: exports.iter().map(|e| e.to_string()).collect(),
         };
         assert!(world(&["cordon:model/scorer@0.2.0"]).check("row").is_ok());
+        assert!(world(&["cordon:model/scorer@0.3.0"]).check("row").is_ok());
+        assert_eq!(
+            world(&["cordon:model/scorer@0.2.0"]).contract_version(),
+            Some("0.2.0")
+        );
+        assert!(matches!(
+            world(&["cordon:model/scorer@0.1.0"]).check("row"),
+            Err(WorldError::MissingExport { .. })
+        ));
+        let mut mixed = world(&["cordon:model/scorer@0.3.0"]);
+        mixed.imports.push(judge("cordon:model/log@0.2.0"));
+        assert!(matches!(
+            mixed.check("row"),
+            Err(WorldError::MixedVersions { .. })
+        ));
         assert!(matches!(
             world(&[]).check("row"),
             Err(WorldError::MissingExport { .. })

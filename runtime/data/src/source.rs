@@ -32,6 +32,7 @@ use cordon_contract::data::{Batch, Column, ColumnValues, HeldBack, KeyedBatch};
 
 mod binding;
 mod governed;
+mod locate;
 mod query;
 mod request;
 
@@ -39,6 +40,7 @@ pub use binding::{SourceBinding, SourceFormat};
 use binding::{query_context, register, start_query};
 pub use cordon_contract::arrow::arrow_type;
 pub use governed::{GovernedTable, plain_table};
+pub use locate::csv_line_of_row;
 pub use query::quote_identifier;
 use query::{SOURCE_TABLE, build_query, canonical_grant, check_expressions};
 pub use request::{ROW_NUMBER_COLUMN, RequestColumn, RequestSource, SelectedRows, request_columns};
@@ -63,6 +65,8 @@ pub struct TableSource {
     key_count: usize,
     next_index: u64,
     rows_read: u64,
+    /// A CSV table's typed columns, to name the cell a failed cast came from.
+    typed_csv_columns: Vec<(String, ColumnType)>,
     /// Set in partition mode.
     partitions: Option<Partitions>,
 }
@@ -166,6 +170,7 @@ impl TableSource {
             key_count: grant.key.len(),
             next_index: 0,
             rows_read: 0,
+            typed_csv_columns: locate::typed_csv_columns(grant),
             partitions: match grant.mode {
                 InputMode::Row => None,
                 InputMode::Partition => Some(Partitions::new(grant, partition_rows)),
@@ -209,13 +214,34 @@ impl TableSource {
             )?;
             match next {
                 None => return Ok(None),
-                Some(Err(error)) => {
-                    return Err(query_error(&self.path, "cannot read the table", error));
-                }
+                Some(Err(error)) => return Err(self.read_error(error)),
                 Some(Ok(record)) if record.num_rows() == 0 => continue,
                 Some(Ok(record)) => return Ok(Some(record)),
             }
         }
+    }
+
+    /// A failed read as the consumer can act on it: a value of a CSV file that does not cast
+    /// to its column's type is named by line, column and value (DataFusion's message names the
+    /// value only), found by reading the file again.
+    fn read_error(&self, error: datafusion::error::DataFusionError) -> DataError {
+        let message = error.to_string();
+        let cast_failed = ["Cannot cast", "Cast error", "parsing", "Parser error"]
+            .iter()
+            .any(|sign| message.contains(sign));
+        if cast_failed
+            && let Some((line, column, value, ty)) =
+                locate::first_bad_cell(&self.path, &self.typed_csv_columns)
+        {
+            return DataError::BadValue {
+                path: self.path.clone(),
+                line,
+                column,
+                value: cordon_config::names::printable(&value, 64),
+                ty,
+            };
+        }
+        query_error(&self.path, "cannot read the table", error)
     }
 
     /// Gathers the sorted stream until a partition is complete, and hands it out whole.

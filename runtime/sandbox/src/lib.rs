@@ -13,11 +13,13 @@
 
 mod cache;
 mod clocks;
+pub mod domain;
 mod engine;
 mod limits;
 mod log;
 pub mod nn;
 pub mod scorer;
+mod settings;
 
 use std::time::{Duration, Instant};
 
@@ -31,12 +33,13 @@ pub use clocks::CLOCK_RESOLUTION;
 pub use engine::{EPOCH_TICK, SandboxEngine};
 pub use limits::LimitExceeded;
 pub use log::{GuestLog, LogRecord, MAX_LOG_MESSAGE_BYTES, MAX_LOG_RECORDS};
+pub use settings::GuestSettings;
 
 use crate::nn::jail::WorkerError;
 use crate::nn::{InferenceStopped, NnState};
 use cordon_contract::data;
 
-pub use cordon_contract::bindings;
+pub use cordon_contract::{bindings, bindings_0_2};
 
 use bindings::cordon::model::types as wit;
 
@@ -116,6 +119,8 @@ pub struct GuestState {
     stderr: MemoryOutputPipe,
     pub nn: NnState,
     pub log: GuestLog,
+    /// What `cordon:model/settings` answers: empty unless the scorer sets it.
+    pub settings: GuestSettings,
     pub limiter: GuestLimiter,
 }
 
@@ -151,6 +156,7 @@ impl GuestState {
             stderr,
             nn,
             log: GuestLog::default(),
+            settings: GuestSettings::default(),
             limiter: GuestLimiter::new(memory_limit),
         }
     }
@@ -190,7 +196,15 @@ impl HasData for HasLog {
     type Data<'a> = &'a mut GuestLog;
 }
 
-/// The linker every instance of a run is made from: locked-down WASI, wasi:nn, log.
+struct HasSettings;
+
+impl HasData for HasSettings {
+    type Data<'a> = &'a mut GuestSettings;
+}
+
+/// The linker every instance of a run is made from: locked-down WASI, wasi:nn, log and
+/// settings, for every contract version served (each version's interfaces have their own
+/// names, so one linker serves them all).
 pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<GuestState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -205,13 +219,56 @@ pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<GuestState>>
     nn::inference::add_to_linker::<GuestState, HasNn>(&mut linker, |s| &mut s.nn)?;
     nn::graph::add_to_linker::<GuestState, HasNn>(&mut linker, |s| &mut s.nn)?;
     bindings::cordon::model::log::add_to_linker::<GuestState, HasLog>(&mut linker, |s| &mut s.log)?;
+    bindings::cordon::model::settings::add_to_linker::<GuestState, HasSettings>(
+        &mut linker,
+        |s| &mut s.settings,
+    )?;
+    bindings_0_2::cordon::model::log::add_to_linker::<GuestState, HasLog>(&mut linker, |s| {
+        &mut s.log
+    })?;
     Ok(linker)
+}
+
+/// A component linked to this host, ready to instantiate, at the contract version it speaks.
+pub enum ModelPre {
+    Current(bindings::ModelPre<GuestState>),
+    /// Contract 0.2.0, served beside the current one.
+    V0_2(bindings_0_2::ModelPre<GuestState>),
+}
+
+impl ModelPre {
+    /// Links `component`, which exports the scorer at contract `version` (see
+    /// [`cordon_contract::world::ComponentWorld::contract_version`]).
+    pub fn new(
+        linker: &Linker<GuestState>,
+        component: &wasmtime::component::Component,
+        version: &str,
+    ) -> wasmtime::Result<ModelPre> {
+        let pre = linker.instantiate_pre(component)?;
+        Ok(if version == "0.2.0" {
+            ModelPre::V0_2(bindings_0_2::ModelPre::new(pre)?)
+        } else {
+            ModelPre::Current(bindings::ModelPre::new(pre)?)
+        })
+    }
+}
+
+impl From<bindings::ModelPre<GuestState>> for ModelPre {
+    fn from(pre: bindings::ModelPre<GuestState>) -> ModelPre {
+        ModelPre::Current(pre)
+    }
+}
+
+/// An instance's exports, at its contract version.
+enum Model {
+    Current(bindings::Model),
+    V0_2(bindings_0_2::Model),
 }
 
 /// One running model instance and its store.
 pub struct Instance {
     pub store: Store<GuestState>,
-    model: bindings::Model,
+    model: Model,
     fuel_consumed: u64,
 }
 
@@ -230,7 +287,7 @@ impl Instance {
     /// Instantiates a model with fuel for its start-up and the given wall-clock deadline.
     pub fn new(
         engine: &wasmtime::Engine,
-        pre: &bindings::ModelPre<GuestState>,
+        pre: &ModelPre,
         state: GuestState,
         fuel: u64,
         deadline: Instant,
@@ -244,7 +301,10 @@ impl Instance {
         store.set_hostcall_fuel(copy_limit);
         store.set_fuel(fuel)?;
         set_deadline(&mut store, deadline);
-        let model = pre.instantiate(&mut store)?;
+        let model = match pre {
+            ModelPre::Current(pre) => Model::Current(pre.instantiate(&mut store)?),
+            ModelPre::V0_2(pre) => Model::V0_2(pre.instantiate(&mut store)?),
+        };
         let fuel_consumed = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         Ok(Instance {
             store,
@@ -262,10 +322,10 @@ impl Instance {
     pub fn describe(&mut self, fuel: u64, deadline: Instant) -> wasmtime::Result<wit::ModelInfo> {
         self.store.set_fuel(fuel)?;
         set_deadline(&mut self.store, deadline);
-        let result = self
-            .model
-            .cordon_model_scorer()
-            .call_describe(&mut self.store);
+        let result = match &self.model {
+            Model::Current(model) => model.cordon_model_scorer().call_describe(&mut self.store),
+            Model::V0_2(model) => model.cordon_model_scorer().call_describe(&mut self.store),
+        };
         self.count_fuel(fuel);
         result
     }
@@ -280,10 +340,14 @@ impl Instance {
         self.store.set_fuel(fuel).map_err(CallError::Trap)?;
         set_deadline(&mut self.store, deadline);
         let input = to_wit(batch);
-        let result = self
-            .model
-            .cordon_model_scorer()
-            .call_score(&mut self.store, &input);
+        let result = match &self.model {
+            Model::Current(model) => model
+                .cordon_model_scorer()
+                .call_score(&mut self.store, &input),
+            Model::V0_2(model) => model
+                .cordon_model_scorer()
+                .call_score(&mut self.store, &input),
+        };
         self.count_fuel(fuel);
         match result {
             Ok(Ok(output)) => from_wit(output).map_err(CallError::Output),

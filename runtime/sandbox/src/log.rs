@@ -23,22 +23,47 @@ pub struct GuestLog {
     pub dropped: u64,
 }
 
-impl Host for GuestLog {
-    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+impl GuestLog {
+    fn push(&mut self, level: &'static str, message: &str) {
         if self.records.len() >= MAX_LOG_RECORDS {
             self.dropped += 1;
-            return Ok(());
+            return;
         }
+        self.records.push(LogRecord {
+            level,
+            message: sanitize(message, MAX_LOG_MESSAGE_BYTES),
+        });
+    }
+}
+
+impl Host for GuestLog {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         let level = match level {
             Level::Debug => "debug",
             Level::Info => "info",
             Level::Warn => "warn",
             Level::Error => "error",
         };
-        self.records.push(LogRecord {
-            level,
-            message: sanitize(&message, MAX_LOG_MESSAGE_BYTES),
-        });
+        self.push(level, &message);
+        Ok(())
+    }
+}
+
+/// The same log for a model of contract 0.2.0, whose interface has its own name and types.
+impl cordon_contract::bindings_0_2::cordon::model::log::Host for GuestLog {
+    fn log(
+        &mut self,
+        level: cordon_contract::bindings_0_2::cordon::model::log::Level,
+        message: String,
+    ) -> wasmtime::Result<()> {
+        use cordon_contract::bindings_0_2::cordon::model::log::Level as Old;
+        let level = match level {
+            Old::Debug => "debug",
+            Old::Info => "info",
+            Old::Warn => "warn",
+            Old::Error => "error",
+        };
+        self.push(level, &message);
         Ok(())
     }
 }

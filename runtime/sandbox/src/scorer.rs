@@ -13,11 +13,11 @@ use cordon_config::policy::Limits;
 use cordon_config::units::ByteSize;
 use cordon_contract::data::{Batch, Column, ColumnValues};
 
+use crate::domain::{DomainCheck, OutOfDomainValue};
 use crate::nn::jail::{JailConfig, JailLayers, WorkerError};
 use crate::nn::{GraphRegistry, GuestGraphs, NnState};
 use crate::{
-    CallError, GuestState, Instance, LimitExceeded, LogRecord, TrapCause, bindings, sanitize,
-    trap_cause,
+    CallError, GuestState, Instance, LimitExceeded, LogRecord, TrapCause, sanitize, trap_cause,
 };
 
 /// How scoring failed: what the model did, or which limit stopped it. A driver adds where (the
@@ -42,6 +42,10 @@ pub enum ScoreError {
     Inference(WorkerError),
     #[error("the model trapped: {message}")]
     Trap { message: String },
+    /// A value of the batch is outside its column's declared domain, under the policy's
+    /// `out-of-domain = "refuse"`: the batch never entered the sandbox.
+    #[error("{0}")]
+    OutOfDomain(OutOfDomainValue),
 }
 
 impl ScoreError {
@@ -68,7 +72,7 @@ impl ScoreError {
 /// that any thread of any driver can make scorers from it for as long as it lives.
 pub struct ScorerTemplate {
     pub engine: wasmtime::Engine,
-    pub pre: bindings::ModelPre<GuestState>,
+    pub pre: crate::ModelPre,
     pub graphs: Arc<GraphRegistry>,
     /// Graphs a guest may build from bytes of its own, when the policy allows it.
     pub guest_graphs: Option<GuestGraphs>,
@@ -77,6 +81,10 @@ pub struct ScorerTemplate {
     pub limits: Limits,
     pub mode: InputMode,
     pub output: OutputGrant,
+    /// The manifest's column domains, checked on every batch before the guest sees it.
+    pub domains: DomainCheck,
+    /// The settings every instance reads (`cordon:model/settings`).
+    pub settings: crate::GuestSettings,
 }
 
 impl ScorerTemplate {
@@ -99,7 +107,8 @@ impl ScorerTemplate {
                 other => ScoreError::Inference(other),
             })?;
         }
-        let state = GuestState::new(nn, limits.memory.bytes());
+        let mut state = GuestState::new(nn, limits.memory.bytes());
+        state.settings = self.settings.clone();
         let started = Instant::now();
         // The state moves into the store; a failed instantiation has no stderr worth showing.
         let instance = Instance::new(
@@ -115,6 +124,7 @@ impl ScorerTemplate {
             template: Arc::clone(self),
             deadline,
             instantiate_time: started.elapsed(),
+            out_of_domain: BTreeMap::new(),
         })
     }
 }
@@ -126,6 +136,8 @@ pub struct Scorer {
     template: Arc<ScorerTemplate>,
     deadline: Instant,
     instantiate_time: Duration,
+    /// Values outside their column's domain passed on under `out-of-domain = "count"`.
+    out_of_domain: BTreeMap<String, u64>,
 }
 
 impl Scorer {
@@ -147,6 +159,15 @@ impl Scorer {
         let template = Arc::clone(&self.template);
         let limits = &template.limits;
         let input_rows = batch.num_rows;
+        // The host's check, on the values exactly as the guest would read them: whichever
+        // driver made the batch, nothing outside the declared domains enters unless the
+        // policy says to count it.
+        if !template.domains.is_empty() {
+            template
+                .domains
+                .apply(&batch, &mut self.out_of_domain)
+                .map_err(ScoreError::OutOfDomain)?;
+        }
         match self
             .instance
             .score(batch, limits.fuel_per_batch, self.deadline)
@@ -187,6 +208,7 @@ impl Scorer {
             incidents: nn.incidents.clone(),
             calls_by_graph: nn.calls_by_graph.clone(),
             jail: nn.jail.clone(),
+            out_of_domain: self.out_of_domain.clone(),
         }
     }
 
@@ -210,6 +232,8 @@ pub struct Totals {
     pub incidents: Vec<String>,
     pub calls_by_graph: BTreeMap<String, u64>,
     pub jail: Option<JailLayers>,
+    /// Per model column, values outside its domain that entered under `out-of-domain = "count"`.
+    pub out_of_domain: BTreeMap<String, u64>,
 }
 
 impl Totals {
@@ -228,6 +252,9 @@ impl Totals {
         }
         if self.jail.is_none() {
             self.jail = other.jail;
+        }
+        for (column, count) in other.out_of_domain {
+            *self.out_of_domain.entry(column).or_default() += count;
         }
     }
 }

@@ -119,7 +119,8 @@ fn execute(
     facts.totals = totals;
     recorder.data_read(grant, facts.rows_in, source.partitions_read())?;
     recorder.inference(&facts.totals)?;
-    let scored = scored?;
+    recorder.out_of_domain(grant.input.name.as_str(), &facts.totals)?;
+    let scored = scored.map_err(|error| with_file_line(error, runtime, grant))?;
     facts.rows_out = scored.rows_out;
     facts.batches = scored.batches;
     recorder.output_write(grant.output.name.as_str(), &scored.sink, scored.rows_out)?;
@@ -130,6 +131,32 @@ fn execute(
         facts,
         recorder.started(),
     ))
+}
+
+/// A refused value's error placed at its line of a CSV source (`data.csv:18`), read again for
+/// it (see [`crate::source::csv_line_of_row`]).
+fn with_file_line(error: RunError, runtime: &Runtime, grant: &Grant) -> RunError {
+    match error {
+        RunError::OutOfDomain {
+            place,
+            key,
+            row: Some(row),
+            batch,
+            value,
+        } => {
+            let place = crate::source::csv_line_of_row(&grant.input, row, &runtime.tokio)
+                .map(|line| format!("{}:{line}", grant.input.source.display()))
+                .unwrap_or(place);
+            RunError::OutOfDomain {
+                place,
+                key,
+                row: Some(row),
+                batch,
+                value,
+            }
+        }
+        other => other,
+    }
 }
 
 /// Plans the grant's query on its table. SQL of the policy that does not fit the table is a
@@ -216,6 +243,7 @@ fn summary(
         guest_log: totals.log.clone(),
         guest_log_dropped: totals.log_dropped,
         incidents: totals.incidents.clone(),
+        out_of_domain: totals.out_of_domain.clone(),
         audit_log: policy.audit.as_ref().map(|a| a.log.clone()),
         audit_head: None,
     }
@@ -351,6 +379,7 @@ fn score_table_into<S: DataSink>(
         let mut in_order = InOrder {
             messages: &result_rx,
             keys: &keys_rx,
+            key_names: &prepared.grant().input.key,
             reader: Some(reader),
             pending: BTreeMap::new(),
             next_index: 0,
@@ -407,6 +436,8 @@ pub(crate) fn start_scorers(
 struct InOrder<'a, 'scope> {
     messages: &'a Receiver<WorkerMessage>,
     keys: &'a Receiver<(u64, HeldBack)>,
+    /// The names of the key columns, in the order of each row's key values.
+    key_names: &'a [String],
     reader: Option<ScopedJoinHandle<'scope, Result<u64, RunError>>>,
     /// Scored batches waiting for their turn.
     pending: BTreeMap<u64, Batch>,
@@ -457,9 +488,52 @@ impl InOrder<'_, '_> {
                 WorkerMessage::Scored { index, batch } => {
                     self.pending.insert(index, batch);
                 }
-                WorkerMessage::Failed(error) => return Err(error),
+                WorkerMessage::Failed(error) => return Err(self.with_row_key(error)),
                 WorkerMessage::Finished(scorer_totals) => self.totals.merge(*scorer_totals),
             }
+        }
+    }
+
+    /// A refused value's error with its row's key values (` (customerID=7590-VHVEG)`), which
+    /// only this side holds: the reader sent each batch's keys before the batch, so they are
+    /// waiting on the channel.
+    fn with_row_key(&mut self, error: RunError) -> RunError {
+        let RunError::OutOfDomain {
+            place,
+            key,
+            row,
+            batch: Some(batch),
+            value,
+        } = error
+        else {
+            return error;
+        };
+        let mut found = key;
+        while let Ok((index, held_back)) = self.keys.try_recv() {
+            if index != batch {
+                continue;
+            }
+            if let HeldBack::RowKeys(keys) = held_back
+                && let Some(values) = keys.get(value.row)
+                && !values.is_empty()
+            {
+                let parts: Vec<String> = self
+                    .key_names
+                    .iter()
+                    .zip(values)
+                    .map(|(name, value)| format!("{name}={value}"))
+                    .collect();
+                // The consumer's own values, but shown on a terminal: no control characters.
+                found = format!(" ({})", crate::names::printable(&parts.join(", "), 200));
+            }
+            break;
+        }
+        RunError::OutOfDomain {
+            place,
+            key: found,
+            row,
+            batch: Some(batch),
+            value,
         }
     }
 

@@ -4,9 +4,10 @@
 //! in order). For each series the model tries Holt-Winters exponential smoothing (additive or
 //! multiplicative seasonality, plain or damped trend, fitted by minimising the one-step SSE) and
 //! a linear autoregression shipped as the ONNX graph `forecast_ar` (run on the host through
-//! wasi:nn), keeps the one with the smallest error on the last 8 quarters, refits it on the
-//! whole series, and returns [`HORIZON`] quarters of point forecasts with 80% and 95%
-//! prediction intervals. The host adds the region to every output row.
+//! wasi:nn), keeps the one with the smallest error on the last `horizon` quarters, refits it on
+//! the whole series, and returns `horizon` quarters of point forecasts with 80% and 95%
+//! prediction intervals. The host adds the region to every output row. `period` (the season
+//! length) and `horizon` are the manifest's settings, 4 and 8 unless the policy sets them.
 
 pub mod accuracy;
 pub mod autoregression;
@@ -17,13 +18,14 @@ pub mod optimise;
 pub mod quarters;
 
 use cordon_guest::nn::{self, Tensor};
+use cordon_guest::settings::Settings;
 use cordon_guest::{Batch, BatchBuilder, Model, ModelError, ModelInfo};
 
 use autoregression::{LAGS, OneStep};
 use methods::{Choice, Z80, Z95};
 use quarters::Quarter;
 
-/// Quarters forecast after the last one of each series.
+/// Quarters forecast after the last one of each series, unless the policy sets `horizon`.
 pub const HORIZON: usize = 8;
 
 /// The autoregression's graph, by its name in the manifest (`[[graph]] name`).
@@ -56,15 +58,20 @@ impl Model for Forecaster {
         ModelInfo::new(
             "quarterly-forecast",
             env!("CARGO_PKG_VERSION"),
-            "8 quarters of forecasts with 80% and 95% intervals per series: Holt-Winters or an ONNX autoregression, picked per series",
+            "quarterly forecasts (8 quarters, or the policy's horizon) with 80% and 95% intervals per series: Holt-Winters or an ONNX autoregression, picked per series",
         )
     }
 
     fn score(input: &Batch) -> Result<Batch, ModelError> {
+        let settings = Settings::from_host();
+        // The host checked both against the manifest's ranges; a negative one cannot come.
+        let period = usize::try_from(settings.int64("period")?).unwrap_or(methods::PERIOD);
+        let horizon = usize::try_from(settings.int64("horizon")?).unwrap_or(HORIZON);
         let (last, y) = read_series(input)?;
-        let forecast = methods::forecast(&y, HORIZON, Choice::Auto, &GraphAutoregression)
-            .map_err(|why| ModelError::InvalidInput(format!("series ending {last}: {why}")))?;
-        let steps = 0..HORIZON;
+        let forecast =
+            methods::forecast(&y, period, horizon, Choice::Auto, &GraphAutoregression)
+                .map_err(|why| ModelError::InvalidInput(format!("series ending {last}: {why}")))?;
+        let steps = 0..horizon;
         let bound = |z: f64, upper: bool| -> Vec<f64> {
             steps
                 .clone()
@@ -82,7 +89,7 @@ impl Model for Forecaster {
                     .map(|h| last.plus(h + 1).to_string())
                     .collect(),
             )
-            .text("method", vec![forecast.method.name().to_owned(); HORIZON])
+            .text("method", vec![forecast.method.name().to_owned(); horizon])
             .f64("yhat", forecast.points.clone())
             .f64("lo80", bound(Z80, false))
             .f64("hi80", bound(Z80, true))

@@ -1,19 +1,17 @@
 //! The methods, how one is picked per series, and the prediction intervals.
 //!
-//! Picking: the last [`HOLDOUT`] observations of the series are held out, every candidate is
+//! Picking: the last `horizon` observations of the series are held out, every candidate is
 //! fitted on the rest and scored by its mean absolute error on them, and the best is refitted on
-//! the whole series. Intervals: from the method's own in-sample errors at each horizon (the
+//! the whole series. The season length (`period`) and the horizon are the manifest's settings,
+//! which the consumer's policy may set. Intervals: from the method's own in-sample errors at each horizon (the
 //! forecast made after observation t for t + h, against what happened), assumed Gaussian:
 //! `ŷ ± z·σ_h`. This needs no closed form per method, and widens with h as the errors do.
 
 use crate::autoregression::{self, LAGS, OneStep};
 use crate::holt_winters::{self, Seasonality, Spec};
 
-/// Quarters per year.
+/// Quarters per year: the default season length (`[settings.period]`).
 pub const PERIOD: usize = 4;
-
-/// Observations held out to pick a method.
-pub const HOLDOUT: usize = 8;
 
 /// How much better than the combination a single method must score on the holdout to be
 /// picked over it: a holdout of a few quarters is a noisy judge, and a combination is the safer
@@ -40,40 +38,29 @@ pub enum Method {
     Combination,
 }
 
-/// The single methods a combination averages.
-const SINGLE: [Method; 5] = [
-    Method::HoltWinters(Spec {
-        period: PERIOD,
-        seasonality: Seasonality::Additive,
-        damped: false,
-    }),
-    Method::HoltWinters(Spec {
-        period: PERIOD,
-        seasonality: Seasonality::Additive,
-        damped: true,
-    }),
-    Method::HoltWinters(Spec {
-        period: PERIOD,
-        seasonality: Seasonality::Multiplicative,
-        damped: false,
-    }),
-    Method::HoltWinters(Spec {
-        period: PERIOD,
-        seasonality: Seasonality::Multiplicative,
-        damped: true,
-    }),
-    Method::Autoregression,
-];
+/// The single methods a combination averages, for season length `period`.
+fn singles(period: usize) -> [Method; 5] {
+    let holt_winters = |seasonality, damped| {
+        Method::HoltWinters(Spec {
+            period,
+            seasonality,
+            damped,
+        })
+    };
+    [
+        holt_winters(Seasonality::Additive, false),
+        holt_winters(Seasonality::Additive, true),
+        holt_winters(Seasonality::Multiplicative, false),
+        holt_winters(Seasonality::Multiplicative, true),
+        Method::Autoregression,
+    ]
+}
 
-/// Every method tried on every series.
-pub const CANDIDATES: [Method; 6] = [
-    SINGLE[0],
-    SINGLE[1],
-    SINGLE[2],
-    SINGLE[3],
-    SINGLE[4],
-    Method::Combination,
-];
+/// Every method tried on every series, for season length `period`.
+pub fn candidates(period: usize) -> [Method; 6] {
+    let [a, b, c, d, e] = singles(period);
+    [a, b, c, d, e, Method::Combination]
+}
 
 impl Method {
     /// The name written in the output's `method` column.
@@ -90,9 +77,9 @@ impl Method {
         }
     }
 
-    /// The method a name stands for.
-    pub fn from_name(name: &str) -> Option<Method> {
-        CANDIDATES.into_iter().find(|m| m.name() == name)
+    /// The method a name stands for, for season length `period`.
+    pub fn from_name(name: &str, period: usize) -> Option<Method> {
+        candidates(period).into_iter().find(|m| m.name() == name)
     }
 }
 
@@ -121,18 +108,20 @@ pub enum Choice {
     Fixed(Method),
 }
 
-/// Forecasts `horizon` steps after `y` with the chosen method, or the best by holdout.
+/// Forecasts `horizon` steps after `y` with the chosen method, or the best by holdout, for
+/// season length `period`.
 pub fn forecast(
     y: &[f64],
+    period: usize,
     horizon: usize,
     choice: Choice,
     ar: &dyn OneStep,
 ) -> Result<Forecast, String> {
     let method = match choice {
         Choice::Fixed(method) => method,
-        Choice::Auto => pick(y, ar)?,
+        Choice::Auto => pick(y, period, horizon, ar)?,
     };
-    let (points, errors) = run(method, y, horizon, ar, true)?;
+    let (points, errors) = run(method, y, period, horizon, ar, true)?;
     let sigma = spread(&errors);
     if points.iter().chain(&sigma).any(|v| !v.is_finite()) {
         return Err(format!("{} gave no finite forecast", method.name()));
@@ -145,19 +134,19 @@ pub fn forecast(
 }
 
 /// The candidate with the smallest mean absolute error over the holdout windows: the last
-/// [`HOLDOUT`] observations, and up to [`ROLLING_ORIGINS`] - 1 earlier windows of the same
-/// length, each a year before the next (one window alone is a noisy judge).
-pub fn pick(y: &[f64], ar: &dyn OneStep) -> Result<Method, String> {
-    let windows = rolling_windows(y).max(1);
+/// `horizon` observations, and up to [`ROLLING_ORIGINS`] - 1 earlier windows of the same
+/// length, each a season before the next (one window alone is a noisy judge).
+pub fn pick(y: &[f64], period: usize, horizon: usize, ar: &dyn OneStep) -> Result<Method, String> {
+    let windows = rolling_windows(y, period, horizon).max(1);
     let mut best: Option<(Method, f64)> = None;
-    'methods: for method in CANDIDATES {
+    'methods: for method in candidates(period) {
         let mut total = 0.0;
         for origin in 0..windows {
-            let split = y.len().saturating_sub(HOLDOUT + origin * PERIOD);
+            let split = y.len().saturating_sub(horizon + origin * period);
             let (train, rest) = y.split_at(split);
-            let test = rest.get(..HOLDOUT).unwrap_or(rest);
+            let test = rest.get(..horizon).unwrap_or(rest);
             // A method that cannot fit this series is not a candidate for it.
-            let Ok((points, _)) = run(method, train, HOLDOUT, ar, false) else {
+            let Ok((points, _)) = run(method, train, period, horizon, ar, false) else {
                 continue 'methods;
             };
             total += mean_absolute_error(test, &points);
@@ -174,16 +163,16 @@ pub fn pick(y: &[f64], ar: &dyn OneStep) -> Result<Method, String> {
         format!(
             "no method fits a series of {} observations (at least {} are needed)",
             y.len(),
-            HOLDOUT + 2 * PERIOD.max(LAGS)
+            horizon + 2 * period.max(LAGS)
         )
     })
 }
 
 /// How many holdout windows fit in a series while leaving room to fit every method.
-fn rolling_windows(y: &[f64]) -> usize {
-    let shortest_fit = 2 * PERIOD.max(LAGS);
+fn rolling_windows(y: &[f64], period: usize, horizon: usize) -> usize {
+    let shortest_fit = 2 * period.max(LAGS);
     (0..ROLLING_ORIGINS)
-        .take_while(|origin| y.len() >= HOLDOUT + origin * PERIOD + shortest_fit)
+        .take_while(|origin| y.len() >= horizon + origin * period + shortest_fit)
         .count()
 }
 
@@ -191,6 +180,7 @@ fn rolling_windows(y: &[f64]) -> usize {
 fn run(
     method: Method,
     y: &[f64],
+    period: usize,
     horizon: usize,
     ar: &dyn OneStep,
     with_errors: bool,
@@ -215,30 +205,37 @@ fn run(
             Ok((fit.forecast(horizon), errors))
         }
         Method::Combination => {
-            let members: Vec<_> = SINGLE
+            let members: Vec<_> = singles(period)
                 .iter()
-                .filter_map(|m| run(*m, y, horizon, ar, with_errors).ok())
+                .filter_map(|m| run(*m, y, period, horizon, ar, with_errors).ok())
                 .collect();
             if members.len() < 2 {
                 return Err("a combination needs two methods that fit".into());
             }
             let share = 1.0 / members.len() as f64;
             let mut points = vec![0.0; horizon];
-            for (member_points, member_errors) in &members {
+            for (member_points, _) in &members {
                 for (sum, p) in points.iter_mut().zip(member_points) {
                     *sum += share * p;
                 }
-                // Every single method forecasts from the same origins (the first after two
-                // seasons or LAGS observations, both 8), so errors line up one for one and the
-                // combination's error is their mean.
-                for (sum, member) in errors.iter_mut().zip(member_errors) {
-                    if sum.is_empty() {
-                        *sum = vec![0.0; member.len()];
-                    }
-                    if sum.len() != member.len() {
-                        return Err("the methods' in-sample errors do not line up".into());
-                    }
-                    for (s, e) in sum.iter_mut().zip(member) {
+            }
+            // Every method's in-sample errors at a horizon run from its first origin (two
+            // seasons for Holt-Winters, LAGS observations for the autoregression) to the same
+            // last one, the end of the series: their last n line up one for one, n being the
+            // fewest any member has, and the combination's error is their mean.
+            for (h, sum) in errors.iter_mut().enumerate() {
+                let common = members
+                    .iter()
+                    .map(|(_, member)| member.get(h).map_or(0, Vec::len))
+                    .min()
+                    .unwrap_or(0);
+                *sum = vec![0.0; common];
+                for (_, member) in &members {
+                    let Some(member) = member.get(h) else {
+                        continue;
+                    };
+                    let aligned = member.get(member.len() - common..).unwrap_or_default();
+                    for (s, e) in sum.iter_mut().zip(aligned) {
                         *s += share * e;
                     }
                 }

@@ -14,14 +14,8 @@ fn grant(sink: &Path, non_finite: NonFinite) -> OutputGrant {
         name: name("results"),
         sink: sink.to_owned(),
         columns: vec![
-            ColumnSpec {
-                name: name("p"),
-                ty: ColumnType::Float64,
-            },
-            ColumnSpec {
-                name: name("label"),
-                ty: ColumnType::Text,
-            },
+            ColumnSpec::new(name("p"), ColumnType::Float64),
+            ColumnSpec::new(name("label"), ColumnType::Text),
         ],
         partition_key: Vec::new(),
         non_finite,

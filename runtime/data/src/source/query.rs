@@ -112,7 +112,10 @@ pub(super) async fn check_expressions(
     };
     let key_aliases: Vec<String> = (0..grant.key.len()).map(key_alias).collect();
     for (key, sql, query, feeds_sandbox) in checks {
-        let refuse = |message: String| policy_sql_error(grant, path, key, sql, message);
+        let refuse = |message: String| {
+            let message = with_schema_hint(&in_policy_names(&message), sql, table_columns, grant);
+            policy_sql_error(grant, path, key, sql, message)
+        };
         let plan = match context.sql(&query).await {
             Ok(frame) => frame.into_unoptimized_plan(),
             Err(error) => {
@@ -153,6 +156,108 @@ pub(super) async fn check_expressions(
         }
     }
     Ok(())
+}
+
+/// DataFusion's message with the names a policy writes: its suggestions qualify each column
+/// with the query's internal table names (`source.tenure`, `granted.contract`), which no
+/// policy uses.
+fn in_policy_names(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = ["source.", "granted."]
+        .iter()
+        .filter_map(|prefix| rest.find(prefix).map(|at| (at, prefix.len())))
+        .min()
+    {
+        let (at, length) = at;
+        let (before, after) = rest.split_at(at);
+        out.push_str(before);
+        // Only a whole word: `source.csv` inside a path or `datasource.x` stays.
+        let starts_a_word = before
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '/'));
+        let (prefix, tail) = after.split_at(length);
+        let qualifies_a_name = tail
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphabetic() || c == '_' || c == '"');
+        if !(starts_a_word && qualifies_a_name) {
+            out.push_str(prefix);
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    // DataFusion's advice on case names a session setting; a policy quotes the name instead.
+    out.replace(
+        " or disable the datafusion.sql_parser.enable_ident_normalization configuration",
+        "",
+    )
+}
+
+/// A type error over a CSV table's text columns says what fixes it: CSV columns are read as
+/// text unless the binding's `schema` types them, so `MonthlyCharges / 12` fails until
+/// `schema = { MonthlyCharges = "float64" }` says it is a number.
+fn with_schema_hint(
+    message: &str,
+    sql: &str,
+    table_columns: &[(String, DataType)],
+    grant: &InputGrant,
+) -> String {
+    let type_error = [
+        "Cannot coerce",
+        "Cannot infer common",
+        "No function matches",
+        "Utf8",
+    ]
+    .iter()
+    .any(|sign| message.contains(sign));
+    if !type_error || grant.source.extension().and_then(|e| e.to_str()) != Some("csv") {
+        return message.to_owned();
+    }
+    let text_columns: Vec<&str> = table_columns
+        .iter()
+        .filter(|(name, ty)| {
+            matches!(
+                ty,
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+            ) && !grant.schema.contains_key(name)
+                && mentions(sql, name)
+        })
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if text_columns.is_empty() {
+        return message.to_owned();
+    }
+    let typed: Vec<String> = text_columns
+        .iter()
+        .map(|name| format!("{name} = \"float64\""))
+        .collect();
+    format!(
+        "{message}; {} read as text (a CSV column is text unless the binding's `schema` types it): add schema = {{ {} }} (or int64, ...) to [bind.{}]",
+        text_columns
+            .iter()
+            .map(|name| format!("`{name}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+            + if text_columns.len() == 1 {
+                " is"
+            } else {
+                " are"
+            },
+        typed.join(", "),
+        grant.name
+    )
+}
+
+/// Whether `sql` names `column` as a whole word (or quoted).
+fn mentions(sql: &str, column: &str) -> bool {
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    sql.match_indices(column).any(|(at, _)| {
+        let before = sql.get(..at).and_then(|b| b.chars().next_back());
+        let after = sql.get(at + column.len()..).and_then(|a| a.chars().next());
+        !before.is_some_and(is_word) && !after.is_some_and(is_word)
+    })
 }
 
 /// The name the query gives key column `index` between its two levels: not a valid model

@@ -25,6 +25,7 @@ use super::ServeError;
 use super::metrics::Metrics;
 use super::recorder::{AuditSender, BatchEvent};
 use crate::error::RunError;
+use crate::policy::OutOfDomain;
 use crate::prepare::PreparedModel;
 use crate::scorer::{Scorer, Totals};
 use crate::sink::{DataSink, MemorySink, OutputRows};
@@ -495,6 +496,33 @@ async fn attempt(
                 return (scorer, Counts::default(), Err((error, "refused")));
             }
         };
+        // Under `out-of-domain = "refuse"` a value outside the manifest's domains fails its
+        // request here, before any `score` call, named by its row in the request (the other
+        // requests of the batch are then tried alone, as for any refused value).
+        let domains = model.prepared.domains();
+        if domains.mode() == OutOfDomain::Refuse
+            && let Some(value) = domains.first_violation(&selected.batch.batch)
+        {
+            let row = selected
+                .rows
+                .get(value.row)
+                .map_or(value.row, |p| p + start);
+            let error = ServeError::BadRequest(format!(
+                "row {} of the request: {value}; refused by the policy's [bind.{}] out-of-domain = \"refuse\"",
+                row + 1,
+                value.input
+            ));
+            return (scorer, Counts::default(), Err((error, "refused")));
+        }
+        if domains.mode() == OutOfDomain::Count && !domains.is_empty() {
+            let mut counted = std::collections::BTreeMap::new();
+            if domains.apply(&selected.batch.batch, &mut counted).is_ok() {
+                model
+                    .metrics
+                    .values_out_of_domain
+                    .fetch_add(counted.values().sum(), Ordering::Relaxed);
+            }
+        }
         positions.extend(selected.rows.iter().map(|p| p + start));
         start += length;
         let rows = selected.batch.batch.num_rows as u64;

@@ -28,6 +28,8 @@ pub struct Metrics {
     pub batches: AtomicU64,
     /// Instances replaced after a trap or a broken limit.
     pub instances_replaced: AtomicU64,
+    /// Values outside the manifest's column domains scored under `out-of-domain = "count"`.
+    pub values_out_of_domain: AtomicU64,
     /// Rows queued for an instance now.
     pub queue_rows: AtomicU64,
 }
@@ -124,6 +126,11 @@ impl Metrics {
                 "cordon_instances_replaced_total",
                 "Sandbox instances replaced after a trap or a broken limit.",
                 &self.instances_replaced,
+            ),
+            (
+                "cordon_values_out_of_domain_total",
+                "Values outside the manifest's column domains, scored under out-of-domain = \"count\".",
+                &self.values_out_of_domain,
             ),
         ];
         for (name, help, value) in counters {
