@@ -59,10 +59,13 @@ pub enum RunError {
     WallTime { limit: Duration },
     #[error("the model trapped: {message}")]
     Trap { message: String },
-    #[error("the model failed batch {batch} (rows {first_row}..): {message}")]
+    /// `partition` is empty in row mode, and in partition mode names the partition by its key
+    /// (` on series="NSWMetro"`): the model cannot name it, since the key is held back from it.
+    #[error("the model failed{partition} (batch {batch}, rows {first_row}..): {message}")]
     Model {
         batch: u64,
         first_row: u64,
+        partition: String,
         message: String,
     },
     /// A value outside its column's declared domain, refused before it entered the sandbox.
@@ -151,6 +154,52 @@ impl RunError {
         }
     }
 
+    /// The batch an error happened in, when it names one (a model's failure, a refused value).
+    pub(crate) fn batch(&self) -> Option<u64> {
+        match self {
+            RunError::Model { batch, .. } => Some(*batch),
+            RunError::OutOfDomain { batch, .. } => *batch,
+            _ => None,
+        }
+    }
+
+    /// The error with the partition it happened in named by its key (partition mode): the
+    /// consumer's own values, shown on a terminal, so without control characters.
+    pub(crate) fn in_partition(self, key: &[crate::data::Column]) -> RunError {
+        let parts: Vec<String> = key
+            .iter()
+            .map(|column| format!("{}={}", column.name, column.values.json_value(0)))
+            .collect();
+        let named = crate::names::printable(&parts.join(", "), 200);
+        match self {
+            RunError::Model {
+                batch,
+                first_row,
+                message,
+                ..
+            } => RunError::Model {
+                batch,
+                first_row,
+                partition: format!(" on {named}"),
+                message,
+            },
+            RunError::OutOfDomain {
+                place,
+                row,
+                batch,
+                value,
+                ..
+            } => RunError::OutOfDomain {
+                place,
+                key: format!(" ({named})"),
+                row,
+                batch,
+                value,
+            },
+            other => other,
+        }
+    }
+
     /// A scorer's failure, where it happened: batch `batch` from row `first_row` of the input
     /// when a batch was being scored, `None` while an instance started or described itself.
     pub fn scoring(error: ScoreError, at: Option<(u64, u64)>) -> RunError {
@@ -160,6 +209,7 @@ impl RunError {
             ScoreError::Model(message) => RunError::Model {
                 batch,
                 first_row,
+                partition: String::new(),
                 message,
             },
             ScoreError::Limit(limit) => RunError::Limit(limit),

@@ -494,45 +494,56 @@ impl InOrder<'_, '_> {
         }
     }
 
-    /// A refused value's error with its row's key values (` (customerID=7590-VHVEG)`), which
-    /// only this side holds: the reader sent each batch's keys before the batch, so they are
-    /// waiting on the channel.
+    /// A failure with the keys of the row or partition it happened in, which only this side
+    /// holds: a refused value's row keys (` (customerID=7590-VHVEG)`), a partition's key for
+    /// any error of its batch (` on series="NSWMetro"`). The reader sent each batch's keys
+    /// before the batch, so they are waiting on the channel.
     fn with_row_key(&mut self, error: RunError) -> RunError {
+        let Some(batch) = error.batch() else {
+            return error;
+        };
+        while let Ok((index, held_back)) = self.keys.try_recv() {
+            if index != batch {
+                continue;
+            }
+            return match held_back {
+                HeldBack::PartitionKey(key) => error.in_partition(&key),
+                HeldBack::RowKeys(keys) => self.with_keys_of_row(error, &keys),
+            };
+        }
+        error
+    }
+
+    /// A refused value's error with its row's key values, from its batch's `keys`.
+    fn with_keys_of_row(&self, error: RunError, keys: &[Vec<String>]) -> RunError {
         let RunError::OutOfDomain {
             place,
             key,
             row,
-            batch: Some(batch),
+            batch,
             value,
         } = error
         else {
             return error;
         };
         let mut found = key;
-        while let Ok((index, held_back)) = self.keys.try_recv() {
-            if index != batch {
-                continue;
-            }
-            if let HeldBack::RowKeys(keys) = held_back
-                && let Some(values) = keys.get(value.row)
-                && !values.is_empty()
-            {
-                let parts: Vec<String> = self
-                    .key_names
-                    .iter()
-                    .zip(values)
-                    .map(|(name, value)| format!("{name}={value}"))
-                    .collect();
-                // The consumer's own values, but shown on a terminal: no control characters.
-                found = format!(" ({})", crate::names::printable(&parts.join(", "), 200));
-            }
-            break;
+        if let Some(values) = keys.get(value.row)
+            && !values.is_empty()
+        {
+            let parts: Vec<String> = self
+                .key_names
+                .iter()
+                .zip(values)
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect();
+            // The consumer's own values, but shown on a terminal: no control characters.
+            found = format!(" ({})", crate::names::printable(&parts.join(", "), 200));
         }
         RunError::OutOfDomain {
             place,
             key: found,
             row,
-            batch: Some(batch),
+            batch,
             value,
         }
     }
