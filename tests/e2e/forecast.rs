@@ -1,10 +1,13 @@
 //! The forecast example: a provider's forecaster on 20 regional series in partition mode, its
 //! forecasts with intervals, a backtest whose median MASE must beat the seasonal naive scale
-//! (below 1.0), and `cordon plot`.
+//! (below 1.0), monthly and weekly (gappy) series through settings alone, errors that name
+//! the series, and `cordon plot`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use cordon_test_guests::with_replaced;
+use forecast_model::backtest::{self, Columns, History};
+use forecast_model::time::Frequency;
 
 use crate::support::{Case, read_csv, root};
 
@@ -22,20 +25,36 @@ pub(crate) fn forecast_case(policy: &str) -> Case {
         &manifest,
         &[("forecast_ar.onnx", &graph)],
     );
-    let data = root().join("examples/forecast/data/visitor_nights.csv");
+    // The example's data by absolute path; other sources (out/...) stay in the case.
+    let data = root().join("examples/forecast/data");
     let policy = std::fs::read_to_string(root().join("policies").join(policy)).unwrap();
-    let policy = with_replaced(
-        &policy,
-        "source = \"examples/forecast/data/visitor_nights.csv\"",
-        &format!("source = {:?}", data.display().to_string()),
-    )
-    .unwrap();
+    let policy = policy.replace(
+        "source = \"examples/forecast/data/",
+        &format!("source = \"{}/", data.display()),
+    );
     case.write("policy.toml", &policy);
     case
 }
 
 fn number(text: &str) -> f64 {
     text.parse().unwrap()
+}
+
+/// One of the example's data files as a backtest's history.
+fn history(
+    file: &str,
+    series: Option<&str>,
+    time: &str,
+    value: &str,
+    frequency: Frequency,
+) -> History {
+    let text = std::fs::read_to_string(root().join("examples/forecast/data").join(file)).unwrap();
+    let columns = Columns {
+        series: series.map(str::to_owned),
+        time: time.to_owned(),
+        value: value.to_owned(),
+    };
+    History::read(&text, &columns, frequency).unwrap()
 }
 
 #[test]
@@ -74,7 +93,7 @@ fn every_region_gets_eight_quarters_with_nested_intervals() {
     let reads: BTreeSet<String> = events
         .iter()
         .filter(|e| e["event"] == "data-read")
-        .map(|e| e["partition"]["region"].as_str().unwrap().to_owned())
+        .map(|e| e["partition"]["series"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(reads.len(), REGIONS);
     assert_eq!(
@@ -89,13 +108,18 @@ fn every_region_gets_eight_quarters_with_nested_intervals() {
 fn the_backtest_beats_the_seasonal_naive_scale() {
     let case = forecast_case("forecast-backtest.toml");
     case.run().unwrap();
-    let history =
-        std::fs::read_to_string(root().join("examples/forecast/data/visitor_nights.csv")).unwrap();
+    let history = history(
+        "visitor_nights.csv",
+        Some("region"),
+        "quarter",
+        "nights",
+        Frequency::Quarterly,
+    );
     let forecasts = std::fs::read_to_string(case.path("out/backtest-forecasts.csv")).unwrap();
-    let backtest = forecast_model::backtest::score(&history, &forecasts, "region").unwrap();
+    let backtest = backtest::score("cordon", &history, &forecasts, 4).unwrap();
     assert_eq!(backtest.series.len(), REGIONS);
     for series in &backtest.series {
-        assert_eq!(series.horizon, HORIZON, "{}", series.series);
+        assert_eq!(series.points, HORIZON, "{}", series.series);
     }
     let median = backtest.median_mase();
     println!("{}", backtest.markdown());
@@ -103,6 +127,12 @@ fn the_backtest_beats_the_seasonal_naive_scale() {
         median < 1.0,
         "median MASE over the 20 series is {median:.3}, not below 1.0:\n{}",
         backtest.markdown()
+    );
+    let naive = backtest::seasonal_naive_backtest(&history, &forecasts, 4).unwrap();
+    assert!(
+        median < naive.median_mase(),
+        "{}",
+        backtest::summary(&[backtest.clone(), naive])
     );
 }
 
@@ -124,6 +154,10 @@ fn plot_draws_one_panel_per_series_and_refuses_a_bad_file() {
             "quarter",
             "--value",
             "nights",
+            "--forecast-series",
+            "series",
+            "--forecast-time",
+            "time",
             "--out",
             out,
         ])
@@ -143,7 +177,7 @@ fn plot_draws_one_panel_per_series_and_refuses_a_bad_file() {
     assert_eq!((width, height), (5 * 340, 44 + 4 * 210));
 
     // A forecast file without its intervals: an error naming the column, and no picture.
-    case.write("bad.csv", "region,quarter,yhat\nNSWMetro,2017Q1,1.0\n");
+    case.write("bad.csv", "series,time,yhat\nNSWMetro,2017Q1,1.0\n");
     let output = plot("bad.csv", "out/bad.png");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2));
@@ -258,4 +292,151 @@ fn the_policy_sets_the_horizon() {
             "{row:?}"
         );
     }
+}
+
+/// A rolling backtest as scripts/forecast-compare.sh runs it: `cuts` (series `S@P`) written
+/// where policies/forecast-rolling-NAME.toml reads them, forecast under that policy (its
+/// `[settings]` alone tell the model the frequency), scored against `history` beside the
+/// seasonal naive forecast of the same held-back periods.
+fn rolling_backtest(
+    name: &str,
+    history: &History,
+    cuts: &str,
+    period: usize,
+) -> [backtest::Backtest; 2] {
+    let case = forecast_case(&format!("forecast-rolling-{name}.toml"));
+    std::fs::create_dir_all(case.path("out/compare")).unwrap();
+    case.write(&format!("out/compare/{name}-cuts.csv"), cuts);
+    let summary = case.run().unwrap();
+    assert!(summary.rows_out > 0);
+    let forecasts =
+        std::fs::read_to_string(case.path(&format!("out/compare/{name}-cordon.csv"))).unwrap();
+    let cordon = backtest::score("cordon", history, &forecasts, period).unwrap();
+    let naive = backtest::seasonal_naive_backtest(history, &forecasts, period).unwrap();
+    println!(
+        "{name}:\n{}",
+        backtest::summary(&[cordon.clone(), naive.clone()])
+    );
+    [cordon, naive]
+}
+
+/// The acceptance of the any-frequency forecaster: a weekly series with gaps and monthly
+/// series, real data both, backtested with settings from the policy only. Each beats the
+/// seasonal naive forecast in mean MASE, and the intervals' coverage over all the held-back
+/// periods is within 10 points of nominal.
+#[test]
+fn monthly_and_weekly_backtests_beat_seasonal_naive_with_calibrated_intervals() {
+    let weekly = history(
+        "us_gasoline.csv",
+        None,
+        "week",
+        "barrels",
+        Frequency::Weekly,
+    );
+    let [cordon_weekly, naive_weekly] = rolling_backtest(
+        "weekly",
+        &weekly,
+        &backtest::origins(&weekly, 13, 12, 13),
+        52,
+    );
+    assert_eq!(cordon_weekly.series.len(), 12);
+
+    // Monthly: the 148 industries, two cuts each, as scripts/forecast-compare.sh runs them.
+    let monthly = history(
+        "us_employment.csv",
+        Some("series"),
+        "month",
+        "employed",
+        Frequency::Monthly,
+    );
+    let cuts = backtest::origins(&monthly, 12, 2, 12);
+    let [cordon_monthly, naive_monthly] = rolling_backtest("monthly", &monthly, &cuts, 12);
+    assert_eq!(cordon_monthly.series.len(), 2 * 148);
+
+    for (what, cordon, naive) in [
+        ("weekly", &cordon_weekly, &naive_weekly),
+        ("monthly", &cordon_monthly, &naive_monthly),
+    ] {
+        assert!(
+            cordon.mean_mase() < naive.mean_mase(),
+            "{what}: mean MASE {:.3} is not below the seasonal naive forecast's {:.3}",
+            cordon.mean_mase(),
+            naive.mean_mase()
+        );
+    }
+    let points = (cordon_weekly.points() + cordon_monthly.points()) as f64;
+    let pooled = |pick: fn((f64, f64)) -> f64| {
+        [&cordon_weekly, &cordon_monthly]
+            .iter()
+            .map(|b| pick(b.coverage()) * b.points() as f64)
+            .sum::<f64>()
+            / points
+    };
+    let (c80, c95) = (pooled(|c| c.0), pooled(|c| c.1));
+    assert!((0.70..=0.90).contains(&c80), "80% intervals held {c80:.3}");
+    assert!((0.85..=1.0).contains(&c95), "95% intervals held {c95:.3}");
+}
+
+/// Missing values are skipped, not refused: a region with empty values and a quarter with no
+/// row at all is forecast. A label that is not a quarter fails the run, and the error names
+/// the series by its key (which the model never sees) and the label.
+#[test]
+fn gaps_are_forecast_and_a_bad_series_is_named_by_its_key() {
+    let original =
+        std::fs::read_to_string(root().join("examples/forecast/data/visitor_nights.csv")).unwrap();
+    let gappy: String = original
+        .lines()
+        .filter(|line| !line.starts_with("NSWMetro,2003Q2,"))
+        .map(|line| {
+            if line.starts_with("NSWMetro,2010Q1,") || line.starts_with("NSWMetro,2016Q4,") {
+                "NSWMetro,".to_owned() + &line[9..15] + ",\n"
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    let case = forecast_case("forecast.toml");
+    case.write("gappy.csv", &gappy);
+    let data = root().join("examples/forecast/data/visitor_nights.csv");
+    let policy = std::fs::read_to_string(case.path("policy.toml")).unwrap();
+    let policy = with_replaced(
+        &policy,
+        &format!("source = {:?}", data.display().to_string()),
+        "source = \"gappy.csv\"",
+    )
+    .unwrap();
+    case.write("policy.toml", &policy);
+    let summary = case.run().unwrap();
+    assert_eq!(summary.rows_out, (REGIONS * HORIZON) as u64);
+    let rows = read_csv(&case.path("out/forecasts.csv"));
+    let nsw: Vec<&Vec<String>> = rows.iter().filter(|r| r[0] == "NSWMetro").collect();
+    assert_eq!(nsw.len(), HORIZON);
+    assert_eq!(nsw[0][1], "2017Q1");
+    for row in nsw {
+        let [yhat, lo80, hi80, lo95, hi95] = [3, 4, 5, 6, 7].map(|i| number(&row[i]));
+        assert!(
+            lo95 < lo80 && lo80 < yhat && yhat < hi80 && hi80 < hi95,
+            "{row:?}"
+        );
+    }
+
+    let before = std::fs::read(case.path("out/forecasts.csv")).unwrap();
+    case.write(
+        "gappy.csv",
+        &gappy.replace("WAUMetro,2005Q3,", "WAUMetro,2005Q7,"),
+    );
+    let error = case.run().unwrap_err().to_string();
+    assert!(
+        error.contains("the model failed on series=\"WAUMetro\""),
+        "{error}"
+    );
+    assert!(
+        error.contains("`2005Q7` is not a quarter like 1998Q1"),
+        "{error}"
+    );
+    // The failed run left the earlier forecasts as they were.
+    assert_eq!(
+        std::fs::read(case.path("out/forecasts.csv")).unwrap(),
+        before
+    );
 }

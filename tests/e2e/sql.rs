@@ -456,7 +456,7 @@ fn the_forecasters_table_function_equals_cordon_run() {
     case.run().unwrap();
     let expected = read_csv(&case.path("out/forecasts.csv"));
     let session = session(&case);
-    let output = query(&session, "SELECT * FROM quarterly_forecast('history')").unwrap();
+    let output = query(&session, "SELECT * FROM seasonal_forecast('history')").unwrap();
     let columns: Vec<Vec<String>> = (0..output.schema.fields().len())
         .map(|index| texts(&output, index))
         .collect();
@@ -473,10 +473,10 @@ fn the_forecasters_table_function_equals_cordon_run() {
     // Partition mode has no scalar function: a series is not a row.
     let error = query(
         &session,
-        "SELECT quarterly_forecast(region, quarter, nights) FROM history",
+        "SELECT seasonal_forecast(series, time, value) FROM history",
     )
     .unwrap_err();
-    assert!(error.to_string().contains("quarterly_forecast"), "{error}");
+    assert!(error.to_string().contains("seasonal_forecast"), "{error}");
 }
 
 /// A package may not take the name of a SQL function the session already has: it would

@@ -1,4 +1,4 @@
-//! The second method: a linear autoregression over the last [`LAGS`] quarters, trained by the
+//! The second method: a linear autoregression over the last [`LAGS`] values, trained by the
 //! provider (`training/train.py`) and shipped as an ONNX graph that runs on the host through
 //! wasi:nn. The graph scales each window by its own mean, so one set of weights fits regions
 //! of any size; multi-step forecasts feed each prediction back in as the newest lag.

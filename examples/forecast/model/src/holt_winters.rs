@@ -11,6 +11,10 @@
 //! where ⊖/⊕ are minus/plus (additive) or divide/multiply (multiplicative), and φ = 1 without
 //! damping. Parameters are fitted by minimising the one-step sum of squared errors
 //! ([`fit`]); the initial state is the classic heuristic ([`State::heuristic`]).
+//!
+//! Missing observations (NaN) are skipped as a state space model skips them: the state moves
+//! on by its own forecast (`l_t = l_{t-1} + φ·b_{t-1}`, `b_t = φ·b_{t-1}`, `s_t = s_{t-m}`),
+//! with no error to correct it and nothing added to the SSE.
 
 use std::collections::VecDeque;
 
@@ -52,7 +56,9 @@ pub struct State {
 impl State {
     /// The heuristic initial state: level = mean of the first season, trend = (mean of the
     /// second season - mean of the first) / period, seasonal = first season's values minus
-    /// (additive) or divided by (multiplicative) the level. Needs two whole seasons.
+    /// (additive) or divided by (multiplicative) the level. Needs two seasons; missing values
+    /// are left out of the means, and a seasonal term whose first-season value is missing is
+    /// taken from the next season that has it (neutral if none does).
     pub fn heuristic(y: &[f64], spec: Spec) -> Option<State> {
         let m = spec.period;
         if m == 0 || y.len() < 2 * m {
@@ -62,11 +68,28 @@ impl State {
         let second = y.get(m..2 * m)?;
         let level = mean(first);
         let trend = (mean(second) - level) / m as f64;
-        let seasonal = first
-            .iter()
-            .map(|v| match spec.seasonality {
-                Seasonality::Additive => v - level,
-                Seasonality::Multiplicative => v / level,
+        if !level.is_finite() || !trend.is_finite() {
+            return None;
+        }
+        let seasonal = (0..m)
+            .map(|j| {
+                // The first season with a value at position j, against the level then.
+                let found = y
+                    .iter()
+                    .skip(j)
+                    .step_by(m)
+                    .enumerate()
+                    .find(|(_, v)| !v.is_nan());
+                match found {
+                    Some((season, v)) => {
+                        let at = level + trend * (season * m) as f64;
+                        match spec.seasonality {
+                            Seasonality::Additive => v - at,
+                            Seasonality::Multiplicative => v / at,
+                        }
+                    }
+                    None => neutral(spec),
+                }
             })
             .collect();
         Some(State {
@@ -90,7 +113,7 @@ impl State {
     }
 
     /// Takes observation `y` in: returns the one-step forecast made before seeing it, and moves
-    /// the state on.
+    /// the state on (by its own forecast alone when `y` is missing).
     fn step(&mut self, y: f64, spec: Spec, params: Params) -> f64 {
         let Params {
             alpha,
@@ -101,6 +124,12 @@ impl State {
         let season = self.seasonal.pop_front().unwrap_or(neutral(spec));
         let base = self.level + phi * self.trend;
         let predicted = combine(base, season, spec);
+        if y.is_nan() {
+            self.level = base;
+            self.trend *= phi;
+            self.seasonal.push_back(season);
+            return predicted;
+        }
         let level = alpha * remove(y, season, spec) + (1.0 - alpha) * base;
         let trend = beta * (level - self.level) + (1.0 - beta) * phi * self.trend;
         let seasonal = gamma * remove(y, base, spec) + (1.0 - gamma) * season;
@@ -119,7 +148,7 @@ pub struct Fit {
     pub initial: State,
     /// One-step forecasts, one per observation.
     pub fitted: Vec<f64>,
-    /// Sum of squared one-step errors.
+    /// Sum of squared one-step errors over the observations present.
     pub sse: f64,
     /// The state after each observation.
     pub states: Vec<State>,
@@ -153,7 +182,9 @@ pub fn filter(y: &[f64], spec: Spec, params: Params, initial: State) -> Fit {
     let mut sse = 0.0;
     for &value in y {
         let predicted = state.step(value, spec, params);
-        sse += (value - predicted).powi(2);
+        if !value.is_nan() {
+            sse += (value - predicted).powi(2);
+        }
         fitted.push(predicted);
         states.push(state.clone());
     }
@@ -167,6 +198,20 @@ pub fn filter(y: &[f64], spec: Spec, params: Params, initial: State) -> Fit {
     }
 }
 
+/// The one-step SSE of the recursions over `y`: [`filter`] without keeping the states, for
+/// the optimiser, which calls it hundreds of times per fit.
+fn sse(y: &[f64], spec: Spec, params: Params, initial: &State) -> f64 {
+    let mut state = initial.clone();
+    let mut sse = 0.0;
+    for &value in y {
+        let predicted = state.step(value, spec, params);
+        if !value.is_nan() {
+            sse += (value - predicted).powi(2);
+        }
+    }
+    sse
+}
+
 /// Fits α, β, γ (and φ when damped) by minimising the one-step SSE from the heuristic initial
 /// state. `None` when the series is shorter than two seasons, holds a value a multiplicative
 /// model cannot take (zero or negative), or no parameters give a finite SSE.
@@ -177,7 +222,7 @@ pub fn fit(y: &[f64], spec: Spec) -> Option<Fit> {
     let initial = State::heuristic(y, spec)?;
     let objective = |x: &[f64]| {
         let params = params_from(x, spec);
-        let sse = filter(y, spec, params, initial.clone()).sse;
+        let sse = sse(y, spec, params, &initial);
         if sse.is_finite() { sse } else { f64::MAX }
     };
     // A few starting points: smoothing surfaces have local minima.
@@ -237,9 +282,12 @@ fn remove(value: f64, part: f64, spec: Spec) -> f64 {
     }
 }
 
+/// The mean of the values present (NaN when none is).
 pub(crate) fn mean(values: &[f64]) -> f64 {
-    if values.is_empty() {
+    let present = values.iter().filter(|v| !v.is_nan());
+    let count = present.clone().count();
+    if count == 0 {
         return f64::NAN;
     }
-    values.iter().sum::<f64>() / values.len() as f64
+    present.sum::<f64>() / count as f64
 }

@@ -1,13 +1,17 @@
-//! A provider's quarterly forecaster, as it ships inside a Cordon package.
+//! A provider's seasonal forecaster, as it ships inside a Cordon package.
 //!
-//! Cordon calls [`Forecaster::score`] once per series (partition mode: one region's quarters,
-//! in order). For each series the model tries Holt-Winters exponential smoothing (additive or
+//! Cordon calls [`Forecaster::score`] once per series (partition mode: one series' rows, in
+//! time order). For each series the model tries Holt-Winters exponential smoothing (additive or
 //! multiplicative seasonality, plain or damped trend, fitted by minimising the one-step SSE) and
 //! a linear autoregression shipped as the ONNX graph `forecast_ar` (run on the host through
-//! wasi:nn), keeps the one with the smallest error on the last `horizon` quarters, refits it on
-//! the whole series, and returns `horizon` quarters of point forecasts with 80% and 95%
-//! prediction intervals. The host adds the region to every output row. `period` (the season
-//! length) and `horizon` are the manifest's settings, 4 and 8 unless the policy sets them.
+//! wasi:nn), keeps the one with the smallest error on the last `horizon` periods, refits it on
+//! the whole series, and returns `horizon` periods of point forecasts with calibrated 80% and
+//! 95% prediction intervals. The host adds the series key to every output row.
+//!
+//! The manifest's settings, which the consumer's policy may set: `frequency` (how the `time`
+//! labels step: quarterly to half-hourly, see [`time`]), `period` (the season length; 0 for the
+//! frequency's own) and `horizon`. Missing periods, as gaps between labels or empty values, are
+//! skipped by the methods (see [`methods`]).
 
 pub mod accuracy;
 pub mod autoregression;
@@ -15,18 +19,16 @@ pub mod backtest;
 pub mod holt_winters;
 pub mod methods;
 pub mod optimise;
-pub mod quarters;
+pub mod series;
+pub mod time;
 
 use cordon_guest::nn::{self, Tensor};
 use cordon_guest::settings::Settings;
 use cordon_guest::{Batch, BatchBuilder, Model, ModelError, ModelInfo};
 
 use autoregression::{LAGS, OneStep};
-use methods::{Choice, Z80, Z95};
-use quarters::Quarter;
-
-/// Quarters forecast after the last one of each series, unless the policy sets `horizon`.
-pub const HORIZON: usize = 8;
+use methods::{Choice, Level};
+use time::Frequency;
 
 /// The autoregression's graph, by its name in the manifest (`[[graph]] name`).
 const GRAPH: &str = "forecast_ar";
@@ -56,78 +58,68 @@ impl OneStep for GraphAutoregression {
 impl Model for Forecaster {
     fn describe() -> ModelInfo {
         ModelInfo::new(
-            "quarterly-forecast",
+            "seasonal-forecast",
             env!("CARGO_PKG_VERSION"),
-            "quarterly forecasts (8 quarters, or the policy's horizon) with 80% and 95% intervals per series: Holt-Winters or an ONNX autoregression, picked per series",
+            "seasonal forecasts of any regular frequency with calibrated 80% and 95% intervals per series: Holt-Winters or an ONNX autoregression, picked per series",
         )
     }
 
     fn score(input: &Batch) -> Result<Batch, ModelError> {
         let settings = Settings::from_host();
-        // The host checked both against the manifest's ranges; a negative one cannot come.
-        let period = usize::try_from(settings.int64("period")?).unwrap_or(methods::PERIOD);
-        let horizon = usize::try_from(settings.int64("horizon")?).unwrap_or(HORIZON);
-        let (last, y) = read_series(input)?;
-        let forecast =
-            methods::forecast(&y, period, horizon, Choice::Auto, &GraphAutoregression)
-                .map_err(|why| ModelError::InvalidInput(format!("series ending {last}: {why}")))?;
+        // The host checked each against the manifest's choices and ranges.
+        let frequency = Frequency::from_name(settings.text("frequency")?).ok_or_else(|| {
+            ModelError::InvalidInput("the frequency setting is not one this model knows".into())
+        })?;
+        let period = match usize::try_from(settings.int64("period")?) {
+            Ok(0) | Err(_) => frequency.natural_period(),
+            Ok(period) => period,
+        };
+        let horizon = usize::try_from(settings.int64("horizon")?)
+            .unwrap_or(1)
+            .max(1);
+        let labels: Vec<&str> = input
+            .texts("time")?
+            .iter()
+            .map(Option::unwrap_or_default)
+            .collect();
+        let values: Vec<Option<f64>> = input.f64s("value")?.iter().collect();
+        let series =
+            series::Series::read(frequency, &labels, &values).map_err(ModelError::InvalidInput)?;
+        let forecast = methods::forecast(
+            &series.values,
+            period,
+            horizon,
+            Choice::Auto,
+            &GraphAutoregression,
+        )
+        .map_err(|why| {
+            ModelError::InvalidInput(format!(
+                "the series ending {} ({} values, {} missing): {why}",
+                series.last_label(),
+                series.values.len(),
+                series.missing
+            ))
+        })?;
         let steps = 0..horizon;
-        let bound = |z: f64, upper: bool| -> Vec<f64> {
+        let bound = |level: Level, upper: bool| -> Vec<f64> {
             steps
                 .clone()
                 .map(|h| {
-                    let (lo, hi) = forecast.interval(h, z);
+                    let (lo, hi) = forecast.interval(h, level);
                     if upper { hi } else { lo }
                 })
                 .collect()
         };
         BatchBuilder::new()
-            .text(
-                "quarter",
-                steps
-                    .clone()
-                    .map(|h| last.plus(h + 1).to_string())
-                    .collect(),
-            )
+            .text("time", series.labels_after(horizon))
             .text("method", vec![forecast.method.name().to_owned(); horizon])
             .f64("yhat", forecast.points.clone())
-            .f64("lo80", bound(Z80, false))
-            .f64("hi80", bound(Z80, true))
-            .f64("lo95", bound(Z95, false))
-            .f64("hi95", bound(Z95, true))
+            .f64("lo80", bound(Level::P80, false))
+            .f64("hi80", bound(Level::P80, true))
+            .f64("lo95", bound(Level::P95, false))
+            .f64("hi95", bound(Level::P95, true))
             .build()
     }
-}
-
-/// The series' values in order and its last quarter; refuses nulls, unreadable labels and
-/// gaps, naming the quarter at fault.
-fn read_series(input: &Batch) -> Result<(Quarter, Vec<f64>), ModelError> {
-    let labels = input.texts("quarter")?;
-    let values = input.f64s("nights")?;
-    let mut y = Vec::with_capacity(input.num_rows());
-    let mut previous: Option<Quarter> = None;
-    for (label, value) in labels.iter().zip(values.iter()) {
-        let label = label.unwrap_or_default();
-        let quarter = Quarter::parse(label).ok_or_else(|| {
-            ModelError::InvalidInput(format!("`{label}` is not a quarter like 1998Q1"))
-        })?;
-        if let Some(previous) = previous
-            && previous.plus(1) != quarter
-        {
-            return Err(ModelError::InvalidInput(format!(
-                "the series jumps from {previous} to {quarter}: it must have every quarter, in order"
-            )));
-        }
-        let value = value.ok_or_else(|| {
-            ModelError::InvalidInput(format!(
-                "nights is empty at {quarter}: the series must be complete"
-            ))
-        })?;
-        y.push(value);
-        previous = Some(quarter);
-    }
-    let last = previous.ok_or_else(|| ModelError::InvalidInput("an empty series".into()))?;
-    Ok((last, y))
 }
 
 cordon_guest::export_model!(Forecaster);
