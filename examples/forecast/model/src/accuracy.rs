@@ -13,16 +13,22 @@ pub fn mase(train: &[f64], actual: &[f64], predicted: &[f64], period: usize) -> 
 
 /// The in-sample mean absolute error of the seasonal naive forecast, over the pairs present.
 pub fn naive_scale(train: &[f64], period: usize) -> f64 {
-    let differences: Vec<f64> = train
-        .iter()
-        .zip(train.iter().skip(period))
-        .map(|(before, now)| now - before)
-        .filter(|d| d.is_finite())
-        .collect();
+    let differences = seasonal_differences(train, period);
     if differences.is_empty() {
         return f64::NAN;
     }
     differences.iter().map(|d| d.abs()).sum::<f64>() / differences.len() as f64
+}
+
+/// `y_t - y_{t-period}` wherever both are present: the seasonal naive forecast's in-sample
+/// errors.
+fn seasonal_differences(train: &[f64], period: usize) -> Vec<f64> {
+    train
+        .iter()
+        .zip(train.iter().skip(period))
+        .map(|(before, now)| now - before)
+        .filter(|d| d.is_finite())
+        .collect()
 }
 
 /// The seasonal naive forecast of `horizon` steps after `train`: the value one season back, or
@@ -55,12 +61,7 @@ pub fn seasonal_naive_intervals(
     period: usize,
     points: &[f64],
 ) -> [(Vec<f64>, Vec<f64>); 2] {
-    let differences: Vec<f64> = train
-        .iter()
-        .zip(train.iter().skip(period))
-        .map(|(before, now)| now - before)
-        .filter(|d| d.is_finite())
-        .collect();
+    let differences = seasonal_differences(train, period);
     let sigma = (differences.iter().map(|d| d * d).sum::<f64>() / differences.len() as f64).sqrt();
     [Z80, Z95].map(|z| {
         points

@@ -1,7 +1,7 @@
 //! One series as the host hands it over: time labels and values, in time order, read onto the
 //! frequency's grid with every missing period (a gap between labels, or an empty value) as NaN.
 
-use crate::time::{Frequency, Grid, Stamp};
+use crate::time::{Frequency, Grid, Stamp, printable};
 
 /// A series may be missing at most this share of its periods: beyond it the methods would
 /// model the filling, not the data (and a far-off label must not make the guest allocate a
@@ -102,14 +102,6 @@ impl Series {
             .map(|k| self.grid.label(self.last.position + k, self.last))
             .collect()
     }
-}
-
-fn printable(label: &str) -> String {
-    label
-        .chars()
-        .take(40)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }
 
 #[cfg(test)]

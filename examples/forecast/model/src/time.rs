@@ -382,7 +382,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// A label shown in an error: the consumer's own text, at most 40 characters, no controls.
-fn printable(label: &str) -> String {
+pub(crate) fn printable(label: &str) -> String {
     label
         .chars()
         .take(40)
