@@ -9,6 +9,7 @@ use crate::args::current_dir;
 
 pub fn pack(dir: &Path, out: &Path) -> anyhow::Result<()> {
     let package = cordon::package::Package::load(dir)?;
+    refuse_unrunnable_graphs(&package)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let path = out.join(package.file_name());
     package.write(&path)?;
@@ -18,6 +19,34 @@ pub fn pack(dir: &Path, out: &Path) -> anyhow::Result<()> {
         package.files.len(),
         package.digest()
     );
+    Ok(())
+}
+
+/// A graph no consumer could run is refused before it is packed and signed: one that does not
+/// read as ONNX, or that holds what Cordon never hands to ONNX Runtime whatever the policy
+/// (external data, oversized tensors, inputs or outputs wasi:nn cannot carry). Operator domains
+/// are the consumer's policy's to allow, so they are left to `cordon inspect` and the run.
+fn refuse_unrunnable_graphs(package: &cordon::package::Package) -> anyhow::Result<()> {
+    use cordon::nn::graph_info;
+    for graph in &package.graphs {
+        // The file name is the provider's string: escaped, so it cannot forge terminal output.
+        let place = format!(
+            "graph `{}` ({})",
+            graph.spec.name,
+            graph.spec.file.escape_debug()
+        );
+        let info = graph_info::read(&graph.bytes)
+            .map_err(|error| anyhow::anyhow!("cannot pack: {place}: {error}"))?;
+        if let Some(first) = info.refusals.first() {
+            let more = info.refusals.len() as u64 - 1 + info.more_refusals;
+            let rest = if more > 0 {
+                format!(" (and {more} more: cordon inspect lists them)")
+            } else {
+                String::new()
+            };
+            anyhow::bail!("cannot pack: {place}: {first}{rest}");
+        }
+    }
     Ok(())
 }
 

@@ -380,6 +380,18 @@ impl fmt::Display for Inspection {
                         .map(|(op, count)| format!("{} ×{count}", shown(op)))
                         .collect::<Vec<_>>()
                         .join(", ");
+                    for (label, ports) in [("input", &info.inputs), ("output", &info.outputs)] {
+                        for port in ports {
+                            writeln!(f, "  {label:<11} {}", shown(&port.to_string()))?;
+                        }
+                    }
+                    if info.more_ports > 0 {
+                        writeln!(
+                            f,
+                            "  ...         {} more inputs and outputs",
+                            info.more_ports
+                        )?;
+                    }
                     writeln!(f, "  opsets      {opsets}")?;
                     writeln!(f, "  operators   {operators}")?;
                     writeln!(

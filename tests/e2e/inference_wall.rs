@@ -158,6 +158,55 @@ fn external_data_is_refused_at_inspect_check_and_run_naming_graph_and_tensor() {
     assert_churn_still_scores();
 }
 
+/// A graph with a text input (a whole scikit-learn pipeline) can never be fed through wasi:nn:
+/// `cordon pack` refuses it before anything is signed, `inspect` shows its interface and the
+/// refusal by tensor, and a run refuses it before ONNX Runtime sees it, instead of failing at
+/// the first batch.
+#[test]
+fn a_graph_with_a_string_input_is_refused_at_pack_inspect_and_run() {
+    let case = hostile_case(&onnx_graphs::string_input(), "", "");
+
+    let pack = case.cordon(&["pack", "package", "--out", "dist"]);
+    let stderr = String::from_utf8_lossy(&pack.stderr);
+    assert_eq!(pack.status.code(), Some(2), "pack passed: {stderr}");
+    assert!(
+        stderr.contains("cannot pack: graph `hostile` (graphs/hostile.onnx): tensor `contract`: input is tensor(string), which wasi:nn cannot carry"),
+        "{stderr}"
+    );
+    assert!(!case.path("dist").exists(), "nothing is written");
+    assert_eq!(
+        stderr.matches("cannot pack").count(),
+        1,
+        "said once: {stderr}"
+    );
+
+    let inspect = case.cordon(&["inspect", "package"]);
+    let shown = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        shown.contains("  input       contract string [n]"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("  input       tenure float32 [n]"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("  output      probability float32 [n]"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("REFUSED     tensor `contract`: input is tensor(string)"),
+        "{shown}"
+    );
+
+    let error = case.run().unwrap_err();
+    assert!(
+        matches!(&error, RunError::GraphRefused { graph, why } if graph == "hostile" && why.contains("`contract`")),
+        "{error}"
+    );
+    assert!(!case.path("out/results.csv").exists());
+}
+
 #[test]
 fn past_admission_the_jailed_worker_still_cannot_read_the_file() {
     let probe = Case::new();

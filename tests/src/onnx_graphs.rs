@@ -24,6 +24,7 @@ const WIRE_LEN: u64 = 2;
 const FLOAT: u64 = 1;
 const UINT8: u64 = 2;
 const INT64: u64 = 7;
+const STRING: u64 = 8;
 const BOOL: u64 = 9;
 
 /// `AttributeProto.AttributeType` values.
@@ -440,6 +441,23 @@ pub fn identity_f32(input: &str, output: &str) -> Vec<u8> {
         vec![],
         vec![vector_value(input, FLOAT)],
         vec![vector_value(output, FLOAT)],
+    );
+    model(graph, &[], vec![])
+}
+
+/// What a whole scikit-learn pipeline exports as: a text input `contract` (tensor(string)) beside
+/// a `float` input `tenure`, into one `float` output. wasi:nn has no string tensors, so no guest
+/// could feed it: Cordon refuses it at `cordon pack` and on `cordon inspect`.
+pub fn string_input() -> Vec<u8> {
+    let graph = graph(
+        "string_input",
+        vec![node("Identity", &["tenure"], &["probability"], vec![])],
+        vec![],
+        vec![
+            vector_value("contract", STRING),
+            vector_value("tenure", FLOAT),
+        ],
+        vec![vector_value("probability", FLOAT)],
     );
     model(graph, &[], vec![])
 }

@@ -40,6 +40,9 @@ pub const MAX_NAME_BYTES: usize = 256;
 /// graph of a million bad tensors costs no more memory or screen than one of 32.
 pub const MAX_REFUSALS: usize = 32;
 
+/// Most inputs, and most outputs, of the main graph kept for the permissions screen.
+pub const MAX_PORTS: usize = 64;
+
 /// Most characters of an external data location quoted in a refusal.
 const MAX_LOCATION_CHARS: usize = 200;
 
@@ -55,9 +58,11 @@ pub struct GraphInfo {
     pub domains: BTreeSet<String>,
     /// The functions the model defines itself (`ModelProto.functions`): names by domain.
     pub functions: BTreeMap<String, BTreeSet<String>>,
-    /// Names of the main graph's inputs and outputs.
-    pub inputs: Vec<String>,
-    pub outputs: Vec<String>,
+    /// The main graph's inputs and outputs as it declares them, at most [`MAX_PORTS`] each.
+    pub inputs: Vec<Port>,
+    pub outputs: Vec<Port>,
+    /// Inputs and outputs past the first [`MAX_PORTS`]: counted, not kept.
+    pub more_ports: u64,
     /// What made it, as the graph says (`skl2onnx 1.17`, say).
     pub producer: String,
     /// How many tensors the graph stores: initializers and sparse initializers of the main graph
@@ -277,8 +282,8 @@ fn read_graph(bytes: &[u8], scope: &Scope, info: &mut GraphInfo) -> Result<(), G
             (1, Value::Bytes(node)) => read_node(node, scope, info)?,
             (5, Value::Bytes(tensor)) => add_tensor(tensor, &scope.place, info)?,
             (15, Value::Bytes(sparse)) => add_sparse_tensor(sparse, &scope.place, info)?,
-            (11, Value::Bytes(input)) if scope.main => info.inputs.push(value_name(input)?),
-            (12, Value::Bytes(output)) if scope.main => info.outputs.push(value_name(output)?),
+            (11, Value::Bytes(input)) if scope.main => add_port(input, true, info)?,
+            (12, Value::Bytes(output)) if scope.main => add_port(output, false, info)?,
             _ => {}
         }
     }
@@ -411,13 +416,24 @@ fn refuse(info: &mut GraphInfo, tensor: Option<String>, why: String) {
     }
 }
 
-fn value_name(bytes: &[u8]) -> Result<String, GraphInfoError> {
-    for field in Fields(bytes) {
-        if let (1, Value::Bytes(name)) = field? {
-            return text(name);
-        }
+/// An input or output of the main graph: kept (up to [`MAX_PORTS`]), and refused if wasi:nn
+/// cannot carry it, whatever the policy: no guest could feed or read it.
+fn add_port(bytes: &[u8], input: bool, info: &mut GraphInfo) -> Result<(), GraphInfoError> {
+    let port = interface::read_port(bytes)?;
+    if let Some(why) = port.uncarried(input) {
+        refuse(info, Some(port.name.clone()), why);
     }
-    Ok(String::new())
+    let ports = if input {
+        &mut info.inputs
+    } else {
+        &mut info.outputs
+    };
+    if ports.len() < MAX_PORTS {
+        ports.push(port);
+    } else {
+        info.more_ports = info.more_ports.saturating_add(1);
+    }
+    Ok(())
 }
 
 /// ONNX writes the default domain as "" (or "ai.onnx"); name it one way.
@@ -459,8 +475,11 @@ fn shown(text: &str) -> String {
     cut(text).escape_debug().to_string()
 }
 
+mod interface;
 mod protobuf;
 mod tensor;
+
+pub use interface::Port;
 
 use protobuf::{Fields, Value, merged};
 use tensor::{add_sparse_tensor, add_tensor};

@@ -138,8 +138,9 @@ fn reads_opsets_operators_and_io_names() {
     assert_eq!(info.operators["MatMul"], 2);
     assert_eq!(info.operators["Relu"], 1, "subgraph operators count");
     assert_eq!(info.operators["ai.onnx.ml.TreeEnsembleClassifier"], 1);
-    assert_eq!(info.inputs, ["features"]);
-    assert_eq!(info.outputs, ["probabilities"]);
+    let names = |ports: &[Port]| ports.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&info.inputs), ["features"]);
+    assert_eq!(names(&info.outputs), ["probabilities"]);
 }
 
 #[test]
@@ -611,4 +612,89 @@ fn names_are_strict_and_cut() {
         why: "why".into(),
     };
     assert_eq!(refusal.to_string(), "why");
+}
+
+/// A ValueInfoProto: a tensor of ONNX element type `element` with `dims` (a number, or a
+/// symbolic name), or, with `element` 0, a sequence.
+fn port(name: &str, element: u64, dims: &[&str]) -> Vec<u8> {
+    let shape: Vec<u8> = dims
+        .iter()
+        .map(|d| match d.parse::<u64>() {
+            Ok(n) => field(1, &number(1, n)),
+            Err(_) => field(1, &field(2, d.as_bytes())),
+        })
+        .collect::<Vec<_>>()
+        .concat();
+    let type_proto = if element == 0 {
+        field(4, &field(1, &field(1, &number(1, 1))))
+    } else {
+        field(1, &[number(1, element), field(2, &shape)].concat())
+    };
+    [field(1, name.as_bytes()), field(2, &type_proto)].concat()
+}
+
+#[test]
+fn inputs_and_outputs_are_read_with_types_and_shapes() {
+    let graph = [
+        field(1, &node("Relu", "", None)),
+        field(11, &port("lags", 1, &["N", "8"])),
+        field(12, &port("next", 1, &["N", "1"])),
+        field(12, &port("flag", 9, &["N"])),
+    ]
+    .concat();
+    let info = read(&model(&graph, &[])).unwrap();
+    let shown: Vec<String> = info
+        .inputs
+        .iter()
+        .chain(&info.outputs)
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "lags float32 [N, 8]",
+            "next float32 [N, 1]",
+            "flag bool [N]"
+        ]
+    );
+    // A boolean output is read back as uint8: accepted.
+    assert!(refused(&model(&graph, &[])).is_empty());
+}
+
+#[test]
+fn inputs_and_outputs_wasi_nn_cannot_carry_are_refused_by_name() {
+    // A whole scikit-learn pipeline: text in, ZipMap (a sequence of maps) out.
+    let graph = [
+        field(1, &node("Relu", "", None)),
+        field(11, &port("contract", 8, &["N", "1"])),
+        field(11, &port("tenure", 1, &["N", "1"])),
+        field(11, &port("senior", 9, &["N", "1"])),
+        field(12, &port("output_probability", 0, &[])),
+    ]
+    .concat();
+    let refusals = refused(&model(&graph, &[]));
+    let named: Vec<(&str, &str)> = refusals
+        .iter()
+        .map(|r| (r.tensor.as_deref().unwrap_or(""), r.why.as_str()))
+        .collect();
+    assert_eq!(named.len(), 3, "{named:?}");
+    assert_eq!(named[0].0, "contract");
+    assert!(
+        named[0]
+            .1
+            .contains("input is tensor(string), which wasi:nn cannot carry"),
+        "{named:?}"
+    );
+    assert!(named[0].1.contains("encode text in the guest"), "{named:?}");
+    assert_eq!(named[1].0, "senior");
+    assert!(
+        named[1].1.contains("Cast it to bool inside the graph"),
+        "{named:?}"
+    );
+    assert_eq!(named[2].0, "output_probability");
+    assert!(
+        named[2].1.contains("output is a sequence, not a tensor"),
+        "{named:?}"
+    );
+    assert!(named[2].1.contains("'zipmap': False"), "{named:?}");
 }
