@@ -165,7 +165,7 @@ fn a_partition_over_the_limit_stops_the_run() {
     let case = case("partition-rows = 20", "");
     let error = case.run().unwrap_err().to_string();
     assert!(
-        error.contains("a partition has more than 20 rows (limits.partition-rows)"),
+        error.contains("a partition (region=west) has more than 20 rows (limits.partition-rows)"),
         "{error}"
     );
     assert!(!case.path("out/summary.csv").exists());

@@ -57,10 +57,15 @@ pub enum DataError {
         what: String,
         message: String,
     },
+    /// `key` names the partition (` (series=NSWMetro)`), the consumer's own values.
     #[error(
-        "{path}: a partition has more than {limit} rows (limits.partition-rows); is partition-by the right column?"
+        "{path}: a partition{key} has more than {limit} rows (limits.partition-rows); is partition-by the right column?"
     )]
-    PartitionTooLarge { path: PathBuf, limit: u64 },
+    PartitionTooLarge {
+        path: PathBuf,
+        key: String,
+        limit: u64,
+    },
     /// SQL from the policy that does not fit the table, refused at its line in the policy:
     /// `<policy>:<line>: [bind.<input>] filter `<sql>` does not fit <table>: <why>`.
     #[error(transparent)]

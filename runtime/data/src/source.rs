@@ -75,6 +75,8 @@ pub struct TableSource {
 struct Partitions {
     /// Positions of the partition columns among the query's output columns.
     key_positions: Vec<usize>,
+    /// Their names, as the manifest gives them (`partition-by`).
+    key_names: Vec<String>,
     /// Most rows one partition may have (`limits.partition-rows`).
     max_rows: u64,
     /// The rows of the partition being gathered, in order.
@@ -95,6 +97,7 @@ impl Partitions {
                 .filter_map(|name| grant.columns.iter().position(|c| &c.model == name))
                 .map(|position| grant.key.len() + position)
                 .collect(),
+            key_names: grant.partition_by.iter().map(ToString::to_string).collect(),
             max_rows: partition_rows,
             pending: Vec::new(),
             pending_rows: 0,
@@ -302,8 +305,14 @@ impl TableSource {
             partitions.pending_rows += piece.num_rows() as u64;
             partitions.pending.push(piece);
             if partitions.pending_rows > partitions.max_rows {
+                let key = partitions
+                    .pending
+                    .first()
+                    .map(|first| partition_key_text(&partitions.key_names, first, &positions))
+                    .unwrap_or_default();
                 return Err(DataError::PartitionTooLarge {
                     path: self.path.clone(),
+                    key,
                     limit: partitions.max_rows,
                 });
             }
@@ -524,3 +533,28 @@ pub(crate) fn query_error(
 
 #[cfg(test)]
 mod tests;
+
+/// A partition's key as an error shows it, from the first row of `piece`: ` (series=NSWMetro)`,
+/// the consumer's own values without control characters; empty if it cannot be read.
+fn partition_key_text(names: &[String], piece: &RecordBatch, positions: &[usize]) -> String {
+    use datafusion::arrow::util::display::array_value_to_string;
+    let parts: Vec<String> = names
+        .iter()
+        .zip(positions)
+        .filter_map(|(name, position)| {
+            let column = piece.columns().get(*position)?;
+            let value = array_value_to_string(column, 0).ok()?;
+            Some(format!("{name}={value}"))
+        })
+        .collect();
+    if parts.is_empty() {
+        return String::new();
+    }
+    let text: String = parts
+        .join(", ")
+        .chars()
+        .take(200)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    format!(" ({text})")
+}
