@@ -104,6 +104,17 @@ pub fn check(args: CheckArgs) -> anyhow::Result<()> {
             }
         );
     }
+    // The provider's resource hints against the policy's limits: a warning, not a refusal
+    // (hints are the provider's guess; the limits are what the host enforces).
+    let package = cordon::package::Package::load(&args.model.package)?;
+    let policy = cordon::policy::Policy::load(&args.model.policy, &crate::args::current_dir()?)?;
+    let manifest = &package.manifest;
+    for shortfall in manifest
+        .resources
+        .shortfalls(&policy.limits, manifest.input.mode)
+    {
+        eprintln!("warning: {shortfall}");
+    }
     println!("ok: nothing was run and no row was read");
     Ok(())
 }

@@ -37,7 +37,9 @@ pub enum RunError {
     Data(DataError),
     #[error(transparent)]
     OnnxRuntime(#[from] OnnxRuntimeError),
-    #[error("the package has graphs, but no ONNX Runtime library was configured")]
+    #[error(
+        "the package has graphs, but no ONNX Runtime library was configured: pass --onnxruntime <libonnxruntime.so>, set ORT_DYLIB_PATH, or run scripts/setup.sh (it installs one under .onnxruntime/ and prints its path)"
+    )]
     NoOnnxRuntime,
     /// `cordon serve` cannot start or go on: its token file, TLS material, listeners, or a
     /// policy that does not bind requests.

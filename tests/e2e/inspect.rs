@@ -5,7 +5,9 @@ use cordon_test_guests::with_setting;
 use serde_json::Value;
 
 use crate::packaging::{keygen, packed_churn, sign, trust};
-use crate::support::{Case, PROBE_MANIFEST, churn_case, probe_policy, probe_table};
+use crate::support::{
+    Case, PROBE_MANIFEST, churn_case, churn_case_with, probe_policy, probe_table,
+};
 
 fn inspect_json(case: &Case, args: &[&str]) -> Value {
     let mut all = vec!["inspect", "--json"];
@@ -233,4 +235,38 @@ fn inspect_escapes_what_a_provider_wrote() {
         "{stderr}"
     );
     assert!(!case.path("x.cordon").exists() && !case.path("../x.cordon").exists());
+}
+
+/// `cordon check` warns, without refusing, where the policy's limits are below the package's
+/// own resource hints at its batch size: the run would otherwise stop on the CPU limit the
+/// consumer could have raised first. The example policies give what the hints ask.
+#[test]
+fn check_warns_when_the_limits_are_below_the_packages_hints() {
+    let check = |case: &crate::support::Case| {
+        let output = case.cordon(&["check", "--package", "package", "--policy", "policy.toml"]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    // policies/churn.toml: 1,024-row batches of the hint's 1,000 fuel fit in its 2 billion.
+    let stderr = check(&churn_case());
+    assert!(!stderr.contains("warning"), "{stderr}");
+
+    let stderr = check(&churn_case_with(&[
+        ("fuel-per-batch", "100_000"),
+        ("memory", "\"8 MiB\""),
+    ]));
+    assert!(
+        stderr.contains("warning: limits.fuel-per-batch = 100000 is below the package's hint for a full batch: 1000 fuel per row x 1024 rows (limits.batch-rows) = 1024000; batches of more than 100 rows may stop on the CPU limit"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "warning: limits.memory = \"8 MiB\" is below the package's hint, 16 MiB per instance"
+        ),
+        "{stderr}"
+    );
 }

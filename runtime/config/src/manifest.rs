@@ -171,6 +171,47 @@ pub struct ResourceHints {
     pub fuel_per_row: Option<u64>,
 }
 
+impl ResourceHints {
+    /// Where the policy's `limits` give less than these hints ask for, at the policy's batch
+    /// size (`mode` row) or its largest partition (partition mode), each as a sentence for
+    /// `cordon check` to warn with: the run would stop on a limit the consumer could have
+    /// raised beforehand.
+    pub fn shortfalls(&self, limits: &crate::policy::Limits, mode: InputMode) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(memory) = self.memory
+            && memory.bytes() > limits.memory.bytes()
+        {
+            out.push(format!(
+                "limits.memory = \"{}\" is below the package's hint, {memory} per instance",
+                limits.memory
+            ));
+        }
+        if let Some(tensors) = self.tensor_bytes
+            && tensors.bytes() > limits.tensor_bytes.bytes()
+        {
+            out.push(format!(
+                "limits.tensor-bytes = \"{}\" is below the package's hint, {tensors}",
+                limits.tensor_bytes
+            ));
+        }
+        if let Some(per_row) = self.fuel_per_row.filter(|f| *f > 0) {
+            let (rows, what) = match mode {
+                InputMode::Row => (u64::from(limits.batch_rows), "limits.batch-rows"),
+                InputMode::Partition => (limits.partition_rows, "limits.partition-rows"),
+            };
+            let needed = per_row.saturating_mul(rows);
+            if needed > limits.fuel_per_batch {
+                let covered = limits.fuel_per_batch / per_row;
+                out.push(format!(
+                    "limits.fuel-per-batch = {} is below the package's hint for a full batch: {per_row} fuel per row x {rows} rows ({what}) = {needed}; batches of more than {covered} rows may stop on the CPU limit",
+                    limits.fuel_per_batch
+                ));
+            }
+        }
+        out
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawPackage {
