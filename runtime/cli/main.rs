@@ -7,6 +7,7 @@ mod audit;
 mod check;
 mod package;
 mod plot;
+mod project;
 mod run;
 mod serve;
 mod sql;
@@ -45,6 +46,12 @@ enum Command {
     /// Check a policy against a package and its tables without running anything: the grant,
     /// and every filter, mask and column expression planned against the table (no row read).
     Check(check::CheckArgs),
+    /// Start a provider's project: a model crate that builds as it is, its manifest, its
+    /// toolchain and a README, in a new directory.
+    New(project::NewArgs),
+    /// Build a provider's project: the component for wasm32-wasip2 with the guest profile,
+    /// put where the manifest says, then the manifest, graphs and component checked.
+    Build(project::BuildArgs),
     /// Pack a provider's build directory into one NAME-VERSION.cordon file (deterministic).
     Pack {
         /// The directory holding cordon.toml, the component and the graphs.
@@ -110,6 +117,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::serve(args),
         Command::Token(args) => serve::token(args),
         Command::Check(args) => check::check(args),
+        Command::New(args) => project::new(args),
+        Command::Build(args) => project::build(args),
         Command::Pack { dir, out } => package::pack(&dir, &out),
         Command::Keygen { stem } => package::keygen(&stem),
         Command::Sign { key, package } => package::sign(&key, &package),

@@ -26,7 +26,7 @@ pub fn pack(dir: &Path, out: &Path) -> anyhow::Result<()> {
 /// read as ONNX, or that holds what Cordon never hands to ONNX Runtime whatever the policy
 /// (external data, oversized tensors, inputs or outputs wasi:nn cannot carry). Operator domains
 /// are the consumer's policy's to allow, so they are left to `cordon inspect` and the run.
-fn refuse_unrunnable_graphs(package: &cordon::package::Package) -> anyhow::Result<()> {
+pub(crate) fn refuse_unrunnable_graphs(package: &cordon::package::Package) -> anyhow::Result<()> {
     use cordon::nn::graph_info;
     for graph in &package.graphs {
         // The file name is the provider's string: escaped, so it cannot forge terminal output.

@@ -28,6 +28,7 @@ mod output;
 mod packaging;
 mod partition;
 mod policy_snapshots;
+mod project;
 mod sandbox_policy;
 mod serve;
 mod settings;
