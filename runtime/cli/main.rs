@@ -9,6 +9,7 @@ mod package;
 mod plot;
 mod project;
 mod run;
+mod sample;
 mod serve;
 mod sql;
 mod worker;
@@ -52,6 +53,9 @@ enum Command {
     /// Build a provider's project: the component for wasm32-wasip2 with the guest profile,
     /// put where the manifest says, then the manifest, graphs and component checked.
     Build(project::BuildArgs),
+    /// Try a package directory on a sample table under a generated local policy: outputs
+    /// compared with a reference, and the measured needs in the form [resources] takes.
+    Test(sample::TestArgs),
     /// Pack a provider's build directory into one NAME-VERSION.cordon file (deterministic).
     Pack {
         /// The directory holding cordon.toml, the component and the graphs.
@@ -119,6 +123,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::check(args),
         Command::New(args) => project::new(args),
         Command::Build(args) => project::build(args),
+        Command::Test(args) => sample::test(args),
         Command::Pack { dir, out } => package::pack(&dir, &out),
         Command::Keygen { stem } => package::keygen(&stem),
         Command::Sign { key, package } => package::sign(&key, &package),

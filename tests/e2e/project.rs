@@ -153,3 +153,66 @@ fn build_refuses_a_graph_wasi_nn_cannot_feed_and_a_broken_manifest() {
     // Nothing was compiled for a manifest that does not read.
     assert!(!case.path("model-x/model.wasm").exists());
 }
+
+/// `cordon test` on the churn example: its columns found in the raw Telco table by loose
+/// names, its scores compared with the training script's own (onnxruntime's) within 1e-6, its
+/// needs printed as `[resources]`; a tighter tolerance fails naming the column, and a sample
+/// without a column the manifest reads is refused naming it.
+#[test]
+fn cordon_test_compares_with_a_reference_and_measures_needs() {
+    let case = crate::support::churn_case();
+    let sample = root().join("examples/churn/data/telco_churn.csv");
+    let reference = root().join("examples/churn/training/reference.csv");
+    let (sample, reference) = (sample.to_str().unwrap(), reference.to_str().unwrap());
+    let test = |tolerance: &str| {
+        let mut command = case.command(&[
+            "test",
+            "package",
+            "--sample",
+            sample,
+            "--reference",
+            reference,
+            "--tolerance",
+            tolerance,
+            "--onnxruntime",
+        ]);
+        command.arg(crate::support::onnxruntime_library());
+        command.output().unwrap()
+    };
+    let stdout = ok(&test("1e-6"));
+    assert!(stdout.contains("7043 rows in, 7043 out"), "{stdout}");
+    assert!(
+        stdout.contains("churn_probability        max abs diff"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(within tolerance 0.000001)"), "{stdout}");
+    assert!(stdout.contains("[resources]\nmemory = \""), "{stdout}");
+    let fuel: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("fuel-per-row = "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The example's own hint is 1,000; it measured about 520 a row at 1,024-row batches.
+    assert!((300..1_000).contains(&fuel), "{stdout}");
+
+    let stderr = failed(&test("1e-12"));
+    assert!(
+        stderr.contains("churn_probability differ from the reference by more than the tolerance"),
+        "{stderr}"
+    );
+
+    case.write("thin.csv", "tenure,Contract\n1,One year\n");
+    let output = case
+        .command(&["test", "package", "--sample", "thin.csv"])
+        .output()
+        .unwrap();
+    let stderr = failed(&output);
+    assert!(
+        stderr.contains(
+            "thin.csv: no column for the manifest's input column(s) monthly_charges, total_charges"
+        ),
+        "{stderr}"
+    );
+}
