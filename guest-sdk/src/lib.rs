@@ -34,6 +34,34 @@
 //!
 //! On a native target (unit tests of a model's own logic) the wasi:nn functions are not
 //! available: call them only from code that runs inside Cordon.
+//!
+//! # What the host expects back
+//!
+//! [`Model::score`] returns one [`Batch`] with exactly the manifest's output columns, by name
+//! and type, and no others. In row mode it has as many rows as the input, in the same order
+//! (the host re-attaches the consumer's key columns by position); in partition mode any number
+//! of rows, to which the host adds the partition key. Numbers must be finite (a NaN or an
+//! infinity is refused naming the column and row), and the policy's output limits (rows, bytes,
+//! text bytes) apply. A batch that breaks any of this fails the run as the model's invalid
+//! output; an `Err` from `score` fails it as the model's error, with the message shown.
+//!
+//! # Tensors
+//!
+//! wasi:nn tensors are [`nn::ElementType`]s: float16, bfloat16, float32, float64, uint8, int32
+//! and int64, of any shape. There are no string, boolean, map or sequence tensors: encode text
+//! in the guest, feed booleans as uint8 (a graph's boolean output comes back as uint8), and
+//! export classifiers without ZipMap. `cordon pack`, `build` and `inspect` refuse a graph whose
+//! inputs or outputs are of any other kind, naming the tensor. Every tensor byte counts against
+//! the policy's `limits.tensor-bytes`.
+//!
+//! # Fuel
+//!
+//! The host meters the guest's WebAssembly execution in fuel: about one unit per instruction
+//! executed inside the sandbox (graph inference on the host is not counted; its time is bounded
+//! by the run's deadline instead). Each batch, or each partition, may spend at most the
+//! policy's `limits.fuel-per-batch`; past it the run stops with the CPU-limit error. Declare
+//! what a row costs in the manifest's `[resources] fuel-per-row` (`cordon test` measures it), so
+//! that consumers size the limit, and `cordon check` warns them when it is too low.
 
 mod batch;
 pub mod log;
