@@ -101,8 +101,8 @@ fn guest_sdk(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 /// The project's files: a cdylib crate with the guest profile, its toolchain, a model that
 /// builds and passes its test, a manifest that matches it, and a README.
 fn template(name: &str, sdk: &Path) -> Vec<(&'static str, String)> {
-    // TOML basic strings: a path with `"` or `\` in it stays one string.
-    let sdk_path = format!("{:?}", sdk.display().to_string());
+    // A TOML string: a path with `"` or `\` in it stays one string.
+    let sdk_path = crate::sample::toml_string(&sdk.display().to_string());
     vec![
         (
             "Cargo.toml",

@@ -41,7 +41,7 @@ pub fn test(args: TestArgs) -> anyhow::Result<()> {
     for column in &manifest.input.columns {
         let wanted = loose(column.name.as_str());
         match header.iter().find(|h| loose(h) == wanted) {
-            Some(source) => columns.push(format!("{} = {:?}", column.name, source)),
+            Some(source) => columns.push(format!("{} = {}", column.name, toml_string(source))),
             None => missing.push(column.name.to_string()),
         }
     }
@@ -59,12 +59,12 @@ pub fn test(args: TestArgs) -> anyhow::Result<()> {
     // The most a local run may take: the caps the policy parser allows, one instance (so that
     // the peaks are one instance's), CPU only.
     let policy = format!(
-        "version = 1\n[limits]\nmemory = \"4 GiB\"\nfuel-per-batch = 1_000_000_000_000\nwall-time = \"30m\"\ntensor-bytes = \"1 GiB\"\ninstances = 1\n[inference]\ndevices = [\"cpu\"]\n[bind.{input}]\nsource = {source:?}\ncolumns = {{ {columns} }}\n[emit.{output}]\nsink = {sink:?}\n",
+        "version = 1\n[limits]\nmemory = \"4 GiB\"\nfuel-per-batch = 1_000_000_000_000\nwall-time = \"30m\"\ntensor-bytes = \"1 GiB\"\ninstances = 1\n[inference]\ndevices = [\"cpu\"]\n[bind.{input}]\nsource = {source}\ncolumns = {{ {columns} }}\n[emit.{output}]\nsink = {sink}\n",
         input = manifest.input.name,
         output = manifest.output.name,
-        source = sample.display().to_string(),
+        source = toml_string(&sample.display().to_string()),
         columns = columns.join(", "),
-        sink = out.display().to_string(),
+        sink = toml_string(&out.display().to_string()),
     );
     let policy_path = scratch.path().join("policy.toml");
     std::fs::write(&policy_path, &policy)?;
@@ -147,6 +147,11 @@ pub fn test(args: TestArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `text` as a TOML string, whatever it holds (a path or a header may have quotes in it).
+pub(crate) fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
 }
 
 /// A column name as the sample and the manifest are matched: lower case, no `_`, `-`, spaces.
