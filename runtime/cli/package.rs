@@ -51,6 +51,11 @@ pub(crate) fn refuse_unrunnable_graphs(package: &cordon::package::Package) -> an
 }
 
 pub fn keygen(stem: &Path) -> anyhow::Result<()> {
+    // `cordon keygen keys/acme` in a fresh project: the folder is made, as `pack --out` makes its.
+    if let Some(folder) = stem.parent().filter(|f| !f.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("cannot create {}", folder.display()))?;
+    }
     let key = cordon::signing::generate_key()?;
     let (private, public) = cordon::signing::write_key_pair(&key, stem)?;
     let verifying = key.verifying_key();

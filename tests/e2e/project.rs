@@ -75,7 +75,7 @@ fn a_new_project_builds_packs_signs_and_runs() {
     assert!(case.path("credit-model/model.wasm").is_file());
 
     ok(&cordon(&case, &["pack", "credit-model", "--out", "dist"]));
-    std::fs::create_dir_all(case.path("keys")).unwrap();
+    // keygen makes the folder.
     ok(&cordon(&case, &["keygen", "keys/your-company"]));
     let package = "dist/credit-model-0.1.0.cordon";
     ok(&cordon(
