@@ -105,6 +105,11 @@ impl<'a, T: Copy> Column<'a, T> {
     pub fn values(&self) -> &'a [T] {
         self.values
     }
+
+    /// The validity bytes: 0 where a row is null; empty where none is.
+    pub(crate) fn validity(&self) -> &'a [u8] {
+        self.validity
+    }
 }
 
 /// A borrowed view of a text column. Nulls read as `None`.
@@ -132,15 +137,7 @@ impl<'a> TextColumn<'a> {
         validity: &'a [u8],
     ) -> Result<Self, ModelError> {
         let malformed = |why: &str| ModelError::InvalidInput(format!("text column `{name}` {why}"));
-        let bytes = values.bytes.as_slice();
-        if values.offsets.first().is_some_and(|first| *first != 0)
-            || values.offsets.last().map_or(0, |last| *last as usize) != bytes.len()
-        {
-            return Err(malformed("has offsets that do not span its bytes"));
-        }
-        if !non_decreasing(&values.offsets) {
-            return Err(malformed("has offsets that decrease"));
-        }
+        let bytes = check_offsets(name, values)?;
         let text = if is_ascii(bytes) {
             // SAFETY: ASCII is UTF-8, and any cut between two ASCII bytes is a char boundary.
             unsafe { std::str::from_utf8_unchecked(bytes) }
@@ -203,6 +200,33 @@ impl<'a> TextColumn<'a> {
             unsafe { text.get_unchecked(start as usize..end as usize) }
         })
     }
+}
+
+/// The bytes of a text column whose offsets start at 0, never decrease and end at the bytes'
+/// length: what makes slicing it by its offsets safe.
+fn check_offsets<'a>(name: &str, values: &'a wit::TextValues) -> Result<&'a [u8], ModelError> {
+    let malformed = |why: &str| ModelError::InvalidInput(format!("text column `{name}` {why}"));
+    let bytes = values.bytes.as_slice();
+    if values.offsets.first().is_some_and(|first| *first != 0)
+        || values.offsets.last().map_or(0, |last| *last as usize) != bytes.len()
+    {
+        return Err(malformed("has offsets that do not span its bytes"));
+    }
+    if !non_decreasing(&values.offsets) {
+        return Err(malformed("has offsets that decrease"));
+    }
+    Ok(bytes)
+}
+
+/// A text column as bytes, for code that only compares them (the encoders): the offsets are
+/// checked as for a [`TextColumn`], the UTF-8 is not.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TextBytes<'a> {
+    /// One more than there are rows; starting at 0, never decreasing, ending at `bytes.len()`.
+    pub offsets: &'a [u32],
+    pub bytes: &'a [u8],
+    /// 0 where a row is null; empty where none is.
+    pub validity: &'a [u8],
 }
 
 /// Whether no offset is below the one before it. Eight at a time without an early exit: a loop
@@ -320,6 +344,19 @@ impl Batch {
         /// Column `name` as timestamps (microseconds since the Unix epoch, UTC).
         timestamps, Timestamp, i64, Timestamp
     );
+
+    /// Column `name` as text bytes (see [`TextBytes`]).
+    pub(crate) fn text_bytes(&self, name: &str) -> Result<TextBytes<'_>, ModelError> {
+        let column = self.find(name)?;
+        match &column.values {
+            wit::ColumnValues::Text(values) => Ok(TextBytes {
+                bytes: check_offsets(name, values)?,
+                offsets: &values.offsets,
+                validity: &column.validity,
+            }),
+            other => Err(wrong_type(name, ColumnType::Text, column_type(other))),
+        }
+    }
 
     /// Column `name` as text.
     pub fn texts(&self, name: &str) -> Result<TextColumn<'_>, ModelError> {

@@ -54,6 +54,14 @@
 //! inputs or outputs are of any other kind, naming the tensor. Every tensor byte counts against
 //! the policy's `limits.tensor-bytes`.
 //!
+//! # Features from the package's encoders
+//!
+//! [`encoders::get`] reads an encoder the package ships (`[[encoder]]` in the manifest, written
+//! by `scripts/export-sklearn.py` from a fitted scikit-learn `ColumnTransformer`) and turns a
+//! batch into the float32 features the graph was trained on: scaled numbers, one-hot and
+//! ordinal levels, and scikit-learn's missing-value and unknown-level rules, with no category
+//! list copied into the model's code.
+//!
 //! # Fuel
 //!
 //! The host meters the guest's WebAssembly execution in fuel: about one unit per instruction
@@ -64,6 +72,7 @@
 //! that consumers size the limit, and `cordon check` warns them when it is too low.
 
 mod batch;
+pub mod encoders;
 pub mod log;
 pub mod nn;
 pub mod settings;

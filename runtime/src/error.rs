@@ -106,6 +106,15 @@ pub enum RunError {
         package: String,
         version: &'static str,
     },
+    /// The manifest declares encoders, but the component speaks a contract without them.
+    #[error(
+        "{package}: the manifest declares [[encoder]]s, but the component speaks cordon:model@{version}, which has no encoders to read them with; rebuild it with cordon-guest for cordon:model@{}",
+        crate::world::CONTRACT_VERSION
+    )]
+    EncodersUnreadable {
+        package: String,
+        version: &'static str,
+    },
     #[error(transparent)]
     Audit(#[from] AuditError),
     #[error(transparent)]

@@ -24,6 +24,8 @@ pub struct Inspection {
     pub input: InputFacts,
     pub output: OutputFacts,
     pub graphs: Vec<GraphFacts>,
+    /// The feature encoders the package ships (`[[encoder]]`).
+    pub encoders: Vec<EncoderFacts>,
     pub resources: ResourceHints,
     /// The settings the manifest declares, with their defaults; the policy's `[settings]` may
     /// set them.
@@ -97,6 +99,26 @@ pub struct GraphFacts {
     pub refused: Vec<String>,
     /// Why it could not be.
     pub unreadable: Option<String>,
+}
+
+/// One encoder: what it makes of which columns. The levels themselves are the columns'
+/// domains, shown with the input.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EncoderFacts {
+    pub name: String,
+    pub file: String,
+    /// Features per row.
+    pub features: usize,
+    pub columns: Vec<EncodedColumnFacts>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EncodedColumnFacts {
+    pub column: String,
+    /// `number`, `one-hot` or `ordinal`.
+    pub encode: &'static str,
+    /// Levels, for one-hot and ordinal.
+    pub levels: Option<usize>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -194,6 +216,7 @@ pub fn inspect(
             columns: manifest.output.columns.clone(),
         },
         graphs,
+        encoders: manifest.encoders.iter().map(encoder_facts).collect(),
         resources: manifest.resources.clone(),
         settings: manifest.settings.clone(),
         component: ComponentFacts {
@@ -302,6 +325,29 @@ fn size(bytes: u64) -> String {
         format!("{:.1} KiB", b / KIB)
     } else {
         format!("{bytes} B")
+    }
+}
+
+fn encoder_facts(spec: &crate::encoders::EncoderSpec) -> EncoderFacts {
+    use crate::encoders::Encoding;
+    EncoderFacts {
+        name: spec.name.to_string(),
+        file: spec.file.clone(),
+        features: spec.width(),
+        columns: spec
+            .columns
+            .iter()
+            .map(|column| EncodedColumnFacts {
+                column: column.column.to_string(),
+                encode: column.encoding.kind(),
+                levels: match &column.encoding {
+                    Encoding::Number { .. } => None,
+                    Encoding::OneHot { categories, .. } | Encoding::Ordinal { categories } => {
+                        Some(categories.levels.len())
+                    }
+                },
+            })
+            .collect(),
     }
 }
 
@@ -418,6 +464,25 @@ impl fmt::Display for Inspection {
                     "  runs        {place} ([inference] isolation = \"{isolation}\")"
                 )?;
             }
+        }
+
+        for encoder in &self.encoders {
+            let columns: Vec<String> = encoder
+                .columns
+                .iter()
+                .map(|c| match c.levels {
+                    Some(levels) => format!("{} ({}, {levels} levels)", c.column, c.encode),
+                    None => format!("{} ({})", c.column, c.encode),
+                })
+                .collect();
+            writeln!(
+                f,
+                "encoder       {} ({}): {} features from {}",
+                encoder.name,
+                shown(&encoder.file),
+                encoder.features,
+                columns.join(", ")
+            )?;
         }
 
         let r = &self.resources;

@@ -20,7 +20,9 @@
 // The host's crates, below this one (see the README's layout): each module under its old
 // name, so that `cordon::sandbox::Instance`, `crate::grant::Grant` and the rest resolve as
 // they always have.
-pub use cordon_config::{admission, grant, keys, manifest, names, policy, settings, units};
+pub use cordon_config::{
+    admission, encoders, grant, keys, manifest, names, policy, settings, units,
+};
 pub use cordon_contract::{bindings, world};
 pub use cordon_data::{panics, sink, source};
 pub use cordon_package::{archive, files, package, signing};

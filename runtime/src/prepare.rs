@@ -35,7 +35,7 @@ pub struct Admitted {
     /// The policy the grant was resolved under: the model is prepared under this one and no
     /// other (its limits, inference settings and audit paths).
     policy: Policy,
-    /// The contract version the component speaks (`0.3.0`, or an earlier one still served).
+    /// The contract version the component speaks (`0.4.0`, or an earlier one still served).
     pub contract: &'static str,
 }
 
@@ -217,6 +217,7 @@ impl Runtime {
             output: grant.output.clone(),
             domains: crate::sandbox::domain::DomainCheck::new(&grant.input),
             settings: sandbox::GuestSettings::new(&grant.settings),
+            encoders: sandbox::GuestEncoders::new(&package.manifest.encoders),
         };
         Ok(PreparedModel {
             inner: Arc::new(Prepared {
@@ -333,6 +334,13 @@ fn check_component(package: &Package) -> Result<&'static str, RunError> {
     // A model of a contract without settings could not read what the policy sets.
     if !package.manifest.settings.is_empty() && crate::world::WITHOUT_SETTINGS.contains(&version) {
         return Err(RunError::SettingsUnreadable {
+            package: package.path.display().to_string(),
+            version,
+        });
+    }
+    // Nor could it read the encoders the package ships.
+    if !package.manifest.encoders.is_empty() && crate::world::WITHOUT_ENCODERS.contains(&version) {
+        return Err(RunError::EncodersUnreadable {
             package: package.path.display().to_string(),
             version,
         });

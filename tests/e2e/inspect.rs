@@ -82,7 +82,7 @@ fn inspect_shows_what_a_signed_package_asks_for() {
     assert!(!imports.iter().any(|i| i.starts_with("wasi:sockets/")));
     assert_eq!(
         component["world"]["exports"],
-        serde_json::json!(["cordon:model/scorer@0.3.0"])
+        serde_json::json!(["cordon:model/scorer@0.4.0"])
     );
     let files: Vec<&str> = screen["files"]
         .as_array()
@@ -176,14 +176,14 @@ fn imports_outside_the_world_are_refused_by_name() {
     assert!(
         stderr.contains("imports `cordon:model/types@0.1.0`")
             && stderr.contains("a version of Cordon's contract this host does not serve")
-            && stderr.contains("cordon:model@0.3.0 and 0.2.0"),
+            && stderr.contains("cordon:model@0.4.0, 0.3.0 and 0.2.0"),
         "{stderr}"
     );
 
     // A component that imports nothing forbidden but exports no scorer.
     let (_, stderr) = refused_case(&component_importing(&["wasi:io/streams@0.2.6"]));
     assert!(
-        stderr.contains("does not export `cordon:model/scorer@0.3.0`"),
+        stderr.contains("does not export `cordon:model/scorer@0.4.0`"),
         "{stderr}"
     );
 

@@ -34,7 +34,8 @@ format = "onnx"
 "#;
 
 /// A package directory `package/` in a temporary directory, holding `manifest` as its
-/// `cordon.toml`, a component `model.wasm` and a graph `graphs/model.onnx`.
+/// `cordon.toml`, a component `model.wasm`, a graph `graphs/model.onnx` and the encoder files of
+/// `tests/manifest-snapshots/encoders/` under `encoders/`.
 fn package_with(manifest: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let package = dir.path().join("package");
@@ -50,6 +51,17 @@ fn package_with(manifest: &str) -> tempfile::TempDir {
         package.join("graphs/model.onnx"),
     )
     .unwrap();
+    // The encoder files the snapshot manifests name (`[[encoder]] file = "encoders/..."`).
+    let encoders = crate::support::root().join("tests/manifest-snapshots/encoders");
+    std::fs::create_dir_all(package.join("encoders")).unwrap();
+    for entry in std::fs::read_dir(encoders).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(
+            &path,
+            package.join("encoders").join(path.file_name().unwrap()),
+        )
+        .unwrap();
+    }
     dir
 }
 
@@ -88,6 +100,15 @@ snapshot_tests!(
         domain_on_an_output_column,
         duplicate_input_column,
         duplicate_output_column,
+        encoder_column_unknown,
+        encoder_declared_twice,
+        encoder_drop_not_a_level,
+        encoder_file_is_the_graph,
+        encoder_file_not_in_package,
+        encoder_level_outside_domain,
+        encoder_number_of_text,
+        encoder_unknown_key,
+        encoder_version_unsupported,
         graph_declared_twice,
         graph_device_unknown,
         graph_file_escapes_the_package,

@@ -202,5 +202,59 @@ fn a_contract_0_2_model_with_settings_is_refused() {
     );
     let message = error.to_string();
     assert!(message.contains("cordon:model@0.2.0"), "{message}");
+    assert!(message.contains("cordon:model@0.4.0"), "{message}");
+}
+
+/// A model built against contract 0.3.0 still runs and reads its settings through 0.3.0's own
+/// interface.
+#[test]
+fn a_contract_0_3_model_still_runs_and_reads_settings() {
+    let case = Case::new();
+    case.package(
+        cordon_test_guests::CONTRACT_0_3,
+        &manifest_with_settings(),
+        &[],
+    );
+    case.write("input.csv", &probe_table(2));
+    case.write(
+        "policy.toml",
+        &format!("{}\n[settings]\nperiod = 12\n", probe_policy("")),
+    );
+    let summary = case.run().unwrap();
+    assert_eq!(outcomes(&case), vec!["contract 0.3.0, period 12"; 2]);
+    assert!(
+        summary
+            .guest_log
+            .iter()
+            .any(|record| record.message == "scored by a contract 0.3.0 model"),
+        "{:?}",
+        summary.guest_log
+    );
+}
+
+/// A 0.3.0 model cannot read encoders, so a manifest that declares one with it is refused by
+/// name, before anything runs.
+#[test]
+fn a_contract_0_3_model_with_encoders_is_refused() {
+    let case = Case::new();
+    let package = case.package(
+        cordon_test_guests::CONTRACT_0_3,
+        &format!("{PROBE_MANIFEST}\n[[encoder]]\nname = \"features\"\nfile = \"features.toml\"\n"),
+        &[],
+    );
+    std::fs::write(
+        package.join("features.toml"),
+        "encoder-version = 1\n[[column]]\nname = \"x\"\nencode = \"number\"\n",
+    )
+    .unwrap();
+    case.write("input.csv", &probe_table(3));
+    case.write("policy.toml", &probe_policy(""));
+    let error = case.run().unwrap_err();
+    assert!(
+        matches!(error, RunError::EncodersUnreadable { .. }),
+        "{error}"
+    );
+    let message = error.to_string();
     assert!(message.contains("cordon:model@0.3.0"), "{message}");
+    assert!(message.contains("[[encoder]]"), "{message}");
 }

@@ -3,6 +3,7 @@
 //! names the file, line and key at fault.
 
 pub mod admission;
+pub mod encoders;
 pub mod grant;
 pub mod keys;
 pub mod manifest;

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 pub use cordon_contract::types::{ColumnType, InputMode};
 
+use crate::encoders::{EncoderDecl, EncoderSpec};
 use crate::names::Name;
 use crate::units::ByteSize;
 
@@ -156,6 +157,8 @@ struct RawManifest {
     resources: ResourceHints,
     #[serde(default)]
     settings: std::collections::BTreeMap<Name, crate::settings::RawSetting>,
+    #[serde(default)]
+    encoder: Vec<EncoderDecl>,
 }
 
 /// What the provider says the model needs, so that a consumer can set `[limits]` to fit before
@@ -272,6 +275,12 @@ pub struct Manifest {
     pub resources: ResourceHints,
     /// `[settings.<name>]`: typed knobs with defaults, which the policy may set.
     pub settings: Vec<crate::settings::SettingSpec>,
+    /// `[[encoder]]`: feature encoders, each defined by a file of the package.
+    pub encoder_files: Vec<EncoderDecl>,
+    /// The encoders read from those files and checked against the input columns, in the
+    /// manifest's order: empty until [`Manifest::resolve_encoders`] has read them (a
+    /// [`Manifest::load`] or a loaded package has).
+    pub encoders: Vec<EncoderSpec>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -298,7 +307,53 @@ impl Manifest {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, path)
+        let mut manifest = Self::parse(&text, path)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        manifest.resolve_encoders(path, |file| {
+            let file_path = dir.join(file);
+            let too_large = std::fs::metadata(&file_path)
+                .is_ok_and(|m| m.len() > crate::encoders::MAX_ENCODER_FILE_BYTES);
+            if too_large {
+                return Err(ManifestError::Invalid {
+                    path: file_path,
+                    line: None,
+                    message: format!(
+                        "the encoder file is larger than the {} bytes allowed",
+                        crate::encoders::MAX_ENCODER_FILE_BYTES
+                    ),
+                });
+            }
+            std::fs::read_to_string(&file_path).map_err(|source| ManifestError::Read {
+                path: file_path,
+                source,
+            })
+        })?;
+        Ok(manifest)
+    }
+
+    /// Reads each `[[encoder]]`'s file with `read` (given its path inside the package), checks
+    /// it against the input columns and feeds its levels into their domains
+    /// (see [`crate::encoders`]). `manifest_path` names the files in errors.
+    pub fn resolve_encoders(
+        &mut self,
+        manifest_path: &Path,
+        mut read: impl FnMut(&str) -> Result<String, ManifestError>,
+    ) -> Result<(), ManifestError> {
+        let dir = manifest_path.parent().unwrap_or(Path::new(""));
+        let key = format!("input.{}.columns", self.input.name);
+        let mut encoders = Vec::with_capacity(self.encoder_files.len());
+        for decl in &self.encoder_files {
+            let text = read(&decl.file)?;
+            encoders.push(crate::encoders::resolve(
+                decl,
+                &text,
+                &dir.join(&decl.file),
+                &mut self.input.columns,
+                &key,
+            )?);
+        }
+        self.encoders = encoders;
+        Ok(())
     }
 
     /// Validates manifest text; `path` only names the file in errors.
@@ -403,6 +458,7 @@ impl Manifest {
             })?;
         }
         let settings = crate::settings::declared(raw.settings).map_err(at_key)?;
+        check_encoder_files(&raw.encoder, &raw.package.component, &raw.graph).map_err(at_key)?;
 
         Ok(Manifest {
             name: raw.package.name,
@@ -425,6 +481,8 @@ impl Manifest {
             graphs: raw.graph,
             resources: raw.resources,
             settings,
+            encoder_files: raw.encoder,
+            encoders: Vec::new(),
         })
     }
 }
@@ -680,10 +738,59 @@ fn check_partitioning(
     Ok(())
 }
 
+/// `[[encoder]]`s: unique names, at most [`crate::encoders::MAX_ENCODERS`], each a file of its
+/// own inside the package.
+fn check_encoder_files(
+    encoders: &[EncoderDecl],
+    component: &str,
+    graphs: &[GraphSpec],
+) -> Result<(), (String, String)> {
+    use crate::encoders::MAX_ENCODERS;
+    if encoders.len() > MAX_ENCODERS {
+        return Err((
+            "encoder".into(),
+            format!(
+                "the manifest declares {} encoders; at most {MAX_ENCODERS} are allowed",
+                encoders.len()
+            ),
+        ));
+    }
+    let mut names = BTreeSet::new();
+    for (index, encoder) in encoders.iter().enumerate() {
+        if !names.insert(encoder.name.as_str()) {
+            return Err((
+                format!("encoder.{index}.name"),
+                format!("encoder `{}` is declared twice", encoder.name),
+            ));
+        }
+        let at_file = format!("encoder.{index}.file");
+        check_package_path(&encoder.file).map_err(|why| {
+            (
+                at_file.clone(),
+                format!("encoder `{}` file: {why}", encoder.name),
+            )
+        })?;
+        let taken = encoder.file == component
+            || encoder.file == MANIFEST_FILE
+            || graphs.iter().any(|g| g.file == encoder.file)
+            || encoders.iter().take(index).any(|e| e.file == encoder.file);
+        if taken {
+            return Err((
+                at_file,
+                format!(
+                    "encoder `{}` file `{}` is already another file of the package",
+                    encoder.name, encoder.file
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The line where the key at dotted `path` is written (`input.rows.columns.2` is the third
 /// column, `graph.0.file` the first `[[graph]]`'s file), or else where its nearest enclosing
 /// key is; read from the TOML parser's spans. `None` if the text does not parse or names none.
-fn line_of_key(text: &str, path: &str) -> Option<usize> {
+pub(crate) fn line_of_key(text: &str, path: &str) -> Option<usize> {
     use toml::de::DeValue;
 
     let root = toml::de::DeTable::parse(text).ok()?;

@@ -13,14 +13,17 @@ use wasmparser::{Parser, Payload};
 
 /// The contract's current version, as the component's import and export names carry it: what
 /// the guest SDK builds.
-pub const CONTRACT_VERSION: &str = "0.3.0";
+pub const CONTRACT_VERSION: &str = "0.4.0";
 
 /// Every version this host serves, newest first: the current one and the earlier ones kept
 /// beside it (`wit/archive/`), so that a model built with an older guest SDK keeps running.
-pub const SERVED_CONTRACT_VERSIONS: &[&str] = &["0.3.0", "0.2.0"];
+pub const SERVED_CONTRACT_VERSIONS: &[&str] = &["0.4.0", "0.3.0", "0.2.0"];
 
 /// The served versions without `cordon:model/settings` (added in 0.3.0).
 pub const WITHOUT_SETTINGS: &[&str] = &["0.2.0"];
+
+/// The served versions without `cordon:model/encoders` (added in 0.4.0).
+pub const WITHOUT_ENCODERS: &[&str] = &["0.3.0", "0.2.0"];
 
 /// The wasi:nn version Cordon's host implements.
 pub const WASI_NN_VERSION: &str = "0.2.0-rc-2024-10-28";
@@ -246,6 +249,12 @@ fn judge(name: &str) -> Import {
                     "the manifest's settings, with the values the policy gives them",
                 );
             }
+            "encoders" if !WITHOUT_ENCODERS.contains(&version) => {
+                return import(
+                    ImportVerdict::Offered,
+                    "the package's feature encoders, as the manifest declares them",
+                );
+            }
             _ => {}
         }
     }
@@ -254,7 +263,7 @@ fn judge(name: &str) -> Import {
         // type mismatch later.
         return import(
             ImportVerdict::Unknown,
-            "a version of Cordon's contract this host does not serve (it serves cordon:model@0.3.0 and 0.2.0); rebuild the model with a matching cordon-guest SDK",
+            "a version of Cordon's contract this host does not serve (it serves cordon:model@0.4.0, 0.3.0 and 0.2.0); rebuild the model with a matching cordon-guest SDK",
         );
     }
     if let Some((_, note)) = OFFERED_WASI.iter().find(|(prefix, _)| {
@@ -266,7 +275,7 @@ fn judge(name: &str) -> Import {
     }
     import(
         ImportVerdict::Unknown,
-        "not part of the world Cordon offers (WASI 0.2 cli, io, clocks, random, filesystem; wasi:nn; cordon:model/log)",
+        "not part of the world Cordon offers (WASI 0.2 cli, io, clocks, random, filesystem; wasi:nn; cordon:model's log, settings and encoders)",
     )
 }
 
@@ -295,6 +304,15 @@ mod tests {
         // 0.2.0 had no settings.
         assert_eq!(
             verdict("cordon:model/settings@0.2.0"),
+            ImportVerdict::Unknown
+        );
+        assert_eq!(
+            verdict("cordon:model/encoders@0.4.0"),
+            ImportVerdict::Offered
+        );
+        // 0.3.0 had no encoders.
+        assert_eq!(
+            verdict("cordon:model/encoders@0.3.0"),
             ImportVerdict::Unknown
         );
         assert_eq!(verdict("wasi:sockets/tcp@0.2.6"), ImportVerdict::Network);
@@ -340,6 +358,7 @@ mod tests {
         };
         assert!(world(&["cordon:model/scorer@0.2.0"]).check("row").is_ok());
         assert!(world(&["cordon:model/scorer@0.3.0"]).check("row").is_ok());
+        assert!(world(&["cordon:model/scorer@0.4.0"]).check("row").is_ok());
         assert_eq!(
             world(&["cordon:model/scorer@0.2.0"]).contract_version(),
             Some("0.2.0")

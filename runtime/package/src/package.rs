@@ -1,4 +1,4 @@
-//! A package: the manifest, the component and the graphs, with their digests.
+//! A package: the manifest, the component, the graphs and the encoder files, with their digests.
 //!
 //! A provider's build leaves a directory; `cordon pack` turns it into one `.cordon` file
 //! ([`crate::archive`]) holding exactly the files its manifest names; `cordon sign` appends the
@@ -12,6 +12,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::archive::{self, ArchiveError};
+use cordon_config::encoders::MAX_ENCODER_FILE_BYTES;
 use cordon_config::manifest::{GraphSpec, MANIFEST_FILE, Manifest, ManifestError};
 
 /// Largest component accepted.
@@ -51,7 +52,7 @@ pub enum PackageError {
     #[error("{package}: the manifest names `{file}`, but the package has no such file")]
     Missing { package: PathBuf, file: String },
     #[error(
-        "{package}: holds `{file}`, which its manifest does not name; a package holds only the manifest, the component, its graphs and its signature"
+        "{package}: holds `{file}`, which its manifest does not name; a package holds only the manifest, the component, its graphs, its encoder files and its signature"
     )]
     Unlisted { package: PathBuf, file: String },
 }
@@ -90,7 +91,15 @@ impl Package {
 
     /// A provider's build directory: the manifest and the files it names.
     fn load_dir(dir: &Path) -> Result<Package, PackageError> {
-        let manifest = Manifest::load(&dir.join(MANIFEST_FILE))?;
+        // Parsed here, not loaded: the encoder files are read below with the other files and
+        // resolved from those same bytes in `assemble`.
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let text =
+            std::fs::read_to_string(&manifest_path).map_err(|source| ManifestError::Read {
+                path: manifest_path.clone(),
+                source,
+            })?;
+        let manifest = Manifest::parse(&text, &manifest_path)?;
         let mut files = BTreeMap::new();
         let manifest_bytes = read_limited(&dir.join(MANIFEST_FILE), 1 << 20, "manifest")?;
         files.insert(MANIFEST_FILE.to_owned(), manifest_bytes);
@@ -103,6 +112,14 @@ impl Package {
         for spec in &manifest.graphs {
             let bytes = read_limited(&dir.join(&spec.file), MAX_GRAPH_BYTES, "graph")?;
             files.insert(spec.file.clone(), bytes);
+        }
+        for encoder in &manifest.encoder_files {
+            let bytes = read_limited(
+                &dir.join(&encoder.file),
+                MAX_ENCODER_FILE_BYTES,
+                "encoder file",
+            )?;
+            files.insert(encoder.file.clone(), bytes);
         }
         Self::assemble(dir, manifest, files, None, None)
     }
@@ -140,7 +157,7 @@ impl Package {
 
     fn assemble(
         path: &Path,
-        manifest: Manifest,
+        mut manifest: Manifest,
         files: BTreeMap<String, Vec<u8>>,
         archive_sha256: Option<String>,
         signature: Option<Vec<u8>>,
@@ -154,6 +171,31 @@ impl Package {
             .ok_or_else(|| missing(&manifest.component))?
             .clone();
         check_size(path, &component, MAX_COMPONENT_BYTES, "component")?;
+        // The encoders are read from the same bytes that are digested and signed.
+        manifest.resolve_encoders(&path.join(MANIFEST_FILE), |file| {
+            let bytes = files.get(file).ok_or_else(|| {
+                ManifestError::Invalid {
+                    path: path.join(MANIFEST_FILE),
+                    line: None,
+                    message: format!("the manifest names encoder file `{file}`, but the package has no such file"),
+                }
+            })?;
+            if bytes.len() as u64 > MAX_ENCODER_FILE_BYTES {
+                return Err(ManifestError::Invalid {
+                    path: path.join(file),
+                    line: None,
+                    message: format!(
+                        "{} bytes is more than the {MAX_ENCODER_FILE_BYTES} bytes an encoder file may have",
+                        bytes.len()
+                    ),
+                });
+            }
+            String::from_utf8(bytes.clone()).map_err(|_| ManifestError::Invalid {
+                path: path.join(file),
+                line: None,
+                message: "the encoder file is not UTF-8 text".into(),
+            })
+        })?;
         let mut graphs = Vec::with_capacity(manifest.graphs.len());
         for spec in &manifest.graphs {
             let bytes = files.get(&spec.file).ok_or_else(|| missing(&spec.file))?;
@@ -214,10 +256,11 @@ pub fn root_digest<'a>(digests: impl IntoIterator<Item = &'a String>) -> String 
     hex::encode(hasher.finalize())
 }
 
-/// The files a manifest names: itself, the component, the graphs.
+/// The files a manifest names: itself, the component, the graphs, the encoder files.
 fn named_files(manifest: &Manifest) -> Vec<String> {
     let mut names = vec![MANIFEST_FILE.to_owned(), manifest.component.clone()];
     names.extend(manifest.graphs.iter().map(|g| g.file.clone()));
+    names.extend(manifest.encoder_files.iter().map(|e| e.file.clone()));
     names
 }
 

@@ -14,6 +14,7 @@
 mod cache;
 mod clocks;
 pub mod domain;
+mod encoders;
 mod engine;
 mod limits;
 mod log;
@@ -30,6 +31,7 @@ use wasmtime_wasi::{HostMonotonicClock, WasiCtx, WasiCtxView, WasiView};
 
 pub use cache::{CacheDirError, CacheOutcome, CompileCache, WASMTIME_VERSION};
 pub use clocks::CLOCK_RESOLUTION;
+pub use encoders::GuestEncoders;
 pub use engine::{EPOCH_TICK, SandboxEngine};
 pub use limits::LimitExceeded;
 pub use log::{GuestLog, LogRecord, MAX_LOG_MESSAGE_BYTES, MAX_LOG_RECORDS};
@@ -39,7 +41,7 @@ use crate::nn::jail::WorkerError;
 use crate::nn::{InferenceStopped, NnState};
 use cordon_contract::data;
 
-pub use cordon_contract::{bindings, bindings_0_2};
+pub use cordon_contract::{bindings, bindings_0_2, bindings_0_3};
 
 use bindings::cordon::model::types as wit;
 
@@ -121,6 +123,8 @@ pub struct GuestState {
     pub log: GuestLog,
     /// What `cordon:model/settings` answers: empty unless the scorer sets it.
     pub settings: GuestSettings,
+    /// What `cordon:model/encoders` answers: empty unless the scorer sets it.
+    pub encoders: GuestEncoders,
     pub limiter: GuestLimiter,
 }
 
@@ -157,6 +161,7 @@ impl GuestState {
             nn,
             log: GuestLog::default(),
             settings: GuestSettings::default(),
+            encoders: GuestEncoders::default(),
             limiter: GuestLimiter::new(memory_limit),
         }
     }
@@ -202,8 +207,14 @@ impl HasData for HasSettings {
     type Data<'a> = &'a mut GuestSettings;
 }
 
-/// The linker every instance of a run is made from: locked-down WASI, wasi:nn, log and
-/// settings, for every contract version served (each version's interfaces have their own
+struct HasEncoders;
+
+impl HasData for HasEncoders {
+    type Data<'a> = &'a mut GuestEncoders;
+}
+
+/// The linker every instance of a run is made from: locked-down WASI, wasi:nn, log, settings
+/// and encoders, for every contract version served (each version's interfaces have their own
 /// names, so one linker serves them all).
 pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<GuestState>> {
     let mut linker = Linker::new(engine);
@@ -223,6 +234,17 @@ pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<GuestState>>
         &mut linker,
         |s| &mut s.settings,
     )?;
+    bindings::cordon::model::encoders::add_to_linker::<GuestState, HasEncoders>(
+        &mut linker,
+        |s| &mut s.encoders,
+    )?;
+    bindings_0_3::cordon::model::log::add_to_linker::<GuestState, HasLog>(&mut linker, |s| {
+        &mut s.log
+    })?;
+    bindings_0_3::cordon::model::settings::add_to_linker::<GuestState, HasSettings>(
+        &mut linker,
+        |s| &mut s.settings,
+    )?;
     bindings_0_2::cordon::model::log::add_to_linker::<GuestState, HasLog>(&mut linker, |s| {
         &mut s.log
     })?;
@@ -232,6 +254,8 @@ pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<GuestState>>
 /// A component linked to this host, ready to instantiate, at the contract version it speaks.
 pub enum ModelPre {
     Current(bindings::ModelPre<GuestState>),
+    /// Contract 0.3.0, served beside the current one.
+    V0_3(bindings_0_3::ModelPre<GuestState>),
     /// Contract 0.2.0, served beside the current one.
     V0_2(bindings_0_2::ModelPre<GuestState>),
 }
@@ -245,10 +269,10 @@ impl ModelPre {
         version: &str,
     ) -> wasmtime::Result<ModelPre> {
         let pre = linker.instantiate_pre(component)?;
-        Ok(if version == "0.2.0" {
-            ModelPre::V0_2(bindings_0_2::ModelPre::new(pre)?)
-        } else {
-            ModelPre::Current(bindings::ModelPre::new(pre)?)
+        Ok(match version {
+            "0.2.0" => ModelPre::V0_2(bindings_0_2::ModelPre::new(pre)?),
+            "0.3.0" => ModelPre::V0_3(bindings_0_3::ModelPre::new(pre)?),
+            _ => ModelPre::Current(bindings::ModelPre::new(pre)?),
         })
     }
 }
@@ -262,6 +286,7 @@ impl From<bindings::ModelPre<GuestState>> for ModelPre {
 /// An instance's exports, at its contract version.
 enum Model {
     Current(bindings::Model),
+    V0_3(bindings_0_3::Model),
     V0_2(bindings_0_2::Model),
 }
 
@@ -303,6 +328,7 @@ impl Instance {
         set_deadline(&mut store, deadline);
         let model = match pre {
             ModelPre::Current(pre) => Model::Current(pre.instantiate(&mut store)?),
+            ModelPre::V0_3(pre) => Model::V0_3(pre.instantiate(&mut store)?),
             ModelPre::V0_2(pre) => Model::V0_2(pre.instantiate(&mut store)?),
         };
         let fuel_consumed = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
@@ -324,6 +350,7 @@ impl Instance {
         set_deadline(&mut self.store, deadline);
         let result = match &self.model {
             Model::Current(model) => model.cordon_model_scorer().call_describe(&mut self.store),
+            Model::V0_3(model) => model.cordon_model_scorer().call_describe(&mut self.store),
             Model::V0_2(model) => model.cordon_model_scorer().call_describe(&mut self.store),
         };
         self.count_fuel(fuel);
@@ -342,6 +369,9 @@ impl Instance {
         let input = to_wit(batch);
         let result = match &self.model {
             Model::Current(model) => model
+                .cordon_model_scorer()
+                .call_score(&mut self.store, &input),
+            Model::V0_3(model) => model
                 .cordon_model_scorer()
                 .call_score(&mut self.store, &input),
             Model::V0_2(model) => model

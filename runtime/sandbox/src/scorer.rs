@@ -85,6 +85,8 @@ pub struct ScorerTemplate {
     pub domains: DomainCheck,
     /// The settings every instance reads (`cordon:model/settings`).
     pub settings: crate::GuestSettings,
+    /// The encoders every instance reads (`cordon:model/encoders`).
+    pub encoders: crate::GuestEncoders,
 }
 
 impl ScorerTemplate {
@@ -109,6 +111,7 @@ impl ScorerTemplate {
         }
         let mut state = GuestState::new(nn, limits.memory.bytes());
         state.settings = self.settings.clone();
+        state.encoders = self.encoders.clone();
         let started = Instant::now();
         // The state moves into the store; a failed instantiation has no stderr worth showing.
         let instance = Instance::new(
