@@ -224,6 +224,12 @@ columns = [
 # file = "graphs/model.onnx"
 # format = "onnx"
 
+# Feature encoders (scripts/export-sklearn.py writes one from a fitted ColumnTransformer),
+# read with cordon_guest::encoders::get("features"):
+# [[encoder]]
+# name = "features"
+# file = "encoders/features.toml"
+
 # What one instance needs: measure with `cordon run` (its summary prints peak memory and fuel).
 [resources]
 memory = "16 MiB"
@@ -320,11 +326,12 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
         bail!("{}: {why}", target.display());
     }
     println!(
-        "built {} ({} KiB) from {}; the manifest, {} graph(s) and the component check out",
+        "built {} ({} KiB) from {}; the manifest, {} graph(s), {} encoder(s) and the component check out",
         target.display(),
         package.component.len() / 1024,
         wasm.display(),
-        package.graphs.len()
+        package.graphs.len(),
+        package.manifest.encoders.len()
     );
     println!("next: cordon pack {} --out dist", dir.display());
     Ok(())

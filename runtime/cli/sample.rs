@@ -57,9 +57,11 @@ pub fn test(args: TestArgs) -> anyhow::Result<()> {
     let out = scratch.path().join("outputs.csv");
     let sample = std::path::absolute(&args.sample)?;
     // The most a local run may take: the caps the policy parser allows, one instance (so that
-    // the peaks are one instance's), CPU only.
+    // the peaks are one instance's), CPU only. Values outside the manifest's domains are scored
+    // and counted rather than refused: a provider's sample may hold levels the model never saw
+    // on purpose, to see the encoder's unknown-level rule at work.
     let policy = format!(
-        "version = 1\n[limits]\nmemory = \"4 GiB\"\nfuel-per-batch = 1_000_000_000_000\nwall-time = \"30m\"\ntensor-bytes = \"1 GiB\"\ninstances = 1\n[inference]\ndevices = [\"cpu\"]\n[bind.{input}]\nsource = {source}\ncolumns = {{ {columns} }}\n[emit.{output}]\nsink = {sink}\n",
+        "version = 1\n[limits]\nmemory = \"4 GiB\"\nfuel-per-batch = 1_000_000_000_000\nwall-time = \"30m\"\ntensor-bytes = \"1 GiB\"\ninstances = 1\n[inference]\ndevices = [\"cpu\"]\n[bind.{input}]\nsource = {source}\ncolumns = {{ {columns} }}\nout-of-domain = \"count\"\n[emit.{output}]\nsink = {sink}\n",
         input = manifest.input.name,
         output = manifest.output.name,
         source = toml_string(&sample.display().to_string()),

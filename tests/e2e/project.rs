@@ -69,7 +69,7 @@ fn a_new_project_builds_packs_signs_and_runs() {
 
     let built = ok(&cordon(&case, &["build", "credit-model"]));
     assert!(
-        built.contains("the manifest, 0 graph(s) and the component check out"),
+        built.contains("the manifest, 0 graph(s), 0 encoder(s) and the component check out"),
         "{built}"
     );
     assert!(case.path("credit-model/model.wasm").is_file());
@@ -214,5 +214,158 @@ fn cordon_test_compares_with_a_reference_and_measures_needs() {
             "thin.csv: no column for the manifest's input column(s) monthly_charges, total_charges"
         ),
         "{stderr}"
+    );
+}
+
+/// A Python with the exporter's pinned requirements (scripts/export-sklearn-requirements.txt),
+/// in a virtual environment under target/ made on first use from the package registry and
+/// kept while the requirements stay the same.
+fn provider_python() -> std::path::PathBuf {
+    static READY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = READY.lock().unwrap_or_else(|e| e.into_inner());
+    let requirements = root().join("scripts/export-sklearn-requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).unwrap();
+    let venv = root().join("target/provider-venv");
+    let python = venv.join("bin/python");
+    let stamp = venv.join("requirements.txt");
+    if python.is_file() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&wanted) {
+        return python;
+    }
+    let run = |command: &mut std::process::Command| {
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{:?}: {}",
+            command,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(std::process::Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv));
+    run(std::process::Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
+        .arg(&requirements));
+    std::fs::write(&stamp, wanted).unwrap();
+    python
+}
+
+/// The walkthrough's scikit-learn path, outside the repository: `cordon new`, a pipeline with
+/// text and number columns trained and exported by the exporter (an encoder and a graph),
+/// the walkthrough's model code, `cordon build`, `cordon test` against the pipeline's own
+/// `predict_proba` within 1e-6, `pack`, `sign` and `inspect` showing the encoder and the
+/// levels it feeds into the columns' domains.
+#[test]
+fn a_scikit_learn_pipeline_becomes_a_tested_signed_package() {
+    let python = provider_python();
+    let case = Case::new();
+    let sdk = root().join("guest-sdk");
+    ok(&cordon(
+        &case,
+        &["new", "credit-model", "--sdk", sdk.to_str().unwrap()],
+    ));
+    let project = case.path("credit-model");
+    let python_ok = |args: &[&std::ffi::OsStr]| {
+        let output = std::process::Command::new(&python)
+            .current_dir(&project)
+            .args(args)
+            .output()
+            .unwrap();
+        ok(&output)
+    };
+    let train = sdk.join("walkthrough/train_credit.py");
+    python_ok(&[train.as_os_str(), "training".as_ref()]);
+    let export = root().join("scripts/export-sklearn.py");
+    let exported = python_ok(
+        &[
+            export.as_os_str(),
+            "training/credit.joblib".as_ref(),
+            "--graph".as_ref(),
+            "credit".as_ref(),
+            "--sample".as_ref(),
+            "training/sample.csv".as_ref(),
+            "--reference".as_ref(),
+            "training/reference.csv".as_ref(),
+            "--output".as_ref(),
+            "default_probability".as_ref(),
+        ][..],
+    );
+    assert!(
+        exported.contains("wrote encoders/features.toml (5 columns, 13 features per row)"),
+        "{exported}"
+    );
+    assert!(
+        exported
+            .contains("the encoder reproduces the ColumnTransformer on 500 sample rows exactly"),
+        "{exported}"
+    );
+
+    // The manifest as the walkthrough edits it: the exporter's columns, encoder and graph.
+    let manifest = std::fs::read_to_string(project.join("cordon.toml")).unwrap();
+    let manifest = manifest
+        .replace(
+            "  { name = \"x\", type = \"float64\", range = [-100, 100], nullable = false },\n",
+            "  { name = \"age\", type = \"float64\", range = [18, 100] },\n  { name = \"income\", type = \"float64\" },\n  { name = \"purpose\", type = \"text\" },\n  { name = \"housing\", type = \"text\" },\n  { name = \"employment\", type = \"text\", nullable = false },\n",
+        )
+        .replace("name = \"score\"", "name = \"default_probability\"")
+        + "\n[[encoder]]\nname = \"features\"\nfile = \"encoders/features.toml\"\n\n[[graph]]\nname = \"credit\"\nfile = \"graphs/credit.onnx\"\nformat = \"onnx\"\n";
+    std::fs::write(project.join("cordon.toml"), manifest).unwrap();
+    std::fs::copy(
+        sdk.join("walkthrough/credit_model.rs"),
+        project.join("src/lib.rs"),
+    )
+    .unwrap();
+
+    let built = ok(&cordon(&case, &["build", "credit-model"]));
+    assert!(
+        built.contains("the manifest, 1 graph(s), 1 encoder(s) and the component check out"),
+        "{built}"
+    );
+
+    let mut test = case.command(&[
+        "test",
+        "credit-model",
+        "--sample",
+        "credit-model/training/sample.csv",
+        "--reference",
+        "credit-model/training/reference.csv",
+        "--tolerance",
+        "1e-6",
+        "--onnxruntime",
+    ]);
+    test.arg(crate::support::onnxruntime_library());
+    let tested = ok(&test.output().unwrap());
+    assert!(tested.contains("500 rows in, 500 out"), "{tested}");
+    assert!(
+        tested.contains("default_probability      max abs diff")
+            && tested.contains("(within tolerance 0.000001)"),
+        "{tested}"
+    );
+
+    ok(&cordon(&case, &["pack", "credit-model", "--out", "dist"]));
+    ok(&cordon(&case, &["keygen", "keys/your-company"]));
+    let package = "dist/credit-model-0.1.0.cordon";
+    ok(&cordon(
+        &case,
+        &["sign", "--key", "keys/your-company.key", package],
+    ));
+    let inspected = ok(&cordon(&case, &["inspect", package]));
+    assert!(
+        inspected.contains(
+            "encoder       features (encoders/features.toml): 13 features from age (number), income (number), purpose (one-hot, 6 levels), housing (one-hot, 4 levels), employment (ordinal, 5 levels)"
+        ),
+        "{inspected}"
+    );
+    // The encoder's levels are the columns' domains.
+    assert!(
+        inspected.contains("domain      employment: one of \"none\", \"under 1 year\""),
+        "{inspected}"
     );
 }
