@@ -843,6 +843,16 @@ mod tests {
         assert_eq!(long.find_at(buffer, 7, 32), Some(0));
         assert_eq!(long.find_at(buffer, 32, 57), None);
         assert_eq!(long.find_at(buffer, 57, 60), Some(2));
+        // Levels with the same length, head and tail words: the probe must compare the middle
+        // bytes too.
+        let alike: Vec<String> = (0..20)
+            .map(|i| format!("Bank transfer {i:02} (automatic)"))
+            .collect();
+        let table = LevelTable::new(&alike, &[]);
+        for (index, level) in alike.iter().enumerate() {
+            assert_eq!(table.find(level.as_bytes()), Some(index as u32), "{level}");
+        }
+        assert_eq!(table.find(b"Bank transfer 99 (automatic)"), None);
     }
 
     fn credit() -> Encoder {

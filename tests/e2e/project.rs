@@ -74,14 +74,7 @@ fn a_new_project_builds_packs_signs_and_runs() {
     );
     assert!(case.path("credit-model/model.wasm").is_file());
 
-    ok(&cordon(&case, &["pack", "credit-model", "--out", "dist"]));
-    // keygen makes the folder.
-    ok(&cordon(&case, &["keygen", "keys/your-company"]));
-    let package = "dist/credit-model-0.1.0.cordon";
-    ok(&cordon(
-        &case,
-        &["sign", "--key", "keys/your-company.key", package],
-    ));
+    let package = pack_and_sign(&case);
 
     // The consumer's side: trust the key (a path to the .pub file), bind a table, run.
     case.write("input.csv", "id,x\na,0\nb,2\n");
@@ -95,6 +88,19 @@ fn a_new_project_builds_packs_signs_and_runs() {
     let rows = read_csv(&case.path("out/scores.csv"));
     assert_eq!(rows[0], ["a", "0.5"]);
     assert!(rows[1][1].parse::<f64>().unwrap() > 0.88);
+}
+
+/// `cordon pack` of `credit-model/` into `dist/`, a new key (keygen makes its folder) and
+/// `cordon sign` with it; the signed package's path.
+fn pack_and_sign(case: &Case) -> &'static str {
+    ok(&cordon(case, &["pack", "credit-model", "--out", "dist"]));
+    ok(&cordon(case, &["keygen", "keys/your-company"]));
+    let package = "dist/credit-model-0.1.0.cordon";
+    ok(&cordon(
+        case,
+        &["sign", "--key", "keys/your-company.key", package],
+    ));
+    package
 }
 
 /// A project `cordon new` made, in `case`, with `edit` applied to its manifest and `graph`
@@ -349,13 +355,7 @@ fn a_scikit_learn_pipeline_becomes_a_tested_signed_package() {
         "{tested}"
     );
 
-    ok(&cordon(&case, &["pack", "credit-model", "--out", "dist"]));
-    ok(&cordon(&case, &["keygen", "keys/your-company"]));
-    let package = "dist/credit-model-0.1.0.cordon";
-    ok(&cordon(
-        &case,
-        &["sign", "--key", "keys/your-company.key", package],
-    ));
+    let package = pack_and_sign(&case);
     let inspected = ok(&cordon(&case, &["inspect", package]));
     assert!(
         inspected.contains(

@@ -49,43 +49,32 @@ impl Host for GuestLog {
     }
 }
 
-/// The same log for a model of contract 0.3.0, whose interface has its own name and types.
-impl cordon_contract::bindings_0_3::cordon::model::log::Host for GuestLog {
-    fn log(
-        &mut self,
-        level: cordon_contract::bindings_0_3::cordon::model::log::Level,
-        message: String,
-    ) -> wasmtime::Result<()> {
-        use cordon_contract::bindings_0_3::cordon::model::log::Level as Old;
-        let level = match level {
-            Old::Debug => "debug",
-            Old::Info => "info",
-            Old::Warn => "warn",
-            Old::Error => "error",
-        };
-        self.push(level, &message);
-        Ok(())
-    }
+/// The same log for a model of an earlier contract, whose interface has its own name and
+/// (identical) types.
+macro_rules! earlier_contract_log {
+    ($bindings:ident) => {
+        impl cordon_contract::$bindings::cordon::model::log::Host for GuestLog {
+            fn log(
+                &mut self,
+                level: cordon_contract::$bindings::cordon::model::log::Level,
+                message: String,
+            ) -> wasmtime::Result<()> {
+                use cordon_contract::$bindings::cordon::model::log::Level as Old;
+                let level = match level {
+                    Old::Debug => "debug",
+                    Old::Info => "info",
+                    Old::Warn => "warn",
+                    Old::Error => "error",
+                };
+                self.push(level, &message);
+                Ok(())
+            }
+        }
+    };
 }
 
-/// The same log for a model of contract 0.2.0, whose interface has its own name and types.
-impl cordon_contract::bindings_0_2::cordon::model::log::Host for GuestLog {
-    fn log(
-        &mut self,
-        level: cordon_contract::bindings_0_2::cordon::model::log::Level,
-        message: String,
-    ) -> wasmtime::Result<()> {
-        use cordon_contract::bindings_0_2::cordon::model::log::Level as Old;
-        let level = match level {
-            Old::Debug => "debug",
-            Old::Info => "info",
-            Old::Warn => "warn",
-            Old::Error => "error",
-        };
-        self.push(level, &message);
-        Ok(())
-    }
-}
+earlier_contract_log!(bindings_0_3);
+earlier_contract_log!(bindings_0_2);
 
 #[cfg(test)]
 mod tests {
