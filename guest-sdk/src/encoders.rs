@@ -194,6 +194,27 @@ impl Encoder {
                     unknown,
                     drop,
                 } => {
+                    // What the unchecked writes of `encode` rely on: every one-hot write is to
+                    // one of the column's own features.
+                    let invalid = |why: &str| {
+                        ModelError::Internal(format!(
+                            "encoder `{}`, column `{column}`: {why}",
+                            spec.name
+                        ))
+                    };
+                    if matches!(unknown, UnknownLevel::Value(_)) {
+                        return Err(invalid(
+                            "a one-hot encoding ignores or refuses an unknown level; a value is for ordinal",
+                        ));
+                    }
+                    if drop.is_some_and(|index| index >= levels.len()) {
+                        return Err(invalid(
+                            "the dropped level's index is not one of its levels",
+                        ));
+                    }
+                    if levels.len() >= NO_FEATURE as usize {
+                        return Err(invalid("too many levels"));
+                    }
                     let mut positions = Vec::with_capacity(levels.len());
                     let mut next = 0u32;
                     for index in 0..levels.len() {
@@ -452,6 +473,14 @@ impl Encoder {
             return Err(self.short_column(&encoder.column, validity.len()));
         }
         let first = encoder.offset;
+        // Where an unknown value goes: nowhere (ignore), a number (ordinal), or the end of the
+        // loop (refused, named after it).
+        let (unknown_value, refuse_unknown) = match categorical.unknown {
+            UnknownLevel::Ignore => (None, false),
+            UnknownLevel::Value(value) => (Some(value as f32), false),
+            UnknownLevel::Error => (None, true),
+        };
+        let mut refused = None;
         for row in 0..rows {
             // SAFETY: `offsets` has `rows + 1` entries (checked above), in order and inside
             // `bytes` (checked by `Batch::text_bytes`); `validity` has `rows` when not empty.
@@ -476,34 +505,36 @@ impl Encoder {
                         unsafe { *features.get_unchecked_mut(row_start + action as usize) = 1.0 };
                     }
                 }
-                // SAFETY: `first` is inside the row.
+                // SAFETY: an ordinal column has one feature, at `first`, inside the row.
                 Some(level) => unsafe { *features.get_unchecked_mut(row_start) = level as f32 },
-                None => match categorical.unknown {
-                    // An unknown value, or a null without a fill among the levels.
-                    UnknownLevel::Ignore => {}
-                    // SAFETY: as above.
-                    UnknownLevel::Value(unknown) => unsafe {
-                        *features.get_unchecked_mut(row_start) = unknown as f32
-                    },
-                    UnknownLevel::Error => {
-                        let shown = if null {
-                            match &categorical.fill_text {
-                                Some(fill) => format!("null (filled as `{}`)", preview(fill)),
-                                None => "null".to_owned(),
-                            }
-                        } else {
-                            let value = bytes.get(start..end).unwrap_or_default();
-                            format!("`{}`", preview(&String::from_utf8_lossy(value)))
-                        };
-                        return Err(ModelError::InvalidInput(format!(
-                            "column `{}`, row {row}: {shown} is not one of the {} levels encoder `{}` knows",
-                            encoder.column,
-                            categorical.levels.len(),
-                            self.name
-                        )));
+                None => {
+                    if let Some(value) = unknown_value {
+                        // SAFETY: only an ordinal column has an unknown value (see
+                        // `Encoder::new`), and its feature is at `first`.
+                        unsafe { *features.get_unchecked_mut(row_start) = value };
+                    } else if refuse_unknown {
+                        refused = Some((row, null, start, end));
+                        break;
                     }
-                },
+                }
             }
+        }
+        if let Some((row, null, start, end)) = refused {
+            let shown = if null {
+                match &categorical.fill_text {
+                    Some(fill) => format!("null (filled as `{}`)", preview(fill)),
+                    None => "null".to_owned(),
+                }
+            } else {
+                let value = bytes.get(start..end).unwrap_or_default();
+                format!("`{}`", preview(&String::from_utf8_lossy(value)))
+            };
+            return Err(ModelError::InvalidInput(format!(
+                "column `{}`, row {row}: {shown} is not one of the {} levels encoder `{}` knows",
+                encoder.column,
+                categorical.levels.len(),
+                self.name
+            )));
         }
         Ok(())
     }
@@ -915,6 +946,33 @@ mod tests {
                 fill, 0.0, 0.0, -1.0, // boat is ignored; null housing is unknown
             ]
         );
+    }
+
+    #[test]
+    fn specs_the_encoder_cannot_write_safely_are_refused() {
+        let one_hot = |unknown, drop| EncoderSpec {
+            name: "features".into(),
+            columns: vec![(
+                "purpose".into(),
+                Encoding::OneHot {
+                    levels: levels(&["car"]),
+                    fill: None,
+                    unknown,
+                    drop,
+                },
+            )],
+        };
+        for (spec, why) in [
+            (
+                one_hot(UnknownLevel::Value(-1.0), None),
+                "a value is for ordinal",
+            ),
+            (one_hot(UnknownLevel::Ignore, Some(5)), "dropped level"),
+            (one_hot(UnknownLevel::Ignore, Some(0)), "makes no features"),
+        ] {
+            let error = Encoder::new(spec).unwrap_err().to_string();
+            assert!(error.contains(why), "{error}");
+        }
     }
 
     #[test]
