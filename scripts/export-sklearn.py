@@ -74,6 +74,15 @@ def is_missing(value):
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+SUPPORTED = (SimpleImputer, StandardScaler, OneHotEncoder, OrdinalEncoder)
+
+
+def refuse_subclasses(step, where):
+    """A subclass may override transform: only the classes themselves are exported."""
+    if isinstance(step, SUPPORTED) and type(step) not in SUPPORTED:
+        raise Refused(f"{where}: {type(step).__name__} subclasses a scikit-learn class; export the class itself")
+
+
 def steps_of(transformer):
     if isinstance(transformer, Pipeline):
         return [step for _, step in transformer.steps]
@@ -103,9 +112,14 @@ def encode_columns(name, transformer, columns):
         if transformer == "drop":
             return []
         if transformer == "passthrough":
+            for column in columns:
+                if not isinstance(column, str):
+                    raise Refused(f"transformer `{name}`: select columns by name, not {column!r}")
             return [{"name": c, "encode": "number"} for c in columns]
         raise Refused(f"transformer `{name}`: `{transformer}` is not supported")
     steps = steps_of(transformer)
+    for step in steps:
+        refuse_subclasses(step, f"transformer `{name}`")
     imputer = None
     if steps and isinstance(steps[0], SimpleImputer):
         imputer = steps.pop(0)
@@ -136,9 +150,10 @@ def encode_columns(name, transformer, columns):
         if encoder == "passthrough" or isinstance(encoder, StandardScaler):
             entry["encode"] = "number"
             if isinstance(encoder, StandardScaler):
-                if encoder.mean_ is not None:
+                # with_mean=False still fits mean_, but transform does not subtract it.
+                if encoder.with_mean:
                     entry["center"] = float(encoder.mean_[index])
-                if encoder.scale_ is not None:
+                if encoder.with_std:
                     entry["scale"] = float(encoder.scale_[index])
             if "fill" in entry and isinstance(entry["fill"], str):
                 raise Refused(f"{where}: a text fill before a number encoding")
@@ -158,6 +173,9 @@ def encode_columns(name, transformer, columns):
         elif isinstance(encoder, OrdinalEncoder):
             entry["encode"] = "ordinal"
             entry["levels"] = text_levels(encoder.categories_[index], where)
+            infrequent = getattr(encoder, "infrequent_categories_", None)
+            if infrequent is not None and infrequent[index] is not None:
+                raise Refused(f"{where}: infrequent categories (min_frequency, max_categories) are not supported")
             if encoder.handle_unknown == "use_encoded_value":
                 entry["unknown"] = "value"
                 entry["unknown-value"] = float(encoder.unknown_value)
@@ -177,6 +195,8 @@ def encode_columns(name, transformer, columns):
 def encoder_entries(transformer):
     if not isinstance(transformer, ColumnTransformer):
         raise Refused(f"the pipeline's first step is {type(transformer).__name__}, not a ColumnTransformer")
+    if transformer.transformer_weights:
+        raise Refused("ColumnTransformer(transformer_weights=...) is not supported")
     entries = []
     for name, step, columns in transformer.transformers_:
         entries.extend(encode_columns(name, step, list(columns)))
@@ -303,19 +323,31 @@ def main():
 
     encoder_path = args.out / "encoders" / f"{args.encoder}.toml"
     graph_path = args.out / "graphs" / f"{args.graph}.onnx"
-    write_encoder(entries, encoder_path, args.pipeline.name)
-    outputs = export_graph(estimator, width, graph_path)
-    print(f"wrote {encoder_path} ({len(entries)} columns, {width} features per row)")
-    print(f"wrote {graph_path} (input `features` float32 [N, {width}]; outputs {', '.join(outputs)})")
-
+    frame = None
     if args.sample is not None:
+        # Checked before anything is written: a refused export leaves the old files as they were.
         frame = pd.read_csv(args.sample, keep_default_na=True)
         mine = encode_like_cordon(entries, frame)
-        theirs = np.asarray(transformer.transform(frame), dtype=np.float64)
+        theirs = transformer.transform(frame)
+        if hasattr(theirs, "toarray"):
+            theirs = theirs.toarray()
+        theirs = np.asarray(theirs, dtype=np.float64)
         if mine.shape != theirs.shape or not np.array_equal(mine, theirs, equal_nan=True):
             difference = np.nanmax(np.abs(mine - theirs)) if mine.shape == theirs.shape else "shape"
             raise Refused(f"the encoder does not reproduce the ColumnTransformer on the sample ({difference})")
         print(f"checked: the encoder reproduces the ColumnTransformer on {len(frame)} sample rows exactly")
+
+    # Each file appears whole or not at all: written beside its place, then renamed.
+    staged_encoder = encoder_path.with_name(encoder_path.name + ".partial")
+    staged_graph = graph_path.with_name(graph_path.name + ".partial")
+    write_encoder(entries, staged_encoder, args.pipeline.name)
+    outputs = export_graph(estimator, width, staged_graph)
+    staged_encoder.replace(encoder_path)
+    staged_graph.replace(graph_path)
+    print(f"wrote {encoder_path} ({len(entries)} columns, {width} features per row)")
+    print(f"wrote {graph_path} (input `features` float32 [N, {width}]; outputs {', '.join(outputs)})")
+
+    if frame is not None:
         if args.reference is not None:
             if hasattr(estimator, "predict_proba"):
                 probabilities = pipeline.predict_proba(frame)

@@ -174,6 +174,7 @@ impl Encoder {
         let mut width = 0usize;
         let mut columns = Vec::with_capacity(spec.columns.len());
         for (column, encoding) in spec.columns {
+            check_spec(&spec.name, &column, &encoding)?;
             let offset = width;
             let kind = match encoding {
                 Encoding::Number {
@@ -567,6 +568,42 @@ impl Encoder {
     }
 }
 
+/// What [`Encoder::new`] refuses in any column, as the host refuses it in a package's file: a
+/// spec a provider writes by hand in a unit test is held to the same rules.
+fn check_spec(encoder: &str, column: &str, encoding: &Encoding) -> Result<(), ModelError> {
+    let invalid =
+        |why: &str| ModelError::Internal(format!("encoder `{encoder}`, column `{column}`: {why}"));
+    match encoding {
+        Encoding::Number { center, scale, .. } => {
+            if !center.is_finite() || !scale.is_finite() || *scale == 0.0 {
+                return Err(invalid("center and scale must be finite, and scale not 0"));
+            }
+        }
+        Encoding::OneHot { levels, .. } | Encoding::Ordinal { levels, .. } => {
+            if levels.is_empty() {
+                return Err(invalid("it lists no levels"));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            if let Some(twice) = levels.iter().find(|level| !seen.insert(level.as_str())) {
+                return Err(invalid(&format!(
+                    "level `{}` is listed twice",
+                    preview(twice)
+                )));
+            }
+            if let Encoding::Ordinal {
+                unknown: UnknownLevel::Ignore,
+                ..
+            } = encoding
+            {
+                return Err(invalid(
+                    "an ordinal encoding refuses an unknown level or gives it a value; ignore is for one-hot",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One number column's encoding, applied to a batch's values.
 struct Numbers<'a> {
     encoder: &'a Encoder,
@@ -592,6 +629,9 @@ impl Numbers<'_> {
             return Err(self.encoder.short_column(self.column, values.len()));
         }
         let nullable = !validity.is_empty();
+        if nullable && validity.len() != values.len() {
+            return Err(self.encoder.short_column(self.column, validity.len()));
+        }
         for (row, (features, value)) in rows.zip(values).enumerate() {
             let null = nullable && validity.get(row).is_none_or(|valid| *valid == 0);
             let mut value = to_f64(*value);
@@ -969,6 +1009,34 @@ mod tests {
             ),
             (one_hot(UnknownLevel::Ignore, Some(5)), "dropped level"),
             (one_hot(UnknownLevel::Ignore, Some(0)), "makes no features"),
+            (
+                EncoderSpec {
+                    name: "features".into(),
+                    columns: vec![(
+                        "housing".into(),
+                        Encoding::Ordinal {
+                            levels: levels(&["own"]),
+                            fill: None,
+                            unknown: UnknownLevel::Ignore,
+                        },
+                    )],
+                },
+                "ignore is for one-hot",
+            ),
+            (
+                EncoderSpec {
+                    name: "features".into(),
+                    columns: vec![(
+                        "age".into(),
+                        Encoding::Number {
+                            center: 0.0,
+                            scale: 0.0,
+                            fill: None,
+                        },
+                    )],
+                },
+                "scale not 0",
+            ),
         ] {
             let error = Encoder::new(spec).unwrap_err().to_string();
             assert!(error.contains(why), "{error}");

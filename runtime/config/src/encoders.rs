@@ -23,8 +23,11 @@ use crate::names::{Name, printable};
 
 /// Most encoders one package may ship.
 pub const MAX_ENCODERS: usize = 16;
-/// Largest encoder file.
+/// Largest encoder file, and the most bytes all of a package's encoder files may have together:
+/// the host keeps them in memory and copies them to every instance that asks.
 pub const MAX_ENCODER_FILE_BYTES: u64 = 4 * 1024 * 1024;
+/// Most levels all of a package's encoders may list together.
+pub const MAX_ENCODER_LEVELS: usize = 65_536;
 /// Most columns one encoder may encode.
 pub const MAX_ENCODED_COLUMNS: usize = 4096;
 /// Most features one encoder may produce per row.
@@ -51,9 +54,24 @@ pub struct EncoderSpec {
 }
 
 impl EncoderSpec {
+    /// Levels its text columns list.
+    pub fn levels(&self) -> usize {
+        self.columns
+            .iter()
+            .map(|c| match &c.encoding {
+                Encoding::Number { .. } => 0,
+                Encoding::OneHot { categories, .. } | Encoding::Ordinal { categories } => {
+                    categories.levels.len()
+                }
+            })
+            .sum()
+    }
+
     /// Features per row.
     pub fn width(&self) -> usize {
-        self.columns.iter().map(|c| c.encoding.width()).sum()
+        self.columns
+            .iter()
+            .fold(0usize, |sum, c| sum.saturating_add(c.encoding.width()))
     }
 }
 
@@ -88,9 +106,10 @@ impl Encoding {
     pub fn width(&self) -> usize {
         match self {
             Encoding::Number { .. } | Encoding::Ordinal { .. } => 1,
-            Encoding::OneHot { categories, drop } => {
-                categories.levels.len() - usize::from(drop.is_some())
-            }
+            Encoding::OneHot { categories, drop } => categories
+                .levels
+                .len()
+                .saturating_sub(usize::from(drop.is_some())),
         }
     }
 
@@ -165,11 +184,15 @@ enum RawUnknown {
 
 /// Parses and checks one encoder file against the manifest's input columns, and feeds its
 /// levels into their domains. `path` only names the file in errors.
+///
+/// `declared` names the columns whose levels the manifest itself declares: an encoder's levels
+/// must lie inside those; other columns take the union of their encoders' levels.
 pub fn resolve(
     decl: &EncoderDecl,
     text: &str,
     path: &Path,
     columns: &mut [ColumnSpec],
+    declared: &BTreeSet<Name>,
     input_key: &str,
 ) -> Result<EncoderSpec, ManifestError> {
     let raw: RawEncoderFile = toml::from_str(text).map_err(|error| ManifestError::Parse {
@@ -213,7 +236,7 @@ pub fn resolve(
     let mut width = 0usize;
     for (index, column) in raw.column.into_iter().enumerate() {
         let key = format!("column.{index}");
-        let encoding = encoding(&column, columns, input_key)
+        let encoding = encoding(&column, columns, declared, input_key)
             .map_err(|(field, message)| invalid_at(&format!("{key}.{field}"), message))?;
         width = width.saturating_add(encoding.width());
         if width > MAX_FEATURES {
@@ -242,10 +265,11 @@ pub fn resolve(
 fn encoding(
     raw: &RawColumn,
     columns: &mut [ColumnSpec],
+    declared: &BTreeSet<Name>,
     input_key: &str,
 ) -> Result<Encoding, (&'static str, String)> {
     let name = &raw.name;
-    let Some(declared) = columns.iter_mut().find(|c| c.name == *name) else {
+    let Some(column) = columns.iter_mut().find(|c| c.name == *name) else {
         return Err((
             "name",
             format!("column `{name}` is not among the manifest's {input_key}"),
@@ -264,14 +288,14 @@ fn encoding(
     match raw.encode {
         RawKind::Number => {
             if !matches!(
-                declared.ty,
+                column.ty,
                 ColumnType::Int64 | ColumnType::Float64 | ColumnType::Float32 | ColumnType::Boolean
             ) {
                 return Err((
                     "encode",
                     format!(
                         "column `{name}` is {}; a number encoding takes int64, float64, float32 or boolean",
-                        declared.ty
+                        column.ty
                     ),
                 ));
             }
@@ -315,12 +339,12 @@ fn encoding(
             } else {
                 "ordinal"
             };
-            if declared.ty != ColumnType::Text {
+            if column.ty != ColumnType::Text {
                 return Err((
                     "encode",
                     format!(
                         "column `{name}` is {}; a {kind} encoding takes text",
-                        declared.ty
+                        column.ty
                     ),
                 ));
             }
@@ -403,7 +427,7 @@ fn encoding(
                 }
                 Some(_) => return Err(("drop", format!("column `{name}`: drop is for one-hot"))),
             };
-            feed_domain(declared, &levels)?;
+            feed_domain(column, declared.contains(name), &levels)?;
             let categories = Categories {
                 levels,
                 fill,
@@ -454,26 +478,48 @@ fn check_levels(name: &Name, levels: &[String]) -> Result<(), (&'static str, Str
     Ok(())
 }
 
-/// The encoder's levels are the column's domain: taken as it where the manifest declares none,
-/// and required to lie inside it where the manifest does.
-fn feed_domain(declared: &mut ColumnSpec, levels: &[String]) -> Result<(), (&'static str, String)> {
-    match &declared.levels {
-        None => {
-            declared.levels = Some(levels.to_vec());
-            Ok(())
-        }
-        Some(domain) => match levels.iter().find(|level| !domain.contains(level)) {
+/// The encoder's levels are the column's domain: where the manifest declares the column's
+/// levels, every level the encoder knows must be among them; where it does not, the column
+/// takes the levels of every encoder that reads it.
+fn feed_domain(
+    column: &mut ColumnSpec,
+    declared: bool,
+    levels: &[String],
+) -> Result<(), (&'static str, String)> {
+    let known: std::collections::HashSet<&str> =
+        column.levels.iter().flatten().map(String::as_str).collect();
+    let outside: Vec<&String> = levels
+        .iter()
+        .filter(|l| !known.contains(l.as_str()))
+        .collect();
+    if declared {
+        return match outside.first() {
             None => Ok(()),
             Some(outside) => Err((
                 "levels",
                 format!(
                     "column `{}`: the encoder knows level `{}`, which the manifest's levels for the column do not list; re-export the encoder or leave the column's levels out of the manifest (the encoder's become them)",
-                    declared.name,
+                    column.name,
                     printable(outside, 64)
                 ),
             )),
-        },
+        };
     }
+    let outside: Vec<String> = outside.into_iter().cloned().collect();
+    let domain = column.levels.get_or_insert_with(Vec::new);
+    domain.extend(outside);
+    if domain.len() > crate::manifest::MAX_LEVELS {
+        return Err((
+            "levels",
+            format!(
+                "column `{}`: its encoders know {} levels together; at most {} are allowed",
+                column.name,
+                domain.len(),
+                crate::manifest::MAX_LEVELS
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -505,6 +551,7 @@ mod tests {
             text,
             Path::new("encoders/features.toml"),
             &mut columns,
+            &BTreeSet::new(),
             "input.rows.columns",
         )
         .map(|spec| (spec, columns))
@@ -597,11 +644,13 @@ fill = "home"
     fn levels_outside_the_manifest_domain_are_refused() {
         let mut columns = columns();
         columns[1].levels = Some(vec!["car".into(), "home".into()]);
+        let declared = BTreeSet::from([name("purpose")]);
         let error = resolve(
             &decl(),
             GOOD,
             Path::new("f.toml"),
             &mut columns,
+            &declared,
             "input.rows.columns",
         )
         .unwrap_err()
@@ -619,8 +668,32 @@ fill = "home"
             GOOD,
             Path::new("f.toml"),
             &mut columns,
+            &declared,
             "input.rows.columns",
         )
         .unwrap();
+        // Levels the manifest did not declare are the union of the encoders'.
+        let mut columns = self::columns();
+        columns[1].levels = Some(vec!["boat".into(), "car".into()]);
+        resolve(
+            &decl(),
+            GOOD,
+            Path::new("f.toml"),
+            &mut columns,
+            &BTreeSet::new(),
+            "input.rows.columns",
+        )
+        .unwrap();
+        assert_eq!(
+            columns[1].levels.as_deref(),
+            Some(
+                &[
+                    "boat".to_owned(),
+                    "car".into(),
+                    "home".into(),
+                    "study".into()
+                ][..]
+            )
+        );
     }
 }

@@ -339,18 +339,49 @@ impl Manifest {
         manifest_path: &Path,
         mut read: impl FnMut(&str) -> Result<String, ManifestError>,
     ) -> Result<(), ManifestError> {
+        use crate::encoders::{MAX_ENCODER_FILE_BYTES, MAX_ENCODER_LEVELS};
         let dir = manifest_path.parent().unwrap_or(Path::new(""));
         let key = format!("input.{}.columns", self.input.name);
+        let declared: BTreeSet<Name> = self
+            .input
+            .columns
+            .iter()
+            .filter(|c| c.levels.is_some())
+            .map(|c| c.name.clone())
+            .collect();
+        let too_much = |message: String| ManifestError::Invalid {
+            path: manifest_path.to_owned(),
+            // The limits are on the encoders together, at no one line.
+            line: None,
+            message,
+        };
         let mut encoders = Vec::with_capacity(self.encoder_files.len());
+        let (mut bytes, mut levels) = (0u64, 0usize);
         for decl in &self.encoder_files {
             let text = read(&decl.file)?;
-            encoders.push(crate::encoders::resolve(
+            // Together, not only each: the host keeps every encoder and copies it to each
+            // instance that asks.
+            bytes = bytes.saturating_add(text.len() as u64);
+            if bytes > MAX_ENCODER_FILE_BYTES {
+                return Err(too_much(format!(
+                    "the encoder files hold more than {MAX_ENCODER_FILE_BYTES} bytes together"
+                )));
+            }
+            let encoder = crate::encoders::resolve(
                 decl,
                 &text,
                 &dir.join(&decl.file),
                 &mut self.input.columns,
+                &declared,
                 &key,
-            )?);
+            )?;
+            levels = levels.saturating_add(encoder.levels());
+            if levels > MAX_ENCODER_LEVELS {
+                return Err(too_much(format!(
+                    "the encoders list more than {MAX_ENCODER_LEVELS} levels together"
+                )));
+            }
+            encoders.push(encoder);
         }
         self.encoders = encoders;
         Ok(())
