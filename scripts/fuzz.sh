@@ -18,7 +18,7 @@ case "$seconds" in
 esac
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(manifest policy archive signature_bundle onnx_graph guest_batch csv_source)
+  targets=(manifest encoder_file policy archive signature_bundle onnx_graph guest_batch csv_source)
 fi
 
 # The instrumented build: only the runtime and the targets get coverage (scripts/fuzz-rustc);

@@ -34,6 +34,7 @@ pub type Target = fn(&[u8]);
 /// Every target by the name `scripts/fuzz.sh` and the corpus folders use.
 pub const TARGETS: &[(&str, Target)] = &[
     ("manifest", manifest),
+    ("encoder_file", encoder_file),
     ("policy", policy),
     ("archive", archive),
     ("signature_bundle", signature_bundle),
@@ -124,6 +125,53 @@ pub fn manifest(data: &[u8]) {
         return;
     };
     let _ = Grant::resolve(&manifest, &fixture().policy, None);
+}
+
+/// The input columns the encoder target's files are checked against: the walkthrough's credit
+/// model's, with one domain declared by the manifest.
+pub const ENCODER_MANIFEST: &str = r#"
+manifest-version = 1
+[package]
+name = "credit-model"
+version = "0.1.0"
+publisher = "tests"
+license = "MIT"
+description = "d"
+component = "model.wasm"
+[input.rows]
+mode = "row"
+columns = [
+  { name = "age", type = "float64" },
+  { name = "income", type = "float64" },
+  { name = "purpose", type = "text" },
+  { name = "housing", type = "text", levels = ["free", "missing", "own", "rent"] },
+  { name = "employment", type = "text" },
+  { name = "member", type = "boolean" },
+]
+[output.scores]
+columns = [{ name = "default_probability", type = "float64" }]
+[[encoder]]
+name = "features"
+file = "encoders/features.toml"
+"#;
+
+/// An encoder file (`[[encoder]]`), as a package load reads it: checked against the manifest's
+/// input columns, its levels fed into their domains, its width summed.
+pub fn encoder_file(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(mut manifest) = Manifest::parse(ENCODER_MANIFEST, Path::new("cordon.toml")) else {
+        return;
+    };
+    if manifest
+        .resolve_encoders(Path::new("cordon.toml"), |_| Ok(text.to_owned()))
+        .is_ok()
+    {
+        for encoder in &manifest.encoders {
+            let _ = (encoder.width(), encoder.levels());
+        }
+    }
 }
 
 /// A consumer's policy, then the grant it gives the example manifest: under no role, and

@@ -189,4 +189,14 @@ fn seeds_reach_past_the_first_refusal() {
         let text = std::fs::read_to_string(&seed).unwrap();
         cordon::manifest::Manifest::parse(&text, &seed).unwrap();
     }
+    // Each encoder seed resolves against the target's manifest.
+    for seed in inputs(&dir("corpus", "encoder_file")) {
+        let text = std::fs::read_to_string(&seed).unwrap();
+        let mut manifest =
+            cordon::manifest::Manifest::parse(cordon_fuzz::ENCODER_MANIFEST, &seed).unwrap();
+        manifest
+            .resolve_encoders(&seed, |_| Ok(text.clone()))
+            .unwrap();
+        assert_eq!(manifest.encoders.len(), 1, "{}", seed.display());
+    }
 }
